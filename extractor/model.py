@@ -1,0 +1,133 @@
+"""The Snapshot: the versioned wire contract between the extractor and the exporter.
+
+Counters are kept as the kernel's integers (nanoseconds, bytes, counts) so that the
+exporter can meter exact deltas; seconds are derived only for people. Every field the
+kernel may not offer (an older kernel, a controller that is not enabled) is optional, and
+a failure to read something goes into an ``errors`` list instead of aborting the pass.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Runtime = Literal["containerd", "crio", "docker", "podman", "unknown"]
+Qos = Literal["guaranteed", "burstable", "besteffort"]
+CgroupVersion = Literal["v1", "v2", "hybrid"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Cpu(_Model):
+    """Cumulative CPU counters of one cgroup, converted to nanoseconds."""
+
+    usage_ns: int
+    user_ns: int | None = None
+    system_ns: int | None = None
+    throttled_ns: int | None = None
+    periods: int | None = None
+    throttled_periods: int | None = None
+
+
+class Memory(_Model):
+    """Memory of one cgroup in bytes; working set is usage minus inactive file, as cAdvisor."""
+
+    current_bytes: int | None = None
+    peak_bytes: int | None = None
+    working_set_bytes: int | None = None
+    limit_bytes: int | None = None
+
+
+class Usage(_Model):
+    """What the kernel accounts for one cgroup directory."""
+
+    cgroup: str = Field(description="host-absolute cgroup path, e.g. /kubepods/burstable/pod…/…")
+    cpu: Cpu | None = None
+    memory: Memory | None = None
+    pids: int | None = None
+
+
+class RuntimeComponent(_Model):
+    """A framework or server found inside a runtime (Spring Boot, Quarkus, Tomcat, …)."""
+
+    name: str
+    version: str | None = None
+
+
+class Fingerprint(BaseModel):
+    """OS and language runtime of a container, in insights-runtime-extractor's field names.
+
+    Those names are a contract with that tool's consumers; further detectors may add
+    fields under new names (hence ``extra="allow"``), never rename these.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    os: str | None = None
+    osVersion: str | None = None  # noqa: N815 - insights-runtime-extractor's field name
+    kind: str | None = None
+    kindVersion: str | None = None  # noqa: N815
+    kindImplementer: str | None = None  # noqa: N815
+    runtimes: list[RuntimeComponent] = Field(default_factory=list)
+    error: str | None = None
+
+    def compatible(self) -> dict[str, object]:
+        """The insights-runtime-extractor view: its fields only, empty ones omitted."""
+        out: dict[str, object] = {}
+        for key in ("os", "osVersion", "kind", "kindVersion", "kindImplementer"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        if self.runtimes:
+            out["runtimes"] = [r.model_dump(exclude_none=True) for r in self.runtimes]
+        return out
+
+
+class Container(_Model):
+    """One container cgroup found on the node."""
+
+    id: str
+    runtime: Runtime
+    name: str | None = None
+    namespace: str | None = None
+    pod_name: str | None = None
+    pod_uid: str | None = None
+    qos: Qos | None = None
+    sandbox: bool = False
+    sandbox_id: str | None = None
+    image: str | None = None
+    pids: list[int] = Field(default_factory=list)
+    started_at: float | None = Field(default=None, description="unix seconds")
+    runtime_seconds: float | None = None
+    usage: Usage | None = None
+    fingerprint: Fingerprint | None = None
+    errors: list[str] = Field(default_factory=list)
+
+
+class Pod(_Model):
+    """A pod's own cgroup: its counters keep the CPU of containers that already exited."""
+
+    uid: str
+    namespace: str | None = None
+    name: str | None = None
+    qos: Qos | None = None
+    usage: Usage | None = None
+    container_ids: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
+class Snapshot(_Model):
+    """One pass over a node."""
+
+    schema_version: int = SCHEMA_VERSION
+    node: str
+    taken_at: float = Field(description="unix seconds when the pass started")
+    cgroup_version: CgroupVersion
+    pods: list[Pod] = Field(default_factory=list)
+    containers: list[Container] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the distribution packages the root-only tests use (listed in
+# scripts/system-packages.txt), when running as root and they are missing.
+# Unprivileged runs skip this: those tests skip themselves.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "system-deps: not root or no apt-get; root-only tests will be skipped"
+  exit 0
+fi
+missing=()
+while read -r pkg; do
+  pkg=${pkg%%#*}; pkg=$(echo "$pkg" | xargs)
+  [ -n "$pkg" ] || continue
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done < "$here/system-packages.txt"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "system-deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
