@@ -1,0 +1,48 @@
+"""Exporter configuration from the environment (prefix ``RUNTIME_INSIGHTS_``).
+
+Bad values stop the process at start with a message naming the setting: a node agent
+that silently falls back to defaults is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNTIME_INSIGHTS_", extra="forbid")
+
+    # the extractor
+    extractor_socket: str = "/run/runtime-insights/extractor.sock"
+    poll_interval_seconds: float = Field(default=10.0, gt=0)
+    extractor_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # listening
+    host: str = "0.0.0.0"
+    port: int = Field(default=8443, ge=0, le=65535)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    max_request_bytes: int = Field(default=64 * 1024, gt=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # authentication and authorization (on in the manifests, off for local use)
+    auth_enabled: bool = False
+    auth_cache_ttl_seconds: float = Field(default=60.0, ge=0)
+    requestheader_client_ca_file: str | None = None
+    requestheader_allowed_names: list[str] = Field(default_factory=list)
+
+    # the Kubernetes API
+    kube_enabled: bool = True
+    kubeconfig: str | None = None
+    node_name: str | None = Field(default=None, description="this node; from the downward API")
+    watch_timeout_seconds: int = Field(default=300, gt=0)
+    api_read_timeout_seconds: float = Field(default=330.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError(
+                "RUNTIME_INSIGHTS_TLS_CERT_FILE and RUNTIME_INSIGHTS_TLS_KEY_FILE go together"
+            )
+        return self
