@@ -33,7 +33,7 @@ class ContainerStatus(BaseModel):
     container_id: str | None = Field(
         default=None, description="bare ID, without the runtime:// prefix"
     )
-    runtime: str | None = Field(default=None, description="prefix of containerID: containerd, cri-o")
+    runtime: str | None = Field(default=None, description="containerID prefix: containerd, cri-o")
     image: str | None = None
     image_id: str | None = None
     restart_count: int = 0

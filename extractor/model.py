@@ -69,10 +69,10 @@ class Fingerprint(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     os: str | None = None
-    osVersion: str | None = None  # noqa: N815 - insights-runtime-extractor's field name
+    osVersion: str | None = None  # insights-runtime-extractor field names (camelCase)
     kind: str | None = None
-    kindVersion: str | None = None  # noqa: N815
-    kindImplementer: str | None = None  # noqa: N815
+    kindVersion: str | None = None
+    kindImplementer: str | None = None
     runtimes: list[RuntimeComponent] = Field(default_factory=list)
     error: str | None = None
 
