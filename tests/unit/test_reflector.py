@@ -1,0 +1,336 @@
+"""The pod reflector against the fake API server: list, watch, bookmarks, drops, 410, outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import pytest
+
+from exporter.kube_config import KubeConfigError, load_api_client
+from exporter.reflector import PodEvent, PodReflector
+from tests.fakes.apiserver import FakeApiServer, FakeContainer, make_pod
+
+NODE = "node-a"
+
+
+async def wait_for(predicate: Callable[[], bool], what: str, limit: float = 15.0) -> None:
+    """Poll until true; the limit only stops a broken reflector from hanging the suite."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def next_events(queue: asyncio.Queue[PodEvent], count: int) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for _ in range(count):
+        event = await asyncio.wait_for(queue.get(), timeout=15)
+        out.append((event.type, event.pod.name))
+    return out
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeApiServer]:
+    async with FakeApiServer(bookmark_interval=0.3) as server:
+        yield server
+
+
+@pytest.fixture
+def client(api: FakeApiServer, tmp_path: Path) -> kubernetes.client.ApiClient:
+    return load_api_client(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+
+
+def make_reflector(client: kubernetes.client.ApiClient, **kw: Any) -> PodReflector:
+    return PodReflector(
+        client,
+        NODE,
+        watch_timeout_seconds=1,
+        read_timeout_seconds=3,
+        backoff_initial_seconds=0.05,
+        backoff_max_seconds=0.2,
+        **kw,
+    )
+
+
+@pytest.fixture
+async def reflector(client: kubernetes.client.ApiClient) -> AsyncIterator[PodReflector]:
+    r = make_reflector(client)
+    yield r
+    await r.stop()
+
+
+async def test_initial_list_holds_only_this_nodes_pods(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    mine = [api.add_pod(make_pod(f"mine-{i}", node=NODE)) for i in range(3)]
+    api.add_pod(make_pod("other", node="node-b"))
+    queue = reflector.subscribe()
+    before = (reflector.state, reflector.synced)
+    await reflector.start()
+    await wait_for(lambda: reflector.synced, "first list")
+    assert before == ("starting", False)
+    assert reflector.state == "synced" and reflector.last_error is None
+    assert sorted(p.name for p in reflector.pods()) == ["mine-0", "mine-1", "mine-2"]
+    assert sorted(await next_events(queue, 3)) == [("ADDED", f"mine-{i}") for i in range(3)]
+    pod = reflector.get_by_uid(mine[0]["metadata"]["uid"])
+    assert pod is not None and pod.name == "mine-0"
+    assert pod.resource_version == mine[0]["metadata"]["resourceVersion"]
+    assert api.calls["list"] == 1
+
+
+async def test_watch_delivers_add_modify_delete(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    queue = reflector.subscribe()
+    await reflector.start()
+    await wait_for(lambda: reflector.state == "synced", "sync")
+    app = FakeContainer("app")
+    pod = api.add_pod(make_pod("web", node=NODE, containers=[app]))
+    assert await next_events(queue, 1) == [("ADDED", "web")]
+    container_id = pod["status"]["containerStatuses"][0]["containerID"]
+    found = reflector.get_by_container_id(container_id)
+    assert found is not None and found[0].name == "web" and found[1].name == "app"
+    assert reflector.get_by_container_id(container_id.split("://")[1]) == found
+
+    app.state, app.exit_code = "terminated", 3
+    api.update_pod(make_pod("web", node=NODE, containers=[app]))
+    event = await asyncio.wait_for(queue.get(), timeout=15)
+    assert (event.type, event.pod.containers[0].state) == ("MODIFIED", "terminated")
+    assert event.pod.containers[0].exit_code == 3
+
+    api.delete_pod("default", "web")
+    assert await next_events(queue, 1) == [("DELETED", "web")]
+    assert reflector.get_by_uid(pod["metadata"]["uid"]) is None
+    assert reflector.get_by_container_id(container_id) is None
+
+
+async def test_bookmarks_advance_the_resource_version(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    await reflector.start()
+    await wait_for(lambda: reflector.synced, "sync")
+    api.add_pod(make_pod("elsewhere", node="node-b"))  # filtered out: only a bookmark says so
+    target = str(api.resource_version)
+    await wait_for(lambda: reflector.resource_version == target, f"bookmark to RV {target}")
+    assert reflector.pods() == []
+
+
+async def test_dropped_watch_resumes_without_loss_or_duplicates(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    queue = reflector.subscribe()
+    api.add_pod(make_pod("a", node=NODE))
+    api.add_pod(make_pod("b", node=NODE))
+    await reflector.start()
+    assert sorted(await next_events(queue, 2)) == [("ADDED", "a"), ("ADDED", "b")]
+    watches_before = api.calls["watch"]
+
+    await api.drop_watches()
+    api.add_pod(make_pod("c", node=NODE))
+    api.delete_pod("default", "a")
+    await api.pause()  # changes while nobody can connect
+    api.add_pod(make_pod("d", node=NODE))
+    api.update_pod(make_pod("b", node=NODE, labels={"v": "2"}))
+    await wait_for(lambda: reflector.state == "disconnected", "disconnect")
+    await api.resume()
+
+    got = await next_events(queue, 4)
+    assert sorted(got) == sorted(
+        [("ADDED", "c"), ("DELETED", "a"), ("ADDED", "d"), ("MODIFIED", "b")]
+    )
+    await wait_for(lambda: reflector.state == "synced", "re-sync")
+    await asyncio.sleep(0.5)  # would expose a duplicate replay, if there were one
+    assert queue.empty()
+    assert api.calls["list"] == 1, "a resumable watch must not re-list"
+    assert api.calls["watch"] > watches_before
+    assert sorted(p.name for p in reflector.pods()) == ["b", "c", "d"]
+    b = next(p for p in reflector.pods() if p.name == "b")
+    assert b.labels == {"v": "2"}
+
+
+@pytest.mark.parametrize("as_http_status", [False, True], ids=["error-event", "http-410"])
+async def test_expired_resource_version_relists_and_reports_missed_deletes(
+    as_http_status: bool, api: FakeApiServer, reflector: PodReflector
+) -> None:
+    api.expired_as_http_status = as_http_status
+    queue = reflector.subscribe()
+    for name in ("gone", "kept", "changed"):
+        api.add_pod(make_pod(name, node=NODE))
+    await reflector.start()
+    await next_events(queue, 3)
+
+    await api.pause()
+    await wait_for(lambda: reflector.state == "disconnected", "disconnect")
+    api.delete_pod("default", "gone")
+    api.update_pod(make_pod("changed", node=NODE, labels={"v": "2"}))
+    api.add_pod(make_pod("new", node=NODE))
+    api.compact()
+    await api.resume()
+
+    got = await next_events(queue, 3)
+    assert sorted(got) == [("ADDED", "new"), ("DELETED", "gone"), ("MODIFIED", "changed")]
+    await wait_for(lambda: reflector.state == "synced", "re-sync")
+    assert api.calls["list"] == 2
+    assert sorted(p.name for p in reflector.pods()) == ["changed", "kept", "new"]
+    target = str(api.resource_version)
+    await wait_for(lambda: reflector.resource_version == target, "RV after relist")
+
+
+async def test_unreachable_api_is_reported_then_recovers(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    api.add_pod(make_pod("a", node=NODE))
+    await api.pause()
+    await reflector.start()
+    await wait_for(lambda: reflector.state == "disconnected", "disconnected state")
+    assert not reflector.synced
+    assert reflector.last_error and "Connection" in reflector.last_error
+    assert reflector.pods() == []
+
+    await api.resume()
+    await wait_for(lambda: reflector.synced, "recovery")
+    assert reflector.state == "synced" and reflector.last_error is None
+    assert [p.name for p in reflector.pods()] == ["a"]
+
+
+async def test_static_pod_is_found_by_its_cgroup_uid(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    config_hash = "c704ef4c297ab11032b83ce52cbfc87b"
+    raw = api.add_pod(
+        make_pod(
+            "kube-apiserver-node-a",
+            "kube-system",
+            node=NODE,
+            annotations={"kubernetes.io/config.mirror": config_hash},
+        )
+    )
+    await reflector.start()
+    await wait_for(lambda: reflector.synced, "sync")
+    by_hash = reflector.get_by_uid(config_hash)
+    by_uid = reflector.get_by_uid(raw["metadata"]["uid"])
+    assert by_hash is not None and by_hash == by_uid
+    assert by_hash.cgroup_uid == config_hash and by_hash.uid == raw["metadata"]["uid"]
+
+
+async def test_malformed_pod_is_skipped_not_fatal(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    bad = make_pod("bad", node=NODE)
+    bad["spec"]["containers"][0]["resources"] = {"limits": {"memory": "lots"}}
+    api.add_pod(bad)
+    api.add_pod(make_pod("good", node=NODE))
+    await reflector.start()
+    await wait_for(lambda: reflector.synced, "sync")
+    assert [p.name for p in reflector.pods()] == ["good"]
+    assert reflector.conversion_errors == 1
+    assert reflector.state == "synced"
+
+
+async def test_slow_subscriber_loses_the_oldest_events_and_they_are_counted(
+    api: FakeApiServer, client: kubernetes.client.ApiClient
+) -> None:
+    reflector = make_reflector(client, queue_size=2)
+    queue = reflector.subscribe()
+    for i in range(5):
+        api.add_pod(make_pod(f"p{i}", node=NODE))
+    await reflector.start()
+    try:
+        await wait_for(lambda: reflector.dropped_events == 3, "drops")
+        kept = [queue.get_nowait().pod.name for _ in range(queue.qsize())]
+        assert len(kept) == 2
+        assert set(kept) < {f"p{i}" for i in range(5)}
+        reflector.unsubscribe(queue)
+        api.add_pod(make_pod("later", node=NODE))
+        await wait_for(lambda: len(reflector.pods()) == 6, "later pod")
+        assert queue.empty()
+    finally:
+        await reflector.stop()
+
+
+async def test_stop_interrupts_an_open_watch(
+    api: FakeApiServer, client: kubernetes.client.ApiClient
+) -> None:
+    reflector = PodReflector(client, NODE, watch_timeout_seconds=600, read_timeout_seconds=900)
+    await reflector.start()
+    await wait_for(lambda: api.calls["watch"] == 1, "watch opened")
+    await reflector.stop()
+    thread = reflector._thread
+    assert thread is not None and not thread.is_alive()
+
+
+def test_bad_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(KubeConfigError, match="nope"):
+        load_api_client(str(missing))
+    garbage = tmp_path / "garbage"
+    garbage.write_text("clusters: 3\n")
+    with pytest.raises(KubeConfigError):
+        load_api_client(str(garbage))
+
+
+def test_in_cluster_config_is_used_without_a_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("in-cluster-token")
+    ca = Path("/etc/ssl/certs/ca-certificates.crt")  # any non-empty PEM bundle will do
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_CERT_FILENAME", str(ca))
+    client = load_api_client(None)
+    assert client.configuration.host == "https://10.96.0.1:443"
+    bearer = client.configuration.auth_settings()["BearerToken"]
+    assert (bearer["key"], bearer["value"]) == ("authorization", "bearer in-cluster-token")
+
+
+def test_kubeconfig_that_is_not_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.write_text("clusters: [\n")
+    with pytest.raises(KubeConfigError, match="broken"):
+        load_api_client(str(broken))
+
+
+def test_backoff_grows_with_jitter_and_stays_bounded(client: kubernetes.client.ApiClient) -> None:
+    r = PodReflector(client, NODE, backoff_initial_seconds=0.5, backoff_max_seconds=30)
+    delays = [r._backoff(n) for n in (1, 2, 3, 10, 100_000)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert 0.5 <= delays[1] <= 1.0
+    assert 1.0 <= delays[2] <= 2.0
+    assert all(15 <= d <= 30 for d in delays[3:])
+    assert len({r._backoff(10) for _ in range(20)}) > 1, "no jitter"
+
+
+async def test_cache_converges_through_repeated_drops(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    """Many changes interleaved with cut connections: every change arrives exactly once."""
+    queue = reflector.subscribe()
+    await reflector.start()
+    await wait_for(lambda: reflector.synced, "sync")
+    expected: list[tuple[str, str]] = []
+    for round_ in range(8):
+        name = f"p{round_}"
+        api.add_pod(make_pod(name, node=NODE))
+        api.update_pod(make_pod(name, node=NODE, labels={"round": str(round_)}))
+        expected += [("ADDED", name), ("MODIFIED", name)]
+        if round_ % 2:
+            api.delete_pod("default", f"p{round_ - 1}")
+            expected.append(("DELETED", f"p{round_ - 1}"))
+        await api.drop_watches()
+    got = await next_events(queue, len(expected))
+    assert got == expected
+    live = {name for kind, name in expected if kind == "ADDED"} - {
+        name for kind, name in expected if kind == "DELETED"
+    }
+    await wait_for(lambda: {p.name for p in reflector.pods()} == live, "cache == server")
+    assert api.calls["list"] == 1
+    await asyncio.sleep(0.5)
+    assert queue.empty(), "an event was delivered twice"
