@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     auth_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     requestheader_client_ca_file: str | None = None
     requestheader_allowed_names: list[str] = Field(default_factory=list)
+    auth_cache_negative_ttl_seconds: float = Field(
+        default=10.0, ge=0, description="how long a 401/403 is remembered (k8s.io/apiserver: 10s)"
+    )
+    auth_cache_max_entries: int = Field(default=4096, gt=0)
+    auth_token_audiences: list[str] = Field(
+        default_factory=list, description="TokenReview audiences; empty = the API server's"
+    )
+    auth_review_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # the Kubernetes API
     kube_enabled: bool = True

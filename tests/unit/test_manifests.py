@@ -1,0 +1,335 @@
+"""The deployment manifests: parseable, complete, and as unprivileged as the job allows.
+
+Where the truth lives in code it is read from there: environment variables must be real
+exporter settings, extractor arguments must parse with the real CLI, probe paths must be
+the ones the auth middleware leaves open, reader verbs must be what it asks RBAC for.
+No kustomize binary is needed: kustomization references are resolved here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.auth import PUBLIC_PATHS, request_attributes
+from exporter.settings import Settings
+from extractor.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+NAMESPACE = "runtime-insights"
+Obj = dict[str, Any]
+
+
+def _docs(path: Path) -> list[Obj]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _resources(kustomize_dir: Path) -> list[Obj]:
+    """Every object a kustomization pulls in, following directory references."""
+    kustomization = _docs(kustomize_dir / "kustomization.yaml")[0]
+    objects: list[Obj] = []
+    for ref in kustomization.get("resources", []):
+        target = (kustomize_dir / ref).resolve()
+        assert target.exists(), f"{kustomize_dir}: resource {ref} does not exist"
+        objects += _resources(target) if target.is_dir() else _docs(target)
+    return objects
+
+
+def _one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def base() -> list[Obj]:
+    return _resources(MANIFESTS)
+
+
+@pytest.fixture(scope="module")
+def pod_spec(base: list[Obj]) -> Obj:
+    return dict(_one(base, "DaemonSet")["spec"]["template"]["spec"])
+
+
+def _container(pod_spec: Obj, name: str) -> Obj:
+    (found,) = [c for c in pod_spec["containers"] if c["name"] == name]
+    return dict(found)
+
+
+def test_every_yaml_file_parses_and_every_object_is_typed() -> None:
+    files = sorted(MANIFESTS.rglob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        for doc in _docs(path):
+            assert doc.get("apiVersion") and doc.get("kind"), path
+
+
+@pytest.mark.parametrize("overlay", ["", "openshift", "cert-manager"])
+def test_kustomizations_resolve_and_patch_existing_objects(overlay: str) -> None:
+    directory = MANIFESTS / overlay
+    objects = _resources(directory)
+    kustomization = _docs(directory / "kustomization.yaml")[0]
+    for patch in kustomization.get("patches", []):
+        target = patch["target"]
+        _one(objects, target["kind"], target["name"])
+        body = yaml.safe_load(patch["patch"])
+        assert (body["kind"], body["metadata"]["name"]) == (target["kind"], target["name"])
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+@pytest.mark.parametrize("overlay", ["", "openshift", "cert-manager"])
+def test_kubectl_kustomize_renders_the_same_objects(overlay: str) -> None:
+    """Where kubectl exists, its kustomize agrees (it also rejects cycles and bad patches)."""
+    directory = MANIFESTS / overlay
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(directory)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    objects = [d for d in yaml.safe_load_all(rendered) if d is not None]
+    names = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+    assert names == sorted((o["kind"], o["metadata"]["name"]) for o in _resources(directory))
+    kustomization = _docs(directory / "kustomization.yaml")[0]
+    for patch in kustomization.get("patches", []):
+        wanted = yaml.safe_load(patch["patch"])
+        target = _one(objects, wanted["kind"], wanted["metadata"]["name"])
+        template = wanted.get("spec", {}).get("template", wanted)
+        got = target.get("spec", {}).get("template", target) if "spec" in wanted else target
+        assert template["metadata"]["annotations"].items() <= got["metadata"]["annotations"].items()
+
+
+def test_namespaced_objects_live_in_the_namespace(base: list[Obj]) -> None:
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "APIService"}
+    _one(base, "Namespace", NAMESPACE)
+    for obj in base:
+        if obj["kind"] not in cluster_scoped:
+            assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]["name"]
+
+
+def test_extractor_has_exactly_the_privileges_it_needs(pod_spec: Obj) -> None:
+    assert pod_spec["hostPID"] is True
+    assert not pod_spec.get("hostNetwork") and not pod_spec.get("hostIPC")
+    sc = _container(pod_spec, "extractor")["securityContext"]
+    assert sc["runAsUser"] == 0
+    assert not sc.get("privileged")
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert sorted(sc["capabilities"]["add"]) == ["DAC_READ_SEARCH", "SYS_PTRACE"]
+
+
+def test_host_paths_are_mounted_read_only(pod_spec: Obj) -> None:
+    host_volumes = {
+        v["name"]: v["hostPath"]["path"] for v in pod_spec["volumes"] if "hostPath" in v
+    }
+    assert set(host_volumes.values()) == {"/sys/fs/cgroup", "/run/containerd", "/run/containers"}
+    for container in pod_spec["containers"]:
+        for mount in container.get("volumeMounts", []):
+            if mount["name"] in host_volumes:
+                assert mount.get("readOnly") is True, (container["name"], mount["name"])
+    exporter_mounts = {m["name"] for m in _container(pod_spec, "exporter")["volumeMounts"]}
+    assert not exporter_mounts & set(host_volumes)
+
+
+def test_extractor_arguments_parse_with_the_real_cli(pod_spec: Obj) -> None:
+    args = build_parser().parse_args(_container(pod_spec, "extractor")["args"])
+    assert (args.command, args.extractor_command) == ("extractor", "serve")
+    mounts = {m["mountPath"]: m["name"] for m in _container(pod_spec, "extractor")["volumeMounts"]}
+    assert mounts[str(Path(args.socket).parent)] == "socket"
+    assert mounts[args.cgroup_root] == "host-cgroup"
+
+
+def test_exporter_runs_unprivileged(pod_spec: Obj) -> None:
+    sc = _container(pod_spec, "exporter")["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert not sc.get("privileged")
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_exporter_environment_is_valid_settings(pod_spec: Obj) -> None:
+    exporter = _container(pod_spec, "exporter")
+    assert build_parser().parse_args(exporter["args"]).command == "exporter"
+    env = {e["name"]: e for e in exporter["env"]}
+    prefix = "RUNTIME_INSIGHTS_"
+    fields = {name.removeprefix(prefix).lower() for name in env}
+    assert fields <= set(Settings.model_fields), fields - set(Settings.model_fields)
+    assert (
+        env["RUNTIME_INSIGHTS_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    )
+    values = {n.removeprefix(prefix).lower(): e["value"] for n, e in env.items() if "value" in e}
+    settings = Settings.model_validate(values)
+    assert settings.auth_enabled is True
+    assert settings.tls_cert_file and settings.tls_key_file
+    (port,) = exporter["ports"]
+    assert (port["name"], port["containerPort"]) == ("https", settings.port)
+    mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
+    assert mounts[str(Path(settings.extractor_socket).parent)] == "socket"
+    assert mounts[str(Path(settings.tls_cert_file).parent)] == "tls"
+    assert settings.requestheader_client_ca_file is not None
+    assert mounts[str(Path(settings.requestheader_client_ca_file).parent)] == "requestheader-ca"
+
+
+def test_only_the_exporter_holds_kubernetes_credentials(base: list[Obj], pod_spec: Obj) -> None:
+    assert _one(base, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert pod_spec["automountServiceAccountToken"] is False
+    token_mount = "/var/run/secrets/kubernetes.io/serviceaccount"
+    holders = [
+        c["name"]
+        for c in pod_spec["containers"]
+        if any(m["mountPath"] == token_mount for m in c.get("volumeMounts", []))
+    ]
+    assert holders == ["exporter"]
+
+
+def test_probes_use_unauthenticated_health_paths(pod_spec: Obj) -> None:
+    exporter = _container(pod_spec, "exporter")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = exporter[probe]["httpGet"]
+        assert get["path"] == path and path in PUBLIC_PATHS
+        assert (get["port"], get["scheme"]) == ("https", "HTTPS")
+
+
+def test_every_container_has_requests_and_limits(pod_spec: Obj) -> None:
+    for container in pod_spec["containers"]:
+        for kind in ("requests", "limits"):
+            assert set(container["resources"][kind]) == {"cpu", "memory"}, container["name"]
+
+
+def test_service_network_policy_and_apiservice_point_at_the_exporter(
+    base: list[Obj], pod_spec: Obj
+) -> None:
+    daemonset = _one(base, "DaemonSet")
+    pod_labels = daemonset["spec"]["template"]["metadata"]["labels"]
+    service = _one(base, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["targetPort"] == "https"
+
+    policy = _one(base, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = [p for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert ports == [{"protocol": "TCP", "port": 8443}]
+
+    api_service = _one(base, "APIService", "v1beta2.custom.metrics.k8s.io")
+    spec = api_service["spec"]
+    assert (spec["group"], spec["version"]) == ("custom.metrics.k8s.io", "v1beta2")
+    assert not spec.get("insecureSkipTLSVerify")
+    assert spec["service"]["name"] == service["metadata"]["name"]
+    assert spec["service"]["namespace"] == service["metadata"]["namespace"]
+    assert spec["service"]["port"] == service_port["port"]
+
+
+def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
+    role = _one(base, "ClusterRole", "runtime-insights")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted == {
+        ("", "pods", "get"),
+        ("", "pods", "list"),
+        ("", "pods", "watch"),
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    }
+    binding = _one(base, "ClusterRoleBinding", "runtime-insights")
+    assert binding["roleRef"]["name"] == "runtime-insights"
+    sa = _one(base, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}
+    ]
+
+
+def test_reader_role_covers_what_the_middleware_asks(base: list[Obj]) -> None:
+    (rule,) = _one(base, "ClusterRole", "runtime-insights-reader")["rules"]
+    for method, path in (
+        ("GET", "/v1/containers"),
+        ("GET", "/v1/pods"),
+        ("GET", "/metrics"),
+        ("GET", "/gather_runtime_info"),
+        ("POST", "/gather_runtime_info"),
+    ):
+        attrs = request_attributes(method, path)["nonResourceAttributes"]
+        assert attrs["verb"] in rule["verbs"]
+        assert any(
+            attrs["path"] == url or (url.endswith("*") and attrs["path"].startswith(url[:-1]))
+            for url in rule["nonResourceURLs"]
+        ), path
+
+
+def test_openshift_scc_admits_the_daemonset_and_nothing_more(pod_spec: Obj) -> None:
+    objects = _resources(MANIFESTS / "openshift")
+    scc = _one(objects, "SecurityContextConstraints")
+    assert "namespace" not in scc["metadata"]
+    assert scc["allowHostPID"] is True
+    assert scc["allowHostDirVolumePlugin"] is True
+    assert scc["allowPrivilegedContainer"] is False
+    assert scc["allowPrivilegeEscalation"] is False
+    assert scc["allowHostNetwork"] is False and scc["allowHostIPC"] is False
+    assert scc["allowHostPorts"] is False
+    assert scc["readOnlyRootFilesystem"] is True
+    assert sorted(scc["allowedCapabilities"]) == ["DAC_READ_SEARCH", "SYS_PTRACE"]
+    assert scc["requiredDropCapabilities"] == ["ALL"]
+    assert scc["runAsUser"]["type"] == "RunAsAny"
+    assert scc["seLinuxContext"]["type"] == "RunAsAny"
+    selinux = _container(pod_spec, "extractor")["securityContext"]["seLinuxOptions"]
+    assert selinux["type"] == "spc_t"
+
+    volume_types = {next(k for k in v if k != "name") for v in pod_spec["volumes"]}
+    assert volume_types <= set(scc["volumes"])
+
+    role = _one(objects, "Role", "runtime-insights-scc")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["security.openshift.io"],
+            "resources": ["securitycontextconstraints"],
+            "resourceNames": [scc["metadata"]["name"]],
+            "verbs": ["use"],
+        }
+    ]
+    kustomization = _docs(MANIFESTS / "openshift" / "kustomization.yaml")[0]
+    patches = {p["target"]["kind"]: yaml.safe_load(p["patch"]) for p in kustomization["patches"]}
+    annotations = patches["DaemonSet"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["openshift.io/required-scc"] == scc["metadata"]["name"]
+    service_annotations = patches["Service"]["metadata"]["annotations"]
+    tls_secret = next(v["secret"]["secretName"] for v in pod_spec["volumes"] if v["name"] == "tls")
+    assert service_annotations["service.beta.openshift.io/serving-cert-secret-name"] == tls_secret
+
+
+def test_cert_manager_issues_the_mounted_secret_for_the_service(
+    base: list[Obj], pod_spec: Obj
+) -> None:
+    objects = _resources(MANIFESTS / "cert-manager")
+    tls_secret = next(v["secret"]["secretName"] for v in pod_spec["volumes"] if v["name"] == "tls")
+    (serving,) = [
+        o for o in objects if o["kind"] == "Certificate" and o["spec"]["secretName"] == tls_secret
+    ]
+    service = _one(base, "Service")["metadata"]
+    assert f"{service['name']}.{service['namespace']}.svc" in serving["spec"]["dnsNames"]
+    kustomization = _docs(MANIFESTS / "cert-manager" / "kustomization.yaml")[0]
+    (patch,) = kustomization["patches"]
+    annotations = yaml.safe_load(patch["patch"])["metadata"]["annotations"]
+    namespace = serving["metadata"]["namespace"]
+    injected = f"{namespace}/{serving['metadata']['name']}"
+    assert annotations["cert-manager.io/inject-ca-from"] == injected
+
+
+def test_dockerfile_installs_the_project_and_runs_its_command() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    assert any(line.startswith("FROM python:3.11-slim") for line in lines)
+    assert any("pip install" in line and line.rstrip().endswith(" .") for line in lines)
+    assert lines[-1] == 'ENTRYPOINT ["runtime-insights"]'
