@@ -1,0 +1,215 @@
+"""One walk over every process: which containers exist, their cgroups and their pids.
+
+A process is identified by its ``/proc/<pid>/cgroup`` path alone; processes sharing a
+cgroup file share one parse. What a pass learns about a process is kept for its lifetime
+when a pidfd can be held for it (``pidwatch``): then later passes only list /proc, ask
+one ``poll`` which known processes exited and read the files of new processes only;
+every ``refresh_every`` passes the cgroup file of each known process is read again, to
+catch the rare process moved to another cgroup.
+Without a pidfd, a process's cgroup file is read again after its ``stat`` and must be
+unchanged, so a PID reused in between is not attributed to the wrong container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from extractor.cgroupfs import Layout, path_in, resolve
+from extractor.cgroups import CgroupIdentity, parse_cgroup_path
+from extractor.pidwatch import PidWatch
+from extractor.procfs import ProcReadError, ProcStat, list_pids, parse_stat
+from extractor.smallread import GONE, read_small
+
+
+@dataclass
+class ContainerRef:
+    """A container as its processes' cgroup files describe it."""
+
+    identity: CgroupIdentity
+    paths: dict[str, str]
+    """hierarchy key → host-absolute cgroup path of the container (its scope, not a child)."""
+    pod_paths: dict[str, str]
+    """hierarchy key → host-absolute cgroup path of the pod, where the layout nests them."""
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FoundContainer:
+    ref: ContainerRef
+    stats: list[ProcStat] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted(s.pid for s in self.stats)
+
+
+@dataclass
+class Discovery:
+    containers: dict[str, FoundContainer]
+    errors: list[str]
+
+
+def container_dir(path: str, container_id: str) -> str | None:
+    """The path up to the innermost component naming the container (crun's ``/container``
+    child and exec sub-cgroups fold into the container)."""
+    parts = path.split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        if container_id in parts[i]:
+            return "/".join(parts[: i + 1]) or "/"
+    return None
+
+
+def pod_dir(container_path: str, pod_uid: str) -> str | None:
+    """The nearest ancestor that is the pod's own cgroup, if the layout nests one."""
+    parts = container_path.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        prefix = "/".join(parts[:i])
+        found = parse_cgroup_path(prefix)
+        if found.container_id is None and found.pod_uid == pod_uid:
+            return prefix
+    return None
+
+
+@dataclass(slots=True)
+class _Known:
+    """What one read of a process told; ``stat`` only for container processes."""
+
+    data: bytes
+    ref: ContainerRef | None
+    stat: ProcStat | None
+
+
+class Discoverer:
+    """Finds containers on each call to :meth:`run`, remembering what stays valid."""
+
+    def __init__(
+        self,
+        proc_root: str,
+        layout: Layout,
+        bases: dict[str, str],
+        watch: PidWatch | None = None,
+        refresh_every: int = 6,
+    ) -> None:
+        self.proc_root = proc_root
+        self.layout = layout
+        self.bases = bases
+        self.watch = watch
+        self.refresh_every = refresh_every
+        self._passes = 0
+        self._known: dict[int, _Known] = {}
+        self._refs: dict[bytes, ContainerRef | None] = {}
+
+    def _ref(self, data: bytes) -> ContainerRef | None:
+        """The container a whole /proc/<pid>/cgroup file names; one parse per distinct file."""
+        if data in self._refs:
+            return self._refs[data]
+        if len(self._refs) > 65536:
+            self._refs.clear()
+        ref = self._identify(data.decode("utf-8", "replace"))
+        self._refs[data] = ref
+        return ref
+
+    def _identify(self, text: str) -> ContainerRef | None:
+        keys = self.layout.hierarchies()
+        primary = path_in(self.layout, keys[0], text)
+        if primary is None:
+            return None
+        identity = parse_cgroup_path(resolve(self.bases.get(keys[0], "/"), primary))
+        cid = identity.container_id
+        if identity.runtime is None or cid is None:
+            return None
+        ref = ContainerRef(identity=identity, paths={}, pod_paths={})
+        for key in keys:
+            raw = path_in(self.layout, key, text)
+            base = self.bases.get(key, "/")
+            path = None if raw is None else container_dir(resolve(base, raw), cid)
+            if path is None:
+                ref.errors.append(f"{key or 'unified'}: process is not in the container's cgroup")
+                continue
+            ref.paths[key] = path
+            pod = pod_dir(path, identity.pod_uid) if identity.pod_uid else None
+            if pod is not None:
+                ref.pod_paths[key] = pod
+        return ref
+
+    def _learn(self, pid: int) -> _Known | None:
+        """Read one process; None when it is gone. Raises OSError/ProcReadError otherwise."""
+        cgroup = f"{self.proc_root}/{pid}/cgroup"
+        watch = self.watch
+        tracked = watch is not None and watch.track(pid)
+        try:
+            data = read_small(cgroup)
+            ref = self._ref(data)
+            stat = None
+            if ref is not None:
+                stat = parse_stat(pid, read_small(f"{self.proc_root}/{pid}/stat"))
+        except OSError as e:
+            if watch is not None:
+                watch.forget(pid)
+            if e.errno in GONE:
+                return None
+            raise
+        known = _Known(data, ref, stat)
+        if watch is not None and tracked:
+            if not watch.alive(pid):
+                watch.forget(pid)
+                return None
+            self._known[pid] = known
+        elif stat is not None and _read_or_none(cgroup) != data:
+            return None
+        return known
+
+    def _unmoved(self, pid: int, entry: _Known) -> bool:
+        """Whether a known process is still in the cgroups it was first seen in."""
+        data = _read_or_none(f"{self.proc_root}/{pid}/cgroup")
+        if data == entry.data:
+            return True
+        self._known.pop(pid, None)
+        return False
+
+    def run(self) -> Discovery:
+        found: dict[str, FoundContainer] = {}
+        errors: list[str] = []
+        unreadable = 0
+        known = self._known
+        if self.watch is not None:
+            for pid in self.watch.exited():
+                known.pop(pid, None)
+        refresh = self._passes % self.refresh_every == 0
+        self._passes += 1
+        for pid in list_pids(self.proc_root):
+            entry = known.get(pid)
+            if entry is not None and refresh and not self._unmoved(pid, entry):
+                entry = None
+            if entry is None:
+                try:
+                    entry = self._learn(pid)
+                except OSError as e:
+                    unreadable += 1
+                    if unreadable <= 5:
+                        errors.append(f"pid {pid}: {e.strerror or e}")
+                    continue
+                except ProcReadError as e:
+                    errors.append(str(e))
+                    continue
+                if entry is None:
+                    continue
+            ref, stat = entry.ref, entry.stat
+            if ref is None or stat is None:
+                continue
+            cid = ref.identity.container_id
+            assert cid is not None
+            container = found.get(cid)
+            if container is None:
+                found[cid] = container = FoundContainer(ref=ref)
+            container.stats.append(stat)
+        if unreadable > 5:
+            errors.append(f"{unreadable} processes could not be read in total")
+        return Discovery(containers=found, errors=errors)
+
+
+def _read_or_none(path: str) -> bytes | None:
+    try:
+        return read_small(path)
+    except OSError:
+        return None

@@ -1,0 +1,257 @@
+"""One pass over a node → ``model.Snapshot``.
+
+Discovery finds containers from /proc, accounting reads each container's and each pod's
+cgroup once, runtime labels (``identify``) and fingerprints are plugged in by the caller.
+Anything that goes wrong with one container lands in its ``errors``; only a node with no
+/proc or no cgroup filesystem at all raises :class:`NodeUnreadable`.
+
+Sandbox (pause) containers stay in the snapshot, marked ``sandbox=True``, without usage
+of their own: what they use is counted in their pod's cgroup, which also keeps the CPU of
+containers that exited since the previous pass.
+
+A :class:`Scanner` kept across passes keeps the counter files open (one ``pread`` each
+per pass) and remembers the processes it has read, watched through pidfds (both bounded
+by ``keep_open`` descriptors), so a steady-state pass reads only new processes' files.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+from collections.abc import Callable
+from typing import Protocol, get_args
+
+from extractor.account import account_v1, account_v2
+from extractor.cgroupfs import UNIFIED, CgroupFsError, Layout, detect, namespace_base
+from extractor.discover import Discoverer, FoundContainer
+from extractor.hostpaths import HostPaths
+from extractor.model import Container, Fingerprint, Pod, Runtime, Snapshot, Usage
+from extractor.pidwatch import PidWatch, usable_for
+from extractor.procfs import ProcReadError, boot_time, clock_ticks, read_cmdline, start_time
+from extractor.smallread import KeptFiles
+
+RUNTIMES: dict[str, Runtime] = {name: name for name in get_args(Runtime)}
+
+
+class NodeUnreadable(Exception):
+    """The options point at no /proc or no cgroup filesystem: no pass is possible."""
+
+
+class Labels(Protocol):
+    """What the runtime's own state says about a container (``extractor.identify``)."""
+
+    @property
+    def runtime(self) -> str | None: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def pod_name(self) -> str | None: ...
+    @property
+    def pod_uid(self) -> str | None: ...
+    @property
+    def container_name(self) -> str | None: ...
+    @property
+    def container_type(self) -> str | None: ...
+    @property
+    def sandbox_id(self) -> str | None: ...
+    @property
+    def image(self) -> str | None: ...
+
+
+Identify = Callable[[str], Labels | None]
+FingerprintFn = Callable[[str, list[int]], Fingerprint]
+
+
+def node_name() -> str:
+    """The Kubernetes node name when the DaemonSet passes it, else the host name."""
+    return os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def default_keep_open() -> int:
+    """Half the soft descriptor limit: room for kept files without starving the rest."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(soft // 2, 0) if soft != resource.RLIM_INFINITY else 65536
+
+
+class Scanner:
+    """Takes snapshots of one node; reuse it across passes, ``close()`` it when done."""
+
+    def __init__(self, paths: HostPaths, *, keep_open: int | None = None) -> None:
+        if not os.path.isfile(os.path.join(paths.proc_root, "stat")):
+            raise NodeUnreadable(f"{paths.proc_root!r} is not a proc filesystem (no stat file)")
+        try:
+            self.layout: Layout = detect(paths.cgroup_root)
+            self.btime = boot_time(paths.proc_root)
+        except (CgroupFsError, ProcReadError) as e:
+            raise NodeUnreadable(str(e)) from None
+        self.paths = paths
+        self.hz = clock_ticks()
+        self.errors: list[str] = []
+        bases: dict[str, str] = {}
+        for key in self.layout.hierarchies():
+            try:
+                bases[key] = namespace_base(self.layout, key, paths.proc_root)
+            except CgroupFsError as e:
+                bases[key] = "/"
+                self.errors.append(str(e))
+        budget = default_keep_open() if keep_open is None else keep_open
+        self.kept = KeptFiles(budget // 2)
+        self.watch = PidWatch(budget // 2) if budget and usable_for(paths.proc_root) else None
+        self.discoverer = Discoverer(paths.proc_root, self.layout, bases, self.watch)
+
+    def account(self, paths: dict[str, str]) -> tuple[Usage | None, list[str]]:
+        """Usage of the cgroup whose path in each hierarchy is given."""
+        if not paths:
+            return None, []
+        layout = self.layout
+        if layout.version == "v2":
+            path = paths[UNIFIED]
+            directory = layout.directory(UNIFIED, path)
+            assert directory is not None
+            return account_v2(directory, self.kept.read, path)
+        dirs = {k: d for k, p in paths.items() if (d := layout.directory(k, p)) is not None}
+        cgroup = paths.get("cpuacct") or next(iter(paths.values()))
+        return account_v1(dirs, self.kept.read, cgroup, self.hz)
+
+    def take(
+        self,
+        *,
+        identify: Identify | None = None,
+        fingerprint: FingerprintFn | None = None,
+        now: float | None = None,
+    ) -> Snapshot:
+        taken_at = time.time() if now is None else now
+        try:
+            found = self.discoverer.run()
+        except OSError as e:
+            raise NodeUnreadable(f"{self.paths.proc_root}: {e.strerror or e}") from None
+        snapshot = Snapshot(
+            node=node_name(),
+            taken_at=taken_at,
+            cgroup_version=self.layout.version,
+            errors=[*self.errors, *found.errors],
+        )
+        pods: dict[str, Pod] = {}
+        pod_paths: dict[str, dict[str, str]] = {}
+        for cid, entry in sorted(found.containers.items()):
+            container = self._container(cid, entry, identify, fingerprint, taken_at)
+            snapshot.containers.append(container)
+            uid = container.pod_uid
+            if uid is None:
+                continue
+            pod = pods.get(uid)
+            if pod is None:
+                pods[uid] = pod = Pod(uid=uid, qos=container.qos)
+            pod.container_ids.append(cid)
+            if container.namespace and not pod.namespace:
+                pod.namespace, pod.name = container.namespace, container.pod_name
+            if entry.ref.pod_paths and uid not in pod_paths:
+                pod_paths[uid] = entry.ref.pod_paths
+        for uid, pod in pods.items():
+            if uid in pod_paths:
+                pod.usage, pod.errors = self.account(pod_paths[uid])
+            else:
+                pod.errors.append("no pod cgroup above its containers' cgroups")
+            snapshot.pods.append(pod)
+        self.kept.end_pass()
+        return snapshot
+
+    def _container(
+        self,
+        cid: str,
+        entry: FoundContainer,
+        identify: Identify | None,
+        fingerprint: FingerprintFn | None,
+        now: float,
+    ) -> Container:
+        identity = entry.ref.identity
+        container = Container(
+            id=cid,
+            runtime=identity.runtime or "unknown",
+            pod_uid=identity.pod_uid,
+            qos=identity.qos,
+            sandbox=identity.sandbox,
+            pids=entry.pids,
+            errors=list(entry.ref.errors),
+        )
+        labels = _labels(cid, identify, container.errors)
+        if labels is not None:
+            _apply(container, labels)
+        elif not container.sandbox:
+            container.sandbox = self._looks_like_pause(entry)
+        first = min(entry.stats, key=lambda s: s.start_ticks)
+        container.started_at = start_time(first, self.btime, self.hz)
+        container.runtime_seconds = max(now - container.started_at, 0.0)
+        if container.sandbox:
+            return container
+        container.usage, errors = self.account(entry.ref.paths)
+        container.errors.extend(errors)
+        if fingerprint is not None:
+            try:
+                container.fingerprint = fingerprint(cid, container.pids)
+            except Exception as e:  # a detector bug costs this container its fingerprint
+                container.fingerprint = Fingerprint(error=f"fingerprint failed: {e}")
+        return container
+
+    def _looks_like_pause(self, entry: FoundContainer) -> bool:
+        """Without runtime labels: a single process that is the pause binary."""
+        if len(entry.stats) != 1:
+            return False
+        stat = entry.stats[0]
+        if stat.comm == "pause":
+            return True
+        try:
+            argv = read_cmdline(self.paths.proc_root, stat.pid)
+        except ProcReadError:
+            return False
+        return argv is not None and argv[:1] == ["/pause"]
+
+    def close(self) -> None:
+        self.kept.close()
+        if self.watch is not None:
+            self.watch.close()
+
+
+def _labels(cid: str, identify: Identify | None, errors: list[str]) -> Labels | None:
+    if identify is None:
+        return None
+    try:
+        return identify(cid)
+    except Exception as e:  # hostile runtime state costs this container its labels
+        errors.append(f"runtime labels unreadable: {e}")
+        return None
+
+
+def _apply(container: Container, labels: Labels) -> None:
+    """Fill in what the runtime knows; the path's own runtime wins unless it is unknown."""
+    runtime = labels.runtime
+    if container.runtime == "unknown" and runtime is not None and runtime in RUNTIMES:
+        container.runtime = RUNTIMES[runtime]
+    container.name = labels.container_name
+    container.namespace = labels.namespace
+    container.pod_name = labels.pod_name
+    container.pod_uid = container.pod_uid or labels.pod_uid
+    container.image = labels.image
+    container.sandbox_id = labels.sandbox_id
+    if labels.container_type == "sandbox":
+        container.sandbox = True
+
+
+def take_snapshot(
+    paths: HostPaths,
+    *,
+    identify: Identify | None = None,
+    fingerprint: FingerprintFn | None = None,
+    now: float | None = None,
+    scanner: Scanner | None = None,
+) -> Snapshot:
+    """One pass; pass a long-lived ``scanner`` to make repeated passes cheap."""
+    if scanner is not None:
+        return scanner.take(identify=identify, fingerprint=fingerprint, now=now)
+    own = Scanner(paths, keep_open=0)
+    try:
+        return own.take(identify=identify, fingerprint=fingerprint, now=now)
+    finally:
+        own.close()

@@ -1,0 +1,209 @@
+"""Real kernel cgroup trees shaped like the kubelet's, for integration tests and benches.
+
+Everything lives under a unique top-level ``/ri-test-<uuid>`` so that parallel runs never
+meet; the identity parser matches ``kubepods`` anywhere in a path, so the containers
+below it look exactly like a node's. ``KubeTree.cleanup`` kills what it started and
+removes the directories bottom-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+UNIFIED = f"{CGROUP_ROOT}/unified"
+
+# A child that waits for orders on stdin so the test can move it into a cgroup first:
+# "burn S" spends S seconds of CPU and answers with the CPU time it used doing so
+# (CLOCK_PROCESS_CPUTIME_ID, the scheduler's own runtime, the source cpuacct charges
+# from); "alloc N" touches N MiB; "comm NAME" renames the thread; EOF ends it.
+WORKER = r"""
+import sys, time
+held = []
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(" ")
+    if cmd == "burn":
+        start = time.process_time_ns()
+        while time.process_time_ns() - start < float(arg) * 1e9:
+            pass
+        print(time.process_time_ns() - start, flush=True)
+    elif cmd == "alloc":
+        held.append(bytearray(int(arg) << 20))
+        for i in range(0, len(held[-1]), 4096):
+            held[-1][i] = 1
+        print("ok", flush=True)
+    elif cmd == "comm":
+        with open("/proc/self/comm", "w") as f:
+            f.write(arg)
+        print("ok", flush=True)
+"""
+
+
+def container_id() -> str:
+    return secrets.token_hex(32)
+
+
+def pod_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def v1_mounts() -> dict[str, str]:
+    return {c: f"{CGROUP_ROOT}/{c}" for c in V1_CONTROLLERS}
+
+
+def v2_mounts() -> dict[str, str]:
+    return {"": UNIFIED}
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[str]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def ask(self, line: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def burn(self, seconds: float) -> int:
+        """CPU ns the worker spent burning, by its own clock."""
+        return int(self.ask(f"burn {seconds}"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def start_worker() -> Worker:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return Worker(proc)
+
+
+@dataclass
+class KubeTree:
+    """Pods and containers in the given hierarchies (key → mount dir), kubelet-named."""
+
+    mounts: dict[str, str]
+    driver: str = "cgroupfs"
+    prefix: str = field(default_factory=lambda: f"/ri-test-{uuid.uuid4().hex[:12]}")
+    created: list[str] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+
+    def pod_path(self, uid: str, qos: str = "burstable") -> str:
+        if self.driver == "systemd":
+            escaped = uid.replace("-", "_")
+            if qos == "guaranteed":
+                return f"{self.prefix}/kubepods.slice/kubepods-pod{escaped}.slice"
+            return (
+                f"{self.prefix}/kubepods.slice/kubepods-{qos}.slice/"
+                f"kubepods-{qos}-pod{escaped}.slice"
+            )
+        if qos == "guaranteed":
+            return f"{self.prefix}/kubepods/pod{uid}"
+        return f"{self.prefix}/kubepods/{qos}/pod{uid}"
+
+    def container_path(self, uid: str, cid: str, qos: str = "burstable") -> str:
+        leaf = f"cri-containerd-{cid}.scope" if self.driver == "systemd" else cid
+        return f"{self.pod_path(uid, qos)}/{leaf}"
+
+    def directory(self, key: str, path: str) -> str:
+        return f"{self.mounts[key]}{path}"
+
+    def make(self, path: str) -> None:
+        """mkdir -p ``path`` in every hierarchy, remembering what to remove."""
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/" + "/".join(parts[:i])
+            if sub in self.created:
+                continue
+            for mount in self.mounts.values():
+                os.makedirs(f"{mount}{sub}", exist_ok=True)
+            self.created.append(sub)
+
+    def enter(self, path: str, pid: int) -> None:
+        """Move ``pid`` into ``path`` in every hierarchy."""
+        self.make(path)
+        for mount in self.mounts.values():
+            with open(f"{mount}{path}/cgroup.procs", "w") as f:
+                f.write(str(pid))
+
+    def spawn(self, path: str) -> Worker:
+        worker = start_worker()
+        self.workers.append(worker)
+        self.enter(path, worker.pid)
+        return worker
+
+    def remove(self, path: str) -> None:
+        """rmdir ``path`` and what is below it (its processes must be gone)."""
+        below = [p for p in self.created if p == path or p.startswith(path + "/")]
+        for sub in sorted(below, key=len, reverse=True):
+            for mount in self.mounts.values():
+                _rmdir(f"{mount}{sub}")
+            self.created.remove(sub)
+
+    def cleanup(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+        self.remove(self.prefix)
+
+
+def _rmdir(path: str) -> None:
+    if not os.path.isdir(path):
+        return
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            _kill_members(path)
+
+
+def _kill_members(path: str) -> None:
+    """A dying process may linger in cgroup.procs for a moment: make sure it dies."""
+    try:
+        with open(f"{path}/cgroup.procs") as f:
+            pids: Iterable[str] = f.read().split()
+    except OSError:
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    time.sleep(0.01)
+
+
+def read_int(path: str) -> int:
+    with open(path) as f:
+        return int(f.read().split()[0])
+
+
+def read_keyed(path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.partition(" ")
+            out[key] = int(value)
+    return out
