@@ -1,0 +1,184 @@
+"""One container's fingerprint: choose its processes, run OS + detectors, merge, cache.
+
+Fingerprinting reads binaries and files, so its result is cached per container and
+reused while the same chosen process (pid *and* start time) is alive: a warm pass costs
+one ``/proc/<pid>/stat`` read per container. Nothing here raises: failures, hostile
+roots and detector bugs end up in the fingerprint's ``error`` with partial results kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from extractor.model import Fingerprint, RuntimeComponent
+from extractor.procfs import ProcReadError, read_stat
+from fingerprints.base import Detection, Detector, FingerprintError, ProcessView
+from fingerprints.os_release import detect_os
+from fingerprints.procsel import MAX_PROCESSES, Candidate, choose, read_view
+from fingerprints.rootfs import Budget, BudgetExceeded, ConfinedRoot
+
+MAX_CACHE = 8192
+"""Hard cap on cached containers, whatever the caller's pass pattern."""
+
+
+@dataclass
+class _Entry:
+    pid: int
+    start_ticks: int
+    pids: list[int]
+    result: Fingerprint
+
+
+@dataclass
+class _Merge:
+    """Detections of all chosen processes folded into Fingerprint fields."""
+
+    kind: Detection | None = None
+    runtimes: dict[str, str | None] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, det: Detection) -> None:
+        if det.kind and self.kind is None:
+            self.kind = det
+        for name, version in det.runtimes:
+            if self.runtimes.get(name) is None:
+                self.runtimes[name] = version
+        for key, value in det.extra.items():
+            self.extra.setdefault(key, value)
+
+
+def _name(detector: Detector) -> str:
+    return f"{getattr(detector, '__module__', '?')}.{getattr(detector, '__name__', '?')}"
+
+
+class Fingerprinter:
+    """Fingerprints containers from the host's /proc, with a per-container cache."""
+
+    def __init__(
+        self,
+        proc_root: str = "/proc",
+        detectors: Sequence[Detector] | None = None,
+        max_seconds: float = 5.0,
+        max_bytes: int = 64 << 20,
+        max_processes: int = MAX_PROCESSES,
+    ) -> None:
+        if detectors is None:
+            from fingerprints.registry import DETECTORS
+
+            detectors = DETECTORS
+        self.proc_root = proc_root
+        self.detectors = list(detectors)
+        self.max_seconds = max_seconds
+        self.max_bytes = max_bytes
+        self.max_processes = max_processes
+        self._cache: dict[str, _Entry] = {}
+        self._pass: set[str] = set()
+        self.computed = 0
+        """How many fingerprints were computed rather than served from the cache."""
+
+    def fingerprint(self, container_id: str, pids: list[int]) -> Fingerprint:
+        """The container's fingerprint; errors are reported in it, never raised."""
+        self._note_pass(container_id)
+        entry = self._cache.get(container_id)
+        if entry is not None and self._still_valid(entry, pids):
+            return entry.result.model_copy(deep=True)
+        self.computed += 1
+        try:
+            chosen = choose(self.proc_root, pids, self.max_processes)
+            result = self._compute(chosen)
+        except Exception as e:  # last line: a bug must cost one container, not the pass
+            return Fingerprint(error=f"fingerprint failed: {type(e).__name__}: {e}")
+        if chosen:
+            # cached even with an error: a hostile root must not cost a full budget per pass
+            self._cache[container_id] = _Entry(
+                chosen[0].pid, chosen[0].start_ticks, sorted(pids), result
+            )
+        return result.model_copy(deep=True)
+
+    def _note_pass(self, container_id: str) -> None:
+        """A container seen twice means a new pass began: forget the ones that vanished."""
+        if container_id in self._pass or len(self._cache) >= MAX_CACHE:
+            for cid in set(self._cache) - self._pass:
+                del self._cache[cid]
+            self._pass = set()
+        self._pass.add(container_id)
+
+    def _still_valid(self, entry: _Entry, pids: list[int]) -> bool:
+        try:
+            st = read_stat(self.proc_root, entry.pid)
+        except ProcReadError:
+            return False
+        if st is None or st.start_ticks != entry.start_ticks:
+            return False
+        try:  # a zombie keeps its stat but has no executable any more
+            os.readlink(f"{self.proc_root}/{entry.pid}/exe")
+        except OSError:
+            return False
+        # a container still starting (only a wrapper found yet) is looked at again once
+        # its processes change
+        return entry.result.kind is not None or sorted(pids) == entry.pids
+
+    def _compute(self, chosen: list[Candidate]) -> Fingerprint:
+        if not chosen:
+            return Fingerprint(error="no live process to fingerprint")
+        budget = Budget(self.max_seconds, self.max_bytes)
+        merge = _Merge()
+        os_id = os_version = None
+        root = ConfinedRoot(f"{self.proc_root}/{chosen[0].pid}/root", budget)
+        try:
+            info = detect_os(root)
+            if info is not None:
+                os_id, os_version = info.id, info.version
+                merge.extra.update(info.extra)
+            for cand in chosen:
+                self._run_detectors(cand, root, budget, merge)
+        except BudgetExceeded as e:
+            merge.errors.append(str(e))
+        except (FingerprintError, OSError) as e:
+            merge.errors.append(f"pid {chosen[0].pid}: {e}")
+        kind = merge.kind or Detection()
+        fp = Fingerprint(
+            os=os_id,
+            osVersion=os_version,
+            kind=kind.kind,
+            kindVersion=kind.kind_version,
+            kindImplementer=kind.kind_implementer,
+            runtimes=[RuntimeComponent(name=n, version=v) for n, v in merge.runtimes.items()],
+            error="; ".join(merge.errors) or None,
+        )
+        for key, value in merge.extra.items():
+            if key not in Fingerprint.model_fields:
+                setattr(fp, key, value)
+        return fp
+
+    def _run_detectors(
+        self, cand: Candidate, root: ConfinedRoot, budget: Budget, merge: _Merge
+    ) -> None:
+        """Every detector on one process; one failing detector does not stop the others."""
+        try:
+            view, reader = read_view(self.proc_root, cand, root, budget)
+        except (FingerprintError, OSError) as e:
+            merge.errors.append(f"pid {cand.pid}: {e}")
+            return
+        try:
+            for detector in self.detectors:
+                det = self._run_one(detector, view, merge)
+                if det is not None:
+                    merge.add(det)
+        finally:
+            reader.close()
+
+    @staticmethod
+    def _run_one(detector: Detector, view: ProcessView, merge: _Merge) -> Detection | None:
+        try:
+            return detector(view)
+        except BudgetExceeded:
+            raise
+        except (FingerprintError, OSError) as e:
+            merge.errors.append(f"{_name(detector)} on pid {view.pid}: {e}")
+        except Exception as e:  # a detector bug costs its own result only
+            merge.errors.append(f"{_name(detector)} on pid {view.pid}: bug: {e!r}")
+        return None
