@@ -1,0 +1,228 @@
+"""``runtime-insights extractor serve``: snapshots over HTTP on a unix socket.
+
+The socket is the only way out of the privileged extractor, so the server is small:
+two read-only endpoints, no network listener. A pass runs on demand, in a worker thread
+so the event loop keeps answering; concurrent requests share the one pass in flight and
+a finished pass is reused for ``min_interval`` seconds, so any number of scrapers costs
+at most one pass per interval. The socket is created 0660: only the owner and the group
+(the exporter's) may connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from extractor.extract_cmd import host_paths
+from extractor.hostpaths import HostPaths
+from extractor.identify import RuntimeState
+from extractor.model import Snapshot
+from extractor.snapshot import FingerprintFn, NodeUnreadable, Scanner, take_snapshot
+
+SNAPSHOT_PATH = "/v1/snapshot"
+HEALTH_PATH = "/healthz"
+MIN_INTERVAL = 1.0
+SOCKET_MODE = 0o660
+SHUTDOWN_TIMEOUT = 5.0
+JSON = "application/json"
+
+
+class PassFailed(Exception):
+    """A pass raised; the message goes to the client instead of a traceback."""
+
+
+class ServeError(Exception):
+    """The server cannot start (socket path unusable, node unreadable)."""
+
+
+class SnapshotSource:
+    """Serialized snapshots, at most one pass in flight and one per ``min_interval``.
+
+    The pass runs as its own task and requests await it shielded: a client that hangs
+    up cannot cancel it, so no second pass ever starts while one still runs in a thread.
+    """
+
+    def __init__(
+        self,
+        take: Callable[[], Snapshot],
+        *,
+        min_interval: float = MIN_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._take = take
+        self._min_interval = min_interval
+        self._clock = clock
+        self._inflight: asyncio.Task[bytes] | None = None
+        self._body: bytes | None = None
+        self._at = -math.inf
+        self.passes = 0
+        self.waiting = 0
+        self.last_error: str | None = None
+
+    async def body(self) -> bytes:
+        """The latest snapshot as JSON bytes, taking a pass only when the last one is stale."""
+        if self._body is not None and self._clock() - self._at < self._min_interval:
+            return self._body
+        if self._inflight is None:
+            self._inflight = asyncio.create_task(self._pass())
+            self._inflight.add_done_callback(_consume)
+        self.waiting += 1
+        try:
+            return await asyncio.shield(self._inflight)
+        finally:
+            self.waiting -= 1
+
+    def _run(self) -> bytes:
+        return self._take().model_dump_json().encode()
+
+    async def _pass(self) -> bytes:
+        self.passes += 1
+        try:
+            body = await asyncio.to_thread(self._run)
+        except Exception as e:  # one failed pass must not take the server down
+            self.last_error = f"{type(e).__name__}: {e}"
+            raise PassFailed(self.last_error) from None
+        finally:
+            self._inflight = None
+        self._body, self._at, self.last_error = body, self._clock(), None
+        return body
+
+
+def _consume(task: asyncio.Task[bytes]) -> None:
+    """Marks a pass's failure as seen even when every waiting client hung up."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unknown paths and methods answer JSON like every other reply."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _error(e.status, f"{e.reason}: {request.method} {request.path}")
+
+
+def make_app(source: SnapshotSource) -> web.Application:
+    async def snapshot(_: web.Request) -> web.Response:
+        try:
+            body = await source.body()
+        except PassFailed as e:
+            return _error(503, f"snapshot failed: {e}")
+        return web.Response(body=body, content_type=JSON)
+
+    async def health(_: web.Request) -> web.Response:
+        state = {"status": "ok", "passes": source.passes, "last_error": source.last_error}
+        return web.json_response(state)
+
+    app = web.Application(middlewares=[json_errors])
+    app.router.add_get(SNAPSHOT_PATH, snapshot)
+    app.router.add_get(HEALTH_PATH, health)
+    return app
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Removes a socket left by a previous run; refuses to delete anything else."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ServeError(f"socket path {path}: {e.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise ServeError(f"socket path {path} exists and is not a socket; not replacing it")
+    os.unlink(path)
+
+
+async def start(socket_path: str, source: SnapshotSource) -> web.AppRunner:
+    """Binds the socket (mode 0660) and starts serving; ``stop`` undoes it."""
+    directory = os.path.dirname(os.path.abspath(socket_path))
+    if not os.path.isdir(directory):
+        raise ServeError(f"socket directory {directory} does not exist")
+    _clear_stale_socket(socket_path)
+    runner = web.AppRunner(make_app(source), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    site = web.UnixSite(runner, socket_path)
+    old = os.umask(0o777 & ~SOCKET_MODE)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ServeError(f"cannot listen on {socket_path}: {e.strerror or e}") from None
+    finally:
+        os.umask(old)
+    os.chmod(socket_path, SOCKET_MODE)
+    return runner
+
+
+async def stop(runner: web.AppRunner, socket_path: str) -> None:
+    await runner.cleanup()
+    with contextlib.suppress(OSError, ServeError):
+        _clear_stale_socket(socket_path)
+
+
+async def serve(socket_path: str, source: SnapshotSource) -> None:
+    """Serves until SIGTERM or SIGINT, then closes connections and removes the socket."""
+    runner = await start(socket_path, source)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        await stop(runner, socket_path)
+
+
+def snapshot_taker(
+    paths: HostPaths, scanner: Scanner, fingerprints: bool
+) -> Callable[[], Snapshot]:
+    """One pass with runtime labels and (unless disabled) fingerprints, reusing caches."""
+    identify = RuntimeState(paths).lookup
+    fingerprint: FingerprintFn | None = None
+    if fingerprints:
+        from fingerprints.engine import Fingerprinter  # only loaded when used
+
+        fingerprint = Fingerprinter(paths.proc_root).fingerprint
+
+    def take() -> Snapshot:
+        return take_snapshot(paths, identify=identify, fingerprint=fingerprint, scanner=scanner)
+
+    return take
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Exit 0 after a clean shutdown; 2 with one line on stderr if serving is impossible."""
+    paths = host_paths(args)
+    try:
+        scanner = Scanner(paths)
+    except NodeUnreadable as e:
+        print(f"runtime-insights extractor serve: {e}", file=sys.stderr)
+        return 2
+    try:
+        source = SnapshotSource(snapshot_taker(paths, scanner, not args.no_fingerprints))
+        asyncio.run(serve(args.socket, source))
+    except ServeError as e:
+        print(f"runtime-insights extractor serve: {e}", file=sys.stderr)
+        return 2
+    finally:
+        scanner.close()
+    return 0
