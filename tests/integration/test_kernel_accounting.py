@@ -338,5 +338,5 @@ def test_extract_command_prints_the_pass_as_json(
     (pod_view,) = [p for p in pods if p["uid"] == b.uid]
     (view,) = [c for c in pod_view["containers"].values() if c["id"] == b.cid]
     acct = v1_tree.directory("cpuacct", v1_tree.container_path(b.uid, b.cid))
-    assert view["cpu_seconds"] == read_int(f"{acct}/cpuacct.usage") / 1e9
+    assert view["cpu"]["totalSeconds"] == read_int(f"{acct}/cpuacct.usage") / 1e9
     assert view["pids"] == [v1_tree.workers[0].pid]
