@@ -247,7 +247,8 @@ def _row(namespace: str, pod: str, key: str, c: Container) -> tuple[str, ...]:
 
 
 def render_table(snapshot: Snapshot) -> str:
-    """One aligned row per app container (sandboxes are left out), sorted."""
+    """One aligned row per app container (sandboxes are left out), sorted, then a summary
+    line so that an empty node or a partial pass is visible at a glance."""
     rows = sorted(
         _row(g.namespace, pod_key, key, c)
         for pod_key, g in placed(snapshot)
@@ -257,4 +258,9 @@ def render_table(snapshot: Snapshot) -> str:
     table = [COLUMNS, *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
     lines = ("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in table)
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    pods = {c.pod_uid for c in snapshot.containers if c.pod_uid}
+    summary = (
+        f"{len(rows)} containers in {len(pods)} pods on {snapshot.node} "
+        f"(cgroup {snapshot.cgroup_version}, {len(snapshot.errors)} errors)"
+    )
+    return "\n".join([*(line.rstrip() for line in lines), summary]) + "\n"

@@ -164,13 +164,18 @@ def test_json_is_sorted_and_indented() -> None:
 def test_empty_snapshot() -> None:
     empty = Snapshot(node="n", taken_at=0.0, cgroup_version="v1")
     assert orjson.loads(render_json(empty))["namespaces"] == {}
-    assert render_table(empty).split() == list(COLUMNS)
+    header, summary = render_table(empty).splitlines()
+    assert header.split() == list(COLUMNS)
+    assert summary == "0 containers in 0 pods on n (cgroup v1, 0 errors)"
 
 
 def test_table_rows_are_aligned_and_skip_sandboxes() -> None:
-    lines = render_table(snapshot()).splitlines()
+    snap = snapshot()
+    *lines, summary = render_table(snap).splitlines()
     assert lines[0].split() == list(COLUMNS)
     assert len(lines) == 1 + 5
+    pods = {c.pod_uid for c in snap.containers if c.pod_uid}
+    assert summary.startswith(f"5 containers in {len(pods)} pods on {snap.node} ")
     web = next(line for line in lines if " web " in line)
     assert web.split() == [
         "shop",
