@@ -1,0 +1,159 @@
+"""The custom metrics API (``custom.metrics.k8s.io/v1beta2``) for pods on this node.
+
+What the aggregator and the HPA controller call: discovery at the group-version root
+(an ``APIResourceList`` with ``pods/<metric>`` entries), and
+``namespaces/{ns}/pods/{name|*}/{metric}`` answered with a ``MetricValueList`` whose
+values are quantity strings. Errors are ``metav1.Status`` objects, which is what the
+client-go decoders in the aggregator and HPA understand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+
+from exporter.aggregate import NodeView, PodView, Views, iso
+from exporter.quantity_format import format_quantity
+from exporter.selectors import SelectorError, parse_selector
+from exporter.status import status_response
+
+GROUP = "custom.metrics.k8s.io"
+VERSION = "v1beta2"
+ROOT = f"/apis/{GROUP}/{VERSION}"
+
+
+@dataclass(frozen=True)
+class PodMetric:
+    """One metric per pod; ``window`` tells whether the value spans two snapshots."""
+
+    read: Callable[[PodView], float | int | None]
+    window: bool = False
+
+
+def _pod_cpu_seconds(pv: PodView) -> float | None:
+    cpu = pv.pod.usage.cpu if pv.pod and pv.pod.usage else None
+    return cpu.usage_ns / 1e9 if cpu else None
+
+
+def _pod_working_set(pv: PodView) -> int | None:
+    mem = pv.pod.usage.memory if pv.pod and pv.pod.usage else None
+    return mem.working_set_bytes if mem else None
+
+
+METRICS: dict[str, PodMetric] = {
+    "cpu_usage_rate": PodMetric(lambda pv: pv.cpu_rate, window=True),
+    "cpu_seconds_total": PodMetric(_pod_cpu_seconds),
+    "memory_working_set_bytes": PodMetric(_pod_working_set),
+    "runtime_seconds": PodMetric(lambda pv: pv.runtime_seconds),
+}
+
+
+def resource_list() -> dict[str, object]:
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{GROUP}/{VERSION}",
+        "resources": [
+            {
+                "name": f"pods/{name}",
+                "singularName": "",
+                "namespaced": True,
+                "kind": "MetricValueList",
+                "verbs": ["get"],
+            }
+            for name in METRICS
+        ],
+    }
+
+
+def metric_values(
+    view: NodeView,
+    window_seconds: float | None,
+    namespace: str,
+    pod: str,
+    metric_name: str,
+    label_selector: str | None,
+    metric_selector: str | None,
+) -> dict[str, object]:
+    """The MetricValueList for one pod or, with ``pod == "*"``, the selected pods.
+
+    Pod series carry no labels of their own, so a metricLabelSelector keeps them only
+    when it matches an empty label set (e.g. ``foo!=bar``); it is echoed as given.
+    """
+    metric = METRICS[metric_name]
+    pods = parse_selector(label_selector)
+    series = parse_selector(metric_selector)
+    items: list[dict[str, object]] = []
+    if series.matches({}):
+        for pv in view.pods:
+            if pv.namespace != namespace or (pod != "*" and pv.name != pod):
+                continue
+            if pod == "*" and not pods.matches(pv.meta.labels if pv.meta else {}):
+                continue
+            value = metric.read(pv)
+            if value is None:
+                continue
+            item: dict[str, object] = {
+                "describedObject": {
+                    "kind": "Pod",
+                    "namespace": pv.namespace,
+                    "name": pv.name,
+                    "apiVersion": "v1",
+                },
+                "metric": {"name": metric_name, "selector": series.as_label_selector()},
+                "timestamp": iso(view.snapshot.taken_at),
+                "value": format_quantity(value),
+            }
+            if metric.window and window_seconds is not None:
+                item["windowSeconds"] = max(1, round(window_seconds))
+            items.append(item)
+    return {
+        "kind": "MetricValueList",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "metadata": {},
+        "items": items,
+    }
+
+
+def _json(body: object) -> web.Response:
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def add_routes(app: web.Application, views: Views) -> None:
+    async def discovery(request: web.Request) -> web.Response:
+        return _json(resource_list())
+
+    async def pod_metric(request: web.Request) -> web.Response:
+        ns, name, metric = (request.match_info[k] for k in ("namespace", "name", "metric"))
+        if metric not in METRICS:
+            return status_response(404, f"the server could not find the metric {metric} for pods")
+        view = views.current()
+        if view is None:
+            return status_response(503, "no snapshot from the extractor yet")
+        try:
+            body = metric_values(
+                view,
+                views.state.rates.window_seconds if views.state.rates else None,
+                ns,
+                name,
+                metric,
+                request.query.get("labelSelector"),
+                request.query.get("metricLabelSelector"),
+            )
+        except SelectorError as e:
+            return status_response(400, f"invalid selector: {e}")
+        if name != "*" and not body["items"]:
+            return status_response(
+                404, f"the server could not find the metric {metric} for pods {name}"
+            )
+        return _json(body)
+
+    async def unknown(request: web.Request) -> web.Response:
+        return status_response(404, "the server could not find the requested resource")
+
+    app.router.add_get(ROOT, discovery)
+    app.router.add_get(ROOT + "/namespaces/{namespace}/pods/{name}/{metric}", pod_metric)
+    app.router.add_route("*", ROOT + "/{tail:.*}", unknown)
