@@ -1,10 +1,17 @@
 """`runtime-insights collect`: every node's exporter merged into one cluster-wide document.
 
 Why this replaces a shell loop over `kubectl exec … curl`: the exporters are reached
-through the API server's pod proxy (`pods/proxy`, RBAC-controlled, no exec rights and no
-network path to the pods needed), all nodes in parallel with a deadline each, and a node
-that cannot answer is reported — a merged document that silently lacks a node would
-under-count the cluster.
+through the API server (RBAC-controlled, no exec rights and no network path to the pods
+needed), all nodes in parallel with a deadline each, and a node that cannot answer is
+reported — a merged document that silently lacks a node would under-count the cluster.
+
+Two ways through the API server (`--via`):
+
+* `port-forward` (default): a tunnel per exporter (`pods/portforward`, see
+  `exporter.portforward`); TLS and the caller's bearer token reach the exporter, so it
+  works with the exporters' authentication on, as the manifests deploy them.
+* `proxy`: the pod proxy (`pods/proxy`). The API server strips the caller's token before
+  proxying, so this only works against exporters with authentication off.
 
 Each exporter is asked for `/v1/pods` — the richest view: pod totals from the pod cgroup
 (exited containers included) plus every container with CPU, memory, runtime and
@@ -22,9 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -35,10 +45,15 @@ from kubernetes.client.exceptions import ApiException
 
 from exporter.kube_config import KubeConfigError, load_api_client
 from exporter.kubehttp import api_http_client
+from exporter.portforward import TlsTarget, TunnelError, get_through_portforward, status_message
 
 EXPORTER_PATH = "/v1/pods"
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 PARALLEL_NODES = 32
+SERVICE_NAME = "runtime-insights"
+"""The exporters' Service (manifests/base/service.yaml): its DNS name is on their certificate."""
+
+T = TypeVar("T")
 
 
 class CollectError(Exception):
@@ -52,6 +67,8 @@ class ExporterPod:
     name: str
     node: str | None
     phase: str | None
+    ports: tuple[tuple[str, int], ...] = ()
+    """Named container ports of the pod spec, (name, containerPort)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,44 @@ class NodeResult:
     pod: ExporterPod
     document: dict[str, Any] | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """How to reach the exporters; see the `collect` arguments in `extractor.cli`."""
+
+    namespace: str
+    port: str
+    via: str = "port-forward"
+    insecure_http: bool = False
+    timeout: float = 30.0
+    ca_file: str | None = None
+    tls_server_name: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.insecure_http else "https"
+
+    def tls(self) -> TlsTarget | None:
+        """What the exporter's certificate must satisfy (None: plain HTTP in the tunnel)."""
+        if self.insecure_http:
+            return None
+        name = self.tls_server_name or f"{SERVICE_NAME}.{self.namespace}.svc"
+        try:
+            return TlsTarget.load(self.ca_file, name)
+        except TunnelError as exc:
+            raise CollectError(str(exc)) from exc
+
+
+def _named_ports(spec: Any) -> tuple[tuple[str, int], ...]:
+    if spec is None:
+        return ()
+    return tuple(
+        (port.name, int(port.container_port))
+        for container in spec.containers or []
+        for port in container.ports or []
+        if port.name and port.container_port
+    )
 
 
 def list_exporter_pods(
@@ -80,6 +135,7 @@ def list_exporter_pods(
             p.metadata.name,
             p.spec.node_name if p.spec else None,
             p.status.phase if p.status else None,
+            _named_ports(p.spec),
         )
         for p in pods.items
         if p.metadata is not None and p.metadata.name
@@ -89,20 +145,47 @@ def list_exporter_pods(
     return sorted(found, key=lambda p: (p.node or "", p.name))
 
 
+def port_number(pod: ExporterPod, port: str) -> int:
+    """`--port` as a number: taken as is, or a container port name looked up in the pod spec.
+
+    Port-forward takes numbers only (the API server does not resolve names for it), so a
+    name is resolved here, as `kubectl port-forward` does.
+    """
+    if port.isdigit():
+        number = int(port)
+        if not 0 < number < 65536:
+            raise ValueError(f"port {port} is out of range")
+        return number
+    for name, number in pod.ports:
+        if name == port:
+            return number
+    declared = ", ".join(f"{n}={p}" for n, p in pod.ports) or "none"
+    raise ValueError(f"pod has no container port named {port!r} (named ports: {declared})")
+
+
 def _proxy_path(namespace: str, pod: str, port: str, scheme: str) -> str:
     target = quote(f"{scheme}:{pod}:{port}", safe=":")
     return f"/api/v1/namespaces/{quote(namespace)}/pods/{target}/proxy{EXPORTER_PATH}"
 
 
-def _http_error(response: httpx.Response, body: bytes) -> str:
-    message = ""
-    try:
-        parsed = orjson.loads(body)
-        if isinstance(parsed, dict):
-            message = str(parsed.get("message") or parsed.get("error") or "")
-    except orjson.JSONDecodeError:
-        message = body[:200].decode("utf-8", "replace").strip()
-    return f"HTTP {response.status_code}" + (f": {message}" if message else "")
+_UNAUTHORIZED_HINTS = {
+    "proxy": "the API server's pod proxy does not pass your token on: exporters with "
+    "authentication on need --via port-forward",
+    "port-forward": "the exporter did not accept the kubeconfig's bearer token",
+    "port-forward without token": "the kubeconfig's user has no bearer token, and the "
+    "exporters authenticate callers by token only",
+}
+
+
+def _http_error(status: int, body: bytes, via: str) -> str:
+    """The exporter's error answer, with what to do about the ones a user can fix."""
+    message = status_message(body)
+    text = f"HTTP {status}" + (f": {message}" if message else "")
+    if status == 401:
+        text += f" ({_UNAUTHORIZED_HINTS[via]})"
+    elif status == 403:
+        text += " (bind the runtime-insights-reader ClusterRole to the caller)"
+    return text
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
@@ -136,6 +219,15 @@ def _validated(body: bytes) -> dict[str, Any]:
     return doc
 
 
+def _answered(pod: ExporterPod, status: int, body: bytes, via: str) -> NodeResult:
+    if status != 200:
+        return NodeResult(pod, error=_http_error(status, body, via))
+    try:
+        return NodeResult(pod, document=_validated(body))
+    except ValueError as exc:
+        return NodeResult(pod, error=str(exc))
+
+
 async def fetch_node(
     client: httpx.AsyncClient,
     namespace: str,
@@ -145,22 +237,95 @@ async def fetch_node(
     timeout: float,
 ) -> NodeResult:
     """One exporter's `/v1/pods` through the pod proxy, or why it could not be had."""
-    if pod.phase != "Running":
-        return NodeResult(pod, error=f"exporter pod is {pod.phase or 'in an unknown phase'}")
     try:
         async with asyncio.timeout(timeout):
             path = _proxy_path(namespace, pod.name, port, scheme)
             async with client.stream("GET", path) as response:
                 body = await _read_capped(response)
-            if response.status_code != 200:
-                return NodeResult(pod, error=_http_error(response, body))
-            return NodeResult(pod, document=_validated(body))
     except TimeoutError:
         return NodeResult(pod, error=f"no answer within {timeout:g}s")
     except httpx.HTTPError as exc:
         return NodeResult(pod, error=f"{type(exc).__name__}: {exc}")
     except ValueError as exc:
         return NodeResult(pod, error=str(exc))
+    return _answered(pod, response.status_code, body, "proxy")
+
+
+def _settle(future: asyncio.Future[T], value: T | None, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task gave up (deadline): nobody wants the outcome
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)  # type: ignore[arg-type]
+
+
+async def _in_daemon_thread(call: Callable[[], T]) -> T:
+    """Runs a blocking call in a daemon thread and awaits its outcome.
+
+    Why not `asyncio.to_thread`: executor threads are joined at exit, and the official
+    client's WebSocket handshake has no timeout, so one API server that never answers
+    would hold the command past its deadline; a daemon thread cannot.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        value: T | None = None
+        error: BaseException | None = None
+        try:
+            value = call()
+        except BaseException as exc:  # handed over to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, future, value, error)
+
+    threading.Thread(target=run, name="collect-node", daemon=True).start()
+    return await future
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """What every port-forward needs: the API client, the caller's token, the TLS check."""
+
+    api: ApiClient
+    authorization: str | None
+    tls: TlsTarget | None
+
+
+async def fetch_node_forwarded(
+    tunnel: Tunnel, pod: ExporterPod, options: CollectOptions
+) -> NodeResult:
+    """One exporter's `/v1/pods` through a port-forward tunnel, or why it could not be had."""
+    try:
+        port = port_number(pod, options.port)
+    except ValueError as exc:
+        return NodeResult(pod, error=str(exc))
+
+    def get() -> tuple[int, bytes]:
+        with ApiClient(tunnel.api.configuration) as own:  # per thread: portforward patches it
+            answer = get_through_portforward(
+                own,
+                options.namespace,
+                pod.name,
+                port,
+                EXPORTER_PATH,
+                authorization=tunnel.authorization,
+                tls=tunnel.tls,
+                timeout=options.timeout,
+                max_bytes=MAX_RESPONSE_BYTES,
+            )
+        return answer.status, answer.body
+
+    try:
+        async with asyncio.timeout(options.timeout):
+            status, body = await _in_daemon_thread(get)
+    except TimeoutError:
+        return NodeResult(pod, error=f"no answer within {options.timeout:g}s")
+    except TunnelError as exc:
+        return NodeResult(pod, error=str(exc))
+    via = "port-forward" if tunnel.authorization else "port-forward without token"
+    return _answered(pod, status, body, via)
 
 
 def merge(results: list[NodeResult]) -> dict[str, Any]:
@@ -189,15 +354,36 @@ def merge(results: list[NodeResult]) -> dict[str, Any]:
 
 
 async def collect(
-    cfg: Any, pods: list[ExporterPod], *, namespace: str, port: str, scheme: str, timeout: float
+    api: ApiClient, pods: list[ExporterPod], options: CollectOptions
 ) -> dict[str, Any]:
     """Ask every exporter in parallel (at most PARALLEL_NODES at once) and merge."""
     gate = asyncio.Semaphore(PARALLEL_NODES)
-    async with api_http_client(cfg, timeout=timeout) as client:
+    cfg = api.configuration
+    # The token is resolved once, here: the official loaders refresh an expiring one in
+    # this call, which is not meant to run in many threads at once.
+    tunnel = Tunnel(
+        api,
+        cfg.get_api_key_with_prefix("BearerToken", alias="authorization"),
+        options.tls() if options.via == "port-forward" else None,
+    )
+    async with api_http_client(cfg, timeout=options.timeout) as client:
 
         async def one(pod: ExporterPod) -> NodeResult:
+            if pod.phase != "Running":
+                return NodeResult(
+                    pod, error=f"exporter pod is {pod.phase or 'in an unknown phase'}"
+                )
             async with gate:
-                return await fetch_node(client, namespace, pod, port, scheme, timeout)
+                if options.via == "proxy":
+                    return await fetch_node(
+                        client,
+                        options.namespace,
+                        pod,
+                        options.port,
+                        options.scheme,
+                        options.timeout,
+                    )
+                return await fetch_node_forwarded(tunnel, pod, options)
 
         results = await asyncio.gather(*(one(p) for p in pods))
     return merge(list(results))
@@ -205,19 +391,19 @@ async def collect(
 
 def run_collect(args: argparse.Namespace) -> int:
     """The `collect` subcommand: prints the merged document; see the module doc for exits."""
+    options = CollectOptions(
+        namespace=args.namespace,
+        port=str(args.port),
+        via=args.via,
+        insecure_http=args.insecure_http,
+        timeout=args.timeout,
+        ca_file=args.ca_file,
+        tls_server_name=args.tls_server_name,
+    )
     try:
         api = load_api_client(args.kubeconfig)
         pods = list_exporter_pods(api, args.namespace, args.selector, args.timeout)
-        document = asyncio.run(
-            collect(
-                api.configuration,
-                pods,
-                namespace=args.namespace,
-                port=str(args.port),
-                scheme="http" if args.insecure_http else "https",
-                timeout=args.timeout,
-            )
-        )
+        document = asyncio.run(collect(api, pods, options))
     except (KubeConfigError, CollectError) as exc:
         print(f"runtime-insights collect: {exc}", file=sys.stderr)
         return 2

@@ -66,10 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="merge every node's exporter into one document")
     p.add_argument("--namespace", default="runtime-insights")
     p.add_argument("--selector", default="app.kubernetes.io/name=runtime-insights")
-    p.add_argument("--port", default="8443", help="exporter port name or number")
+    p.add_argument(
+        "--port", default="8443", help="exporter container port, number or name (default: 8443)"
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per node")
     p.add_argument("--kubeconfig", default=None)
+    p.add_argument(
+        "--via",
+        choices=("port-forward", "proxy"),
+        default="port-forward",
+        help="reach exporters through pods/portforward (default; works with their "
+        "authentication on) or the pod proxy (only with authentication off)",
+    )
     p.add_argument("--insecure-http", action="store_true", help="use http to reach exporters")
+    p.add_argument(
+        "--ca-file", default=None, help="CA bundle the exporters' certificate must chain to"
+    )
+    p.add_argument(
+        "--tls-server-name",
+        default=None,
+        help="name the exporters' certificate must carry "
+        "(default: runtime-insights.<namespace>.svc)",
+    )
     return parser
 
 

@@ -22,11 +22,13 @@ Stable API (others rely on it; only add to it)::
         await api.drop_watches()         # cut every open watch connection abruptly
         await api.pause() / await api.resume()  # stop / restart listening (same port)
         api.set_pod_backend("default", "web-1", "http://127.0.0.1:9999")  # pod proxy target
+        api.set_pod_portforward("default", "web-1", 8443, "127.0.0.1", 9998)  # tunnel target
         api.add_token("tok", "alice", ["team-a"], audiences=None)  # for TokenReview
         api.allow("alice", "get", path="/metrics")                 # for SubjectAccessReview
         api.allow("group:team-a", "list", resource="pods", namespace="default")
         api.calls["watch"]               # Counter of calls by kind (see below)
         api.proxy_requests               # [(method, ns, name, scheme, port, path, query)]
+        api.portforward_requests         # [(ns, name, ports query value)]
 
 Endpoints (all require ``Authorization: Bearer <api.token>``, else 401 Status):
 
@@ -45,11 +47,21 @@ Endpoints (all require ``Authorization: Bearer <api.token>``, else 401 Status):
 * ``GET|POST|PUT|DELETE /api/v1/namespaces/{ns}/pods/{[https:]name[:port]}/proxy/{path}``:
   forwarded (method, query, body, content type) to the URL registered with
   ``set_pod_backend``; 503 Status when none is registered.
+* ``GET /api/v1/namespaces/{ns}/pods/{name}/portforward?ports=N[,M]``: the WebSocket
+  port-forward of kubelet's ``portforward/websocket.go`` (subprotocol
+  ``v4.channel.k8s.io``; a client offering none gets the same binary framing). Every
+  binary message starts with its channel byte: port i has data channel 2i and error
+  channel 2i+1, and each of those first carries the port as 2 bytes little-endian. Then
+  bytes are relayed between the data channel and a TCP connection to the target set with
+  ``set_pod_portforward``; when that connection cannot be made, the error channel carries
+  ``error forwarding port N to pod NAME, uid UID: …``. The WebSocket closes once the pod
+  side ends (as kubelet closes it when its forwards end); a closed WebSocket closes the
+  pod side. 404 Status for an unknown pod, 400 for a non-WebSocket request or bad ports.
 * ``POST /apis/authentication.k8s.io/v1/tokenreviews`` and
   ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``.
 
-``calls`` keys: ``list``, ``watch``, ``get``, ``proxy``, ``tokenreviews``,
-``subjectaccessreviews``, ``unauthorized``.
+``calls`` keys: ``list``, ``watch``, ``get``, ``proxy``, ``portforward``,
+``tokenreviews``, ``subjectaccessreviews``, ``unauthorized``.
 
 Mutating methods may be called from the event loop running the server or from any other
 thread; watchers are woken on the server's loop.
@@ -79,6 +91,7 @@ from aiohttp import web
 JSON = dict[str, Any]
 
 API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
 
 
 def status_object(code: int, reason: str, message: str) -> JSON:
@@ -433,6 +446,7 @@ class FakeApiServer:
         self.expired_as_http_status = expired_as_http_status
         self.calls: Counter[str] = Counter()
         self.proxy_requests: list[tuple[str, str, str, str, str, str, str]] = []
+        self.portforward_requests: list[tuple[str, str, str]] = []
         self._lock = threading.RLock()
         self._pods: dict[tuple[str, str], JSON] = {}
         self._log: list[_Event] = []
@@ -440,6 +454,7 @@ class FakeApiServer:
         self._horizon = 0
         self._watchers: set[_Watcher] = set()
         self._backends: dict[tuple[str, str], str] = {}
+        self._forwards: dict[tuple[str, str, int], tuple[str, int]] = {}
         self._tokens: dict[str, JSON] = {}
         self._grants: list[_Grant] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -456,6 +471,7 @@ class FakeApiServer:
         app.router.add_get("/api/v1/pods", self._pods_collection)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self._pods_collection)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._get_pod)
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/portforward", self._portforward)
         app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{target}/proxy", self._proxy)
         app.router.add_route(
             "*", "/api/v1/namespaces/{ns}/pods/{target}/proxy/{path:.*}", self._proxy
@@ -612,6 +628,12 @@ class FakeApiServer:
     def set_pod_backend(self, namespace: str, name: str, url: str) -> None:
         """Where the pod proxy subresource forwards requests for this pod."""
         self._backends[(namespace, name)] = url.rstrip("/")
+
+    def set_pod_portforward(
+        self, namespace: str, name: str, port: int, host: str, target_port: int
+    ) -> None:
+        """Where the port-forward subresource connects for this pod's container `port`."""
+        self._forwards[(namespace, name, port)] = (host, target_port)
 
     # -- auth
 
@@ -872,6 +894,59 @@ class FakeApiServer:
         except aiohttp.ClientError as err:
             return self._error(503, "ServiceUnavailable", f"error trying to reach service: {err}")
 
+    async def _portforward(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return self._unauthorized()
+        self.calls["portforward"] += 1
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        self.portforward_requests.append((ns, name, ",".join(request.query.getall("ports", []))))
+        with self._lock:
+            pod = self._pods.get((ns, name))
+        if pod is None:
+            return self._error(404, "NotFound", f'pods "{name}" not found')
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return self._error(400, "BadRequest", "Upgrade request required")
+        try:
+            ports = _forward_ports(request.query.getall("ports", []))
+        except ValueError as err:
+            return self._error(400, "BadRequest", str(err))
+        ws = web.WebSocketResponse(protocols=(PORTFORWARD_PROTOCOL,))
+        await ws.prepare(request)
+        for index, port in enumerate(ports):
+            prefix = port.to_bytes(2, "little")
+            await ws.send_bytes(bytes([2 * index]) + prefix)
+            await ws.send_bytes(bytes([2 * index + 1]) + prefix)
+        writers: dict[int, asyncio.StreamWriter] = {}
+        pumps: list[asyncio.Task[None]] = []
+        for index, port in enumerate(ports):
+            target = self._forwards.get((ns, name, port))
+            try:
+                if target is None:
+                    raise ConnectionRefusedError(f"dial tcp4 127.0.0.1:{port}: connection refused")
+                reader, writers[2 * index] = await asyncio.open_connection(*target)
+            except OSError as err:
+                uid = pod["metadata"]["uid"]
+                message = f"error forwarding port {port} to pod {name}, uid {uid}: {err}"
+                await ws.send_bytes(bytes([2 * index + 1]) + message.encode())
+                continue
+            pumps.append(asyncio.create_task(_pump_to_websocket(reader, ws, 2 * index)))
+        try:
+            if pumps:
+                from_client = asyncio.create_task(_pump_from_websocket(ws, writers))
+                ends: list[asyncio.Future[Any]] = [
+                    from_client,
+                    asyncio.gather(*pumps, return_exceptions=True),
+                ]
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+                from_client.cancel()
+        finally:
+            for task in pumps:
+                task.cancel()
+            for writer in writers.values():
+                writer.close()
+            await ws.close()
+        return ws
+
     async def _review_body(self, request: web.Request, kind: str) -> JSON | web.Response:
         try:
             body = await request.json()
@@ -937,3 +1012,46 @@ class FakeApiServer:
         out: JSON = {"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1"}
         out |= {"metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
         return web.json_response(out, status=201)
+
+
+def _forward_ports(values: list[str]) -> list[int]:
+    """The `ports` query values as kubelet parses them (comma lists, 1..65535)."""
+    if not values:
+        raise ValueError('query parameter "port" is required')
+    ports: list[int] = []
+    for value in values:
+        if not value:
+            raise ValueError('query parameter "port" cannot be empty')
+        for text in value.split(","):
+            if not text.isdigit() or int(text) > 65535:
+                raise ValueError(f'unable to parse "{value}" as a port')
+            if int(text) < 1:
+                raise ValueError(f'port "{value}" must be > 0')
+            ports.append(int(text))
+    return ports
+
+
+async def _pump_to_websocket(
+    reader: asyncio.StreamReader, ws: web.WebSocketResponse, channel: int
+) -> None:
+    """Pod side → client, each chunk one binary message on the port's data channel."""
+    with contextlib.suppress(ConnectionError):
+        while chunk := await reader.read(64 * 1024):
+            await ws.send_bytes(bytes([channel]) + chunk)
+
+
+async def _pump_from_websocket(
+    ws: web.WebSocketResponse, writers: dict[int, asyncio.StreamWriter]
+) -> None:
+    """Client → pod side: data-channel messages are written to that port's connection."""
+    async for message in ws:
+        if message.type != aiohttp.WSMsgType.BINARY or not message.data:
+            continue
+        writer = writers.get(message.data[0])
+        if writer is None:
+            continue
+        try:
+            writer.write(message.data[1:])
+            await writer.drain()
+        except ConnectionError:
+            return

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from exporter.auth import PUBLIC_PATHS, request_attributes
+from exporter.collect import EXPORTER_PATH, SERVICE_NAME
 from exporter.settings import Settings
 from extractor.cli import build_parser
 
@@ -39,6 +40,11 @@ def _resources(kustomize_dir: Path) -> list[Obj]:
         assert target.exists(), f"{kustomize_dir}: resource {ref} does not exist"
         objects += _resources(target) if target.is_dir() else _docs(target)
     return objects
+
+
+def _url_covers(rule_url: str, path: str) -> bool:
+    """RBAC nonResourceURLs: exact, or a prefix when the rule ends in '*'."""
+    return path == rule_url or (rule_url.endswith("*") and path.startswith(rule_url[:-1]))
 
 
 def _one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
@@ -269,6 +275,41 @@ def test_reader_role_covers_what_the_middleware_asks(base: list[Obj]) -> None:
             attrs["path"] == url or (url.endswith("*") and attrs["path"].startswith(url[:-1]))
             for url in rule["nonResourceURLs"]
         ), path
+
+
+def test_collector_role_grants_what_collect_asks_and_nothing_more(base: list[Obj]) -> None:
+    """`collect` lists the exporter pods and opens a WebSocket port-forward (a GET, so RBAC
+    checks `get`; `create` covers SPDY clients); the exporters' data needs the reader role."""
+    role = _one(base, "ClusterRole", "runtime-insights-collector")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted == {
+        ("", "pods", "list"),
+        ("", "pods/portforward", "get"),
+        ("", "pods/portforward", "create"),
+    }
+    assert not any(rule.get("nonResourceURLs") for rule in role["rules"])
+    (reader,) = _one(base, "ClusterRole", "runtime-insights-reader")["rules"]
+    attrs = request_attributes("GET", EXPORTER_PATH)["nonResourceAttributes"]
+    assert attrs["verb"] in reader["verbs"]
+    assert any(_url_covers(url, attrs["path"]) for url in reader["nonResourceURLs"])
+
+
+def test_collect_defaults_match_the_deployment(base: list[Obj], pod_spec: Obj) -> None:
+    """Run with no options, `collect` finds the DaemonSet's pods, forwards the exporter's
+    port and expects the certificate of the Service's DNS name."""
+    args = build_parser().parse_args(["collect"])
+    assert (args.via, args.namespace) == ("port-forward", NAMESPACE)
+    key, _, value = args.selector.partition("=")
+    assert _one(base, "DaemonSet")["spec"]["template"]["metadata"]["labels"][key] == value
+    (port,) = _container(pod_spec, "exporter")["ports"]
+    assert args.port in (port["name"], str(port["containerPort"]))
+    assert _one(base, "Service")["metadata"]["name"] == SERVICE_NAME
 
 
 def test_openshift_scc_admits_the_daemonset_and_nothing_more(pod_spec: Obj) -> None:
