@@ -26,6 +26,7 @@ from exporter.aggregate import (
     pod_document,
 )
 from exporter.metrics_collector import exposition, make_registry
+from exporter.peers import Peers
 from exporter.selectors import Selector, SelectorError, parse_selector
 from exporter.settings import Settings
 from exporter.state import State
@@ -121,12 +122,18 @@ def build_app(
     settings: Settings,
     *,
     middlewares: Sequence[Middleware] = (),
+    peers: Peers | None = None,
 ) -> web.Application:
-    """The whole HTTP surface over one State (and the pod reflector, when kube is on)."""
+    """The whole HTTP surface over one State (and the pod reflector, when kube is on).
+
+    With `peers`, custom metrics cover the other nodes too and /metrics counts peer calls.
+    """
     views = Views(state, reflector if settings.kube_enabled else None)
     app = web.Application(middlewares=[*middlewares, json_errors])
     cache = _BodyCache()
     registry = make_registry(views, settings.kube_enabled)
+    if peers is not None:
+        registry.register(peers.collector())
 
     def current() -> NodeView:
         view = views.current()
@@ -182,7 +189,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     insights_compat.add_routes(app, views)
-    custom_metrics.add_routes(app, views)
+    custom_metrics.add_routes(app, views, peers)
     return app
 
 

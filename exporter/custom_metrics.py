@@ -1,23 +1,29 @@
-"""The custom metrics API (``custom.metrics.k8s.io/v1beta2``) for pods on this node.
+"""The custom metrics API (``custom.metrics.k8s.io/v1beta2``) for the pods of the cluster.
 
 What the aggregator and the HPA controller call: discovery at the group-version root
 (an ``APIResourceList`` with ``pods/<metric>`` entries), and
 ``namespaces/{ns}/pods/{name|*}/{metric}`` answered with a ``MetricValueList`` whose
 values are quantity strings. Errors are ``metav1.Status`` objects, which is what the
 client-go decoders in the aggregator and HPA understand.
+
+The aggregator sends each request to one exporter behind the Service; with peers enabled
+that exporter adds the other nodes' answers (`exporter.peers`), so the HPA sees all the
+pods of a workload, not the share of whichever node it happened to reach.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from exporter.aggregate import NodeView, PodView, Views, iso
+from exporter.peers import LOCAL_SCOPE, SCOPE_PARAM, Peers
 from exporter.quantity_format import format_quantity
-from exporter.selectors import SelectorError, parse_selector
+from exporter.selectors import Selector, SelectorError, parse_selector
 from exporter.status import status_response
 
 GROUP = "custom.metrics.k8s.io"
@@ -70,46 +76,68 @@ def resource_list() -> dict[str, object]:
 
 
 def metric_values(
-    view: NodeView,
+    view: NodeView | None,
     window_seconds: float | None,
     namespace: str,
     pod: str,
     metric_name: str,
-    label_selector: str | None,
-    metric_selector: str | None,
-) -> dict[str, object]:
-    """The MetricValueList for one pod or, with ``pod == "*"``, the selected pods.
+    pods: Selector,
+    series: Selector,
+) -> list[dict[str, object]]:
+    """The MetricValue items of this node for one pod or, with ``pod == "*"``, the selected
+    pods (none before the first snapshot).
 
     Pod series carry no labels of their own, so a metricLabelSelector keeps them only
     when it matches an empty label set (e.g. ``foo!=bar``); it is echoed as given.
     """
     metric = METRICS[metric_name]
-    pods = parse_selector(label_selector)
-    series = parse_selector(metric_selector)
     items: list[dict[str, object]] = []
-    if series.matches({}):
-        for pv in view.pods:
-            if pv.namespace != namespace or (pod != "*" and pv.name != pod):
-                continue
-            if pod == "*" and not pods.matches(pv.meta.labels if pv.meta else {}):
-                continue
-            value = metric.read(pv)
-            if value is None:
-                continue
-            item: dict[str, object] = {
-                "describedObject": {
-                    "kind": "Pod",
-                    "namespace": pv.namespace,
-                    "name": pv.name,
-                    "apiVersion": "v1",
-                },
-                "metric": {"name": metric_name, "selector": series.as_label_selector()},
-                "timestamp": iso(view.snapshot.taken_at),
-                "value": format_quantity(value),
-            }
-            if metric.window and window_seconds is not None:
-                item["windowSeconds"] = max(1, round(window_seconds))
-            items.append(item)
+    if view is None or not series.matches({}):
+        return items
+    for pv in view.pods:
+        if pv.namespace != namespace or (pod != "*" and pv.name != pod):
+            continue
+        if pod == "*" and not pods.matches(pv.meta.labels if pv.meta else {}):
+            continue
+        value = metric.read(pv)
+        if value is None:
+            continue
+        item: dict[str, object] = {
+            "describedObject": {
+                "kind": "Pod",
+                "namespace": pv.namespace,
+                "name": pv.name,
+                "apiVersion": "v1",
+            },
+            "metric": {"name": metric_name, "selector": series.as_label_selector()},
+            "timestamp": iso(view.snapshot.taken_at),
+            "value": format_quantity(value),
+        }
+        if metric.window and window_seconds is not None:
+            item["windowSeconds"] = max(1, round(window_seconds))
+        items.append(item)
+    return items
+
+
+def merge_items(*answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One item per pod, the first answer winning (this node's, then peers in node order).
+
+    A pod can be reported twice only transiently (two exporters on one node during a
+    rollout); the HPA keys items by pod name, so a duplicate would be double data.
+    """
+    seen: set[tuple[object, object]] = set()
+    merged: list[dict[str, Any]] = []
+    for items in answers:
+        for item in items:
+            described = item["describedObject"]
+            key = (described.get("namespace"), described.get("name"))
+            if key not in seen:
+                seen.add(key)
+                merged.append(item)
+    return merged
+
+
+def metric_value_list(items: list[dict[str, Any]]) -> dict[str, object]:
     return {
         "kind": "MetricValueList",
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -122,7 +150,13 @@ def _json(body: object) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-def add_routes(app: web.Application, views: Views) -> None:
+def add_routes(app: web.Application, views: Views, peers: Peers | None = None) -> None:
+    """The API routes; with `peers`, pod metrics cover every node of the DaemonSet.
+
+    A request marked ``scope=node`` (what peers send each other) is answered from this
+    node alone, so a fan-out never fans out again.
+    """
+
     async def discovery(request: web.Request) -> web.Response:
         return _json(resource_list())
 
@@ -130,26 +164,25 @@ def add_routes(app: web.Application, views: Views) -> None:
         ns, name, metric = (request.match_info[k] for k in ("namespace", "name", "metric"))
         if metric not in METRICS:
             return status_response(404, f"the server could not find the metric {metric} for pods")
-        view = views.current()
-        if view is None:
-            return status_response(503, "no snapshot from the extractor yet")
         try:
-            body = metric_values(
-                view,
-                views.state.rates.window_seconds if views.state.rates else None,
-                ns,
-                name,
-                metric,
-                request.query.get("labelSelector"),
-                request.query.get("metricLabelSelector"),
-            )
+            pods = parse_selector(request.query.get("labelSelector"))
+            series = parse_selector(request.query.get("metricLabelSelector"))
         except SelectorError as e:
             return status_response(400, f"invalid selector: {e}")
-        if name != "*" and not body["items"]:
+        local_only = peers is None or request.query.get(SCOPE_PARAM) == LOCAL_SCOPE
+        view = views.current()
+        if view is None and local_only:
+            return status_response(503, "no snapshot from the extractor yet")
+        rates = views.state.rates
+        window = rates.window_seconds if rates else None
+        items = metric_values(view, window, ns, name, metric, pods, series)
+        if peers is not None and not local_only and (name == "*" or not items):
+            items = merge_items(items, await peers.gather(request.path, request.query, ns, name))
+        if name != "*" and not items:
             return status_response(
                 404, f"the server could not find the metric {metric} for pods {name}"
             )
-        return _json(body)
+        return _json(metric_value_list(items))
 
     async def unknown(request: web.Request) -> web.Response:
         return status_response(404, "the server could not find the requested resource")

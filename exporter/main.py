@@ -26,6 +26,7 @@ from exporter.auth import AuthApi, auth_middleware
 from exporter.extractor_client import ExtractorClient
 from exporter.kube_config import KubeConfigError, load_api_client
 from exporter.limits import limits_middleware
+from exporter.peers import PeerConfigError, Peers
 from exporter.reflector import PodReflector
 from exporter.settings import Settings
 from exporter.state import State
@@ -94,6 +95,15 @@ def _reflector(settings: Settings) -> PodReflector | None:
     )
 
 
+def _peers(settings: Settings) -> Peers | None:
+    if not settings.peers_enabled:
+        return None
+    try:
+        return Peers.from_settings(settings)
+    except PeerConfigError as e:
+        raise StartupError(str(e)) from None
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; StartupError if the server cannot come up."""
     reflector = _reflector(settings)
@@ -101,6 +111,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         tls = ssl_context(settings)
     except TLSConfigError as e:
         raise StartupError(str(e)) from None
+    peers = _peers(settings)
     auth_api = AuthApi.from_settings(settings) if settings.auth_enabled else None
     middlewares: list[Middleware] = []
     if auth_api is not None:
@@ -108,7 +119,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     middlewares.append(limits_middleware(settings))
     client = ExtractorClient(settings.extractor_socket, settings.extractor_timeout_seconds)
     state = State(client.fetch, settings.poll_interval_seconds)
-    app = build_app(state, reflector, settings, middlewares=middlewares)
+    app = build_app(state, reflector, settings, middlewares=middlewares, peers=peers)
     if reflector is not None:
         events.add_routes(app, reflector)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -133,6 +144,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await reflector.stop()
         await runner.cleanup()
         await client.aclose()
+        if peers is not None:
+            await peers.aclose()
         if auth_api is not None:
             await auth_api.aclose()
 

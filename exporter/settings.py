@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     watch_timeout_seconds: int = Field(default=300, gt=0)
     api_read_timeout_seconds: float = Field(default=330.0, gt=0)
 
+    # peer exporters: the custom metrics API answers for every node, not just this one
+    peers_enabled: bool = False
+    peer_namespace: str | None = Field(
+        default=None, description="the DaemonSet's namespace; from the downward API"
+    )
+    peer_selector: str = "app.kubernetes.io/name=runtime-insights"
+    peer_port: int = Field(default=8443, gt=0, le=65535)
+    peer_ca_file: str | None = Field(default=None, description="CA of the peers' serving certs")
+    peer_server_name: str | None = Field(
+        default=None, description="name in the peers' serving certs: the Service DNS name"
+    )
+    peer_timeout_seconds: float = Field(default=3.0, gt=0)
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

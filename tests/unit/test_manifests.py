@@ -18,6 +18,7 @@ import yaml
 
 from exporter.auth import PUBLIC_PATHS, request_attributes
 from exporter.collect import EXPORTER_PATH, SERVICE_NAME
+from exporter.selectors import parse_selector
 from exporter.settings import Settings
 from extractor.cli import build_parser
 
@@ -251,6 +252,8 @@ def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
         ("", "pods", "watch"),
         ("authentication.k8s.io", "tokenreviews", "create"),
         ("authorization.k8s.io", "subjectaccessreviews", "create"),
+        ("custom.metrics.k8s.io", "pods", "get"),
+        ("custom.metrics.k8s.io", "pods", "list"),
     }
     binding = _one(base, "ClusterRoleBinding", "runtime-insights")
     assert binding["roleRef"]["name"] == "runtime-insights"
@@ -258,6 +261,73 @@ def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}
     ]
+
+
+def _env_settings(exporter: Obj) -> Settings:
+    prefix = "RUNTIME_INSIGHTS_"
+    values = {
+        e["name"].removeprefix(prefix).lower(): e["value"] for e in exporter["env"] if "value" in e
+    }
+    return Settings.model_validate(values)
+
+
+def test_exporters_can_reach_and_verify_their_peers(base: list[Obj], pod_spec: Obj) -> None:
+    """Peers: found by the DaemonSet's selector in the pod's namespace, called on the
+    exporter's port (open in the NetworkPolicy), verified as the Service's DNS name."""
+    exporter = _container(pod_spec, "exporter")
+    settings = _env_settings(exporter)
+    assert settings.peers_enabled is True
+    env = {e["name"]: e for e in exporter["env"]}
+    namespace_ref = env["RUNTIME_INSIGHTS_PEER_NAMESPACE"]["valueFrom"]["fieldRef"]
+    assert namespace_ref["fieldPath"] == "metadata.namespace"
+    daemonset = _one(base, "DaemonSet")
+    selector = parse_selector(settings.peer_selector)
+    assert selector.matches(daemonset["spec"]["template"]["metadata"]["labels"])
+    assert selector.matches(daemonset["spec"]["selector"]["matchLabels"])
+    (port,) = exporter["ports"]
+    assert settings.peer_port == port["containerPort"]
+    policy_ports = [
+        p["port"] for r in _one(base, "NetworkPolicy")["spec"]["ingress"] for p in r["ports"]
+    ]
+    assert settings.peer_port in policy_ports
+    service = _one(base, "Service")["metadata"]
+    assert settings.peer_server_name == f"{service['name']}.{service['namespace']}.svc"
+    mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
+    assert settings.peer_ca_file is not None
+    assert mounts[str(Path(settings.peer_ca_file).parent)] == "tls"
+
+
+def test_exporter_role_covers_the_peer_requests(base: list[Obj]) -> None:
+    """What a peer asks RBAC about the exporter's own service account, derived from the
+    middleware: list for pods/*, get for one pod."""
+    rules = _one(base, "ClusterRole", "runtime-insights")["rules"]
+    for name in ("*", "web-1"):
+        path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/{name}/cpu_usage_rate"
+        attrs = request_attributes("GET", path)["resourceAttributes"]
+        assert any(
+            attrs["group"] in r["apiGroups"]
+            and attrs["resource"] in r["resources"]
+            and attrs["verb"] in r["verbs"]
+            for r in rules
+        ), attrs
+
+
+def test_openshift_exporters_trust_the_service_ca(pod_spec: Obj) -> None:
+    kustomization = _docs(MANIFESTS / "openshift" / "kustomization.yaml")[0]
+    patches = {p["target"]["kind"]: yaml.safe_load(p["patch"]) for p in kustomization["patches"]}
+    spec = patches["DaemonSet"]["spec"]["template"]["spec"]
+    (exporter,) = spec["containers"]
+    assert exporter["name"] == "exporter"
+    (ca_env,) = exporter["env"]
+    assert ca_env["name"] == "RUNTIME_INSIGHTS_PEER_CA_FILE"
+    mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
+    volume = next(
+        v for v in spec["volumes"] if v["name"] == mounts[str(Path(ca_env["value"]).parent)]
+    )
+    # published by OpenShift in every namespace, key service-ca.crt (service-ca-operator README)
+    assert volume["configMap"]["name"] == "openshift-service-ca.crt"
+    assert Path(ca_env["value"]).name == "service-ca.crt"
+    assert volume["name"] not in {v["name"] for v in pod_spec["volumes"]}
 
 
 def test_reader_role_covers_what_the_middleware_asks(base: list[Obj]) -> None:
