@@ -25,6 +25,8 @@ from exporter.aggregate import (
     iso,
     pod_document,
 )
+from exporter.meter.metrics import MeterCollector
+from exporter.meter.pipeline import Meter
 from exporter.metrics_collector import exposition, make_registry
 from exporter.peers import Peers
 from exporter.selectors import Selector, SelectorError, parse_selector
@@ -123,10 +125,12 @@ def build_app(
     *,
     middlewares: Sequence[Middleware] = (),
     peers: Peers | None = None,
+    meter: Meter | None = None,
 ) -> web.Application:
     """The whole HTTP surface over one State (and the pod reflector, when kube is on).
 
-    With `peers`, custom metrics cover the other nodes too and /metrics counts peer calls.
+    With `peers`, custom metrics cover the other nodes too and /metrics counts peer calls;
+    with `meter`, /metrics and /readyz report OpenMeter delivery.
     """
     views = Views(state, reflector if settings.kube_enabled else None)
     app = web.Application(middlewares=[*middlewares, json_errors])
@@ -134,6 +138,8 @@ def build_app(
     registry = make_registry(views, settings.kube_enabled)
     if peers is not None:
         registry.register(peers.collector())
+    if meter is not None:
+        registry.register(MeterCollector(meter))
 
     def current() -> NodeView:
         view = views.current()
@@ -180,7 +186,7 @@ def build_app(
         return _json(orjson.dumps({"status": "ok"}))
 
     async def readyz(request: web.Request) -> web.Response:
-        body, ready = readiness(views, settings, time.time())
+        body, ready = readiness(views, settings, time.time(), meter)
         return _json(orjson.dumps(body), 200 if ready else 503)
 
     app.router.add_get("/v1/containers", containers)
@@ -193,11 +199,14 @@ def build_app(
     return app
 
 
-def readiness(views: Views, settings: Settings, now: float) -> tuple[dict[str, object], bool]:
+def readiness(
+    views: Views, settings: Settings, now: float, meter: Meter | None = None
+) -> tuple[dict[str, object], bool]:
     """Ready once there is a snapshot and the pod list has synced (or the API is known down).
 
     An unreachable API server does not make the exporter unready: it keeps serving with
-    the runtime's names, says so (``degraded``), and readiness explains why.
+    the runtime's names, says so (``degraded``), and readiness explains why. Neither does
+    an unreachable OpenMeter: events wait in the spool, and readiness says how many.
     """
     state = views.state
     reasons: list[str] = []
@@ -229,4 +238,11 @@ def readiness(views: Views, settings: Settings, now: float) -> tuple[dict[str, o
         "lastSnapshot": iso(state.last_success),
         "reasons": reasons,
     }
+    if meter is not None:
+        stats = meter.stats()
+        body["meter"] = {"pendingEvents": stats.pending, "lastError": meter.last_error}
+        if meter.last_error:
+            reasons.append(f"OpenMeter delivery postponed ({stats.pending} events kept)")
+    if reasons and ready:
+        body["status"] = "degraded"
     return body, ready

@@ -26,6 +26,8 @@ from exporter.auth import AuthApi, auth_middleware
 from exporter.extractor_client import ExtractorClient
 from exporter.kube_config import KubeConfigError, load_api_client
 from exporter.limits import limits_middleware
+from exporter.meter.pipeline import Meter
+from exporter.meter.spool import SpoolError
 from exporter.peers import PeerConfigError, Peers
 from exporter.reflector import PodReflector
 from exporter.settings import Settings
@@ -104,6 +106,13 @@ def _peers(settings: Settings) -> Peers | None:
         raise StartupError(str(e)) from None
 
 
+def _meter(settings: Settings) -> Meter | None:
+    try:
+        return Meter.from_settings(settings)
+    except SpoolError as e:
+        raise StartupError(f"RUNTIME_INSIGHTS_METER_SPOOL_DIR: {e}") from None
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; StartupError if the server cannot come up."""
     reflector = _reflector(settings)
@@ -112,6 +121,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     except TLSConfigError as e:
         raise StartupError(str(e)) from None
     peers = _peers(settings)
+    meter = _meter(settings)
     auth_api = AuthApi.from_settings(settings) if settings.auth_enabled else None
     middlewares: list[Middleware] = []
     if auth_api is not None:
@@ -119,7 +129,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     middlewares.append(limits_middleware(settings))
     client = ExtractorClient(settings.extractor_socket, settings.extractor_timeout_seconds)
     state = State(client.fetch, settings.poll_interval_seconds)
-    app = build_app(state, reflector, settings, middlewares=middlewares, peers=peers)
+    if meter is not None:
+        lookup = reflector.get_by_uid if reflector is not None else (lambda uid: None)
+        state.observers.append(lambda snapshot: meter.observe(snapshot, lookup))
+    app = build_app(state, reflector, settings, middlewares=middlewares, peers=peers, meter=meter)
     if reflector is not None:
         events.add_routes(app, reflector)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -133,13 +146,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         scheme = "https" if tls else "http"
         for address in runner.addresses:
             log.info("listening on %s://%s:%s", scheme, address[0], address[1])
-        state.start()
         if reflector is not None:
             await reflector.start()
+        state.start()
+        if meter is not None:
+            meter.start()
         await stop.wait()
         log.info("stopping")
     finally:
         await state.stop()
+        if meter is not None:
+            await meter.stop()
         if reflector is not None:
             await reflector.stop()
         await runner.cleanup()

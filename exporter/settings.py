@@ -6,7 +6,7 @@ that silently falls back to defaults is worse than one that does not start.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,10 +60,47 @@ class Settings(BaseSettings):
     )
     peer_timeout_seconds: float = Field(default=3.0, gt=0)
 
+    # OpenMeter usage events (off unless openmeter_url is set); the seeds' OPENMETER_URL and
+    # OPENMETER_TOKEN keep working as aliases
+    openmeter_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RUNTIME_INSIGHTS_OPENMETER_URL", "OPENMETER_URL"),
+    )
+    openmeter_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RUNTIME_INSIGHTS_OPENMETER_TOKEN", "OPENMETER_TOKEN"),
+    )
+    openmeter_token_file: str | None = Field(
+        default=None, description="re-read before every request, so a rotated Secret is picked up"
+    )
+    openmeter_timeout_seconds: float = Field(default=10.0, gt=0)
+    meter_source: str = Field(default="kubernetes-api", min_length=1)
+    meter_event_type: str = Field(default="kube-pod-exec-time", min_length=1)
+    meter_interval_seconds: float = Field(default=60.0, gt=0)
+    meter_batch_size: int = Field(default=100, ge=1, le=1000)
+    meter_max_attempts: int = Field(default=5, ge=1, description="per batch and delivery round")
+    meter_spool_dir: str = "/var/lib/runtime-insights/meter"
+    meter_spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError(
                 "RUNTIME_INSIGHTS_TLS_CERT_FILE and RUNTIME_INSIGHTS_TLS_KEY_FILE go together"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _openmeter(self) -> Settings:
+        url = self.openmeter_url
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"RUNTIME_INSIGHTS_OPENMETER_URL (or OPENMETER_URL): {url!r} is not an http(s) URL "
+                "(e.g. https://openmeter.cloud)"
+            )
+        if self.openmeter_token is not None and self.openmeter_token_file is not None:
+            raise ValueError(
+                "RUNTIME_INSIGHTS_OPENMETER_TOKEN and RUNTIME_INSIGHTS_OPENMETER_TOKEN_FILE "
+                "exclude each other"
             )
         return self

@@ -20,6 +20,7 @@ from extractor.model import Snapshot, Usage
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[], Awaitable[Snapshot]]
+Observer = Callable[[Snapshot], None]
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,15 @@ def compute_rates(previous: Snapshot, current: Snapshot) -> Rates | None:
 class State:
     """Latest snapshot plus pass counters; ``version`` changes with every new snapshot."""
 
-    def __init__(self, fetch: Fetch | None = None, poll_interval_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        fetch: Fetch | None = None,
+        poll_interval_seconds: float = 10.0,
+        observers: list[Observer] | None = None,
+    ) -> None:
         self._fetch = fetch
         self.poll_interval_seconds = poll_interval_seconds
+        self.observers: list[Observer] = list(observers or ())
         self.snapshot: Snapshot | None = None
         self.previous: Snapshot | None = None
         self.rates: Rates | None = None
@@ -79,11 +86,20 @@ class State:
         self._task: asyncio.Task[None] | None = None
 
     def record(self, snapshot: Snapshot) -> None:
-        """Make ``snapshot`` current; the one it replaces becomes the base for rates."""
+        """Make ``snapshot`` current; the one it replaces becomes the base for rates.
+
+        Observers (the meter) see every snapshot exactly once, in order; one that fails is
+        logged and does not keep the snapshot from being served.
+        """
         self.previous, self.snapshot = self.snapshot, snapshot
         self.rates = compute_rates(self.previous, snapshot) if self.previous is not None else None
         self.version += 1
         self.last_success = time.time()
+        for observe in self.observers:
+            try:
+                observe(snapshot)
+            except Exception:
+                log.exception("snapshot observer %r failed", observe)
 
     def cpu_rate(self, container_id: str) -> float | None:
         return self.rates.containers.get(container_id) if self.rates else None

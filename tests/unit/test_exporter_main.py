@@ -11,28 +11,35 @@ import asyncio
 import logging
 import re
 import ssl
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from aiohttp import web
 
 from exporter.main import serve
+from exporter.meter.spool import MeterState
 from exporter.settings import Settings
 from tests.fakes.apiserver import FakeApiServer, FakeContainer, make_pod
-from tests.unit.exporter_doubles import standard_snapshot
+from tests.fakes.openmeter import FakeOpenMeter
+from tests.unit.exporter_doubles import cid, standard_snapshot
+from tests.unit.meter_snapshots import C, P, snap
 from tests.unit.tlscerts import make_ca, make_cert
 
 
 @asynccontextmanager
-async def _extractor(path: str) -> AsyncIterator[None]:
-    body = standard_snapshot().model_dump_json()
+async def _extractor(path: str, body: Callable[[], str] | None = None) -> AsyncIterator[None]:
+    """A unix-socket extractor serving ``body()`` (default: the standard snapshot)."""
+    fixed = standard_snapshot().model_dump_json()
 
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(text=body, content_type="application/json")
+        text = body() if body is not None else fixed
+        return web.Response(text=text, content_type="application/json")
 
     app = web.Application()
     app.router.add_get("/v1/snapshot", handler)
@@ -136,3 +143,84 @@ async def test_tls_auth_reflector_and_clean_stop(
             resp = await client.post("/gather_runtime_info", headers=headers, content=too_big)
             assert resp.status_code == 413
     assert any("stopping" in r.getMessage() for r in caplog.records)
+
+
+async def test_meter_bills_the_served_counters_exactly_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With OpenMeter configured, every snapshot the poll loop takes is metered: what
+    OpenMeter received plus the window still open equals the pod counter's change over
+    the snapshots the extractor served, and the subject comes from the pod's annotation.
+    """
+    caplog.set_level(logging.INFO, logger="runtime_insights.exporter")
+    uid, app_id = str(uuid.uuid4()), cid("metered-app")
+    served: list[int] = []
+
+    def next_snapshot() -> str:
+        counter = 5 * 10**9 + len(served) * 123_456_789
+        served.append(counter)
+        app = C(app_id, counter - 10**6, started=1.0, name="app")
+        return snap(time.time(), P(uid, counter, [app], name="billing-0")).model_dump_json()
+
+    sock = f"/tmp/ri-m-{uuid.uuid4().hex[:12]}.sock"
+    spool_dir = tmp_path / "spool"
+    async with (
+        FakeApiServer() as api,
+        FakeOpenMeter(token="om-token") as om,
+        _extractor(sock, next_snapshot),
+    ):
+        api.add_pod(
+            make_pod(
+                "billing-0",
+                uid=uid,
+                node="node-a",
+                containers=[FakeContainer("app", container_id=app_id)],
+                annotations={"openmeter.io/subject": "customer-42"},
+            )
+        )
+        settings = Settings(
+            host="127.0.0.1",
+            port=0,
+            extractor_socket=sock,
+            poll_interval_seconds=0.05,
+            kube_enabled=True,
+            kubeconfig=str(api.write_kubeconfig(tmp_path / "kubeconfig")),
+            node_name="node-a",
+            openmeter_url=om.url,
+            openmeter_token="om-token",
+            meter_interval_seconds=0.3,
+            meter_spool_dir=str(spool_dir),
+        )
+        async with (
+            _serving(settings, caplog) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
+            for _ in range(200):
+                if len(om.events) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(om.events) >= 3, om.requests
+            metrics = (await client.get("/metrics")).text
+            delivered = re.search(
+                r"^runtime_insights_meter_events_delivered_total (\S+)$", metrics, re.M
+            )
+            assert delivered is not None and float(delivered.group(1)) >= 3
+            ready = (await client.get("/readyz")).json()
+            assert ready["meter"]["lastError"] is None
+    events = list(om.events.values())
+    assert {e["subject"] for e in events} == {"customer-42"}
+    assert {e["data"]["pod_name"] for e in events} == {"billing-0"}
+    assert om.rejected == 0
+    state = MeterState.model_validate_json((spool_dir / "state.json").read_bytes())
+    still_open = sum(w.cpu_ns for w in state.open.values())
+    pending = sum(
+        e["data"]["cpu_ns"]
+        for f in (spool_dir / "pending").glob("*.json")
+        for e in orjson.loads(f.read_bytes())["events"]
+    )
+    billed = sum(e["data"]["cpu_ns"] for e in events)
+    # the stop may cancel a fetch the stand-in already answered: the last metered reading
+    # is the marks', one of the last two served
+    last = state.marks.pods[uid].cpu_ns
+    assert last in served[-2:]
+    assert billed + pending + still_open == last - served[0]

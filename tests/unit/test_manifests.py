@@ -134,16 +134,66 @@ def test_extractor_has_exactly_the_privileges_it_needs(pod_spec: Obj) -> None:
 
 
 def test_host_paths_are_mounted_read_only(pod_spec: Obj) -> None:
+    """The node is only read; the one writable host directory is the meter's spool, which
+    only the exporter (and the init container that hands it over) mounts."""
     host_volumes = {
         v["name"]: v["hostPath"]["path"] for v in pod_spec["volumes"] if "hostPath" in v
     }
-    assert set(host_volumes.values()) == {"/sys/fs/cgroup", "/run/containerd", "/run/containers"}
-    for container in pod_spec["containers"]:
+    assert set(host_volumes.values()) == {
+        "/sys/fs/cgroup",
+        "/run/containerd",
+        "/run/containers",
+        "/var/lib/runtime-insights/meter",
+    }
+    spool = next(n for n, p in host_volumes.items() if p == "/var/lib/runtime-insights/meter")
+    for container in [*pod_spec["containers"], *pod_spec["initContainers"]]:
         for mount in container.get("volumeMounts", []):
-            if mount["name"] in host_volumes:
+            if mount["name"] in host_volumes and mount["name"] != spool:
                 assert mount.get("readOnly") is True, (container["name"], mount["name"])
     exporter_mounts = {m["name"] for m in _container(pod_spec, "exporter")["volumeMounts"]}
-    assert not exporter_mounts & set(host_volumes)
+    assert exporter_mounts & set(host_volumes) == {spool}
+    extractor_mounts = {m["name"] for m in _container(pod_spec, "extractor")["volumeMounts"]}
+    assert spool not in extractor_mounts
+
+
+def test_the_meter_spool_belongs_to_the_exporter(pod_spec: Obj) -> None:
+    """The init container gives the kubelet-created spool directory to exactly the user
+    the exporter runs as, with nothing but CHOWN, and the exporter is told to use it."""
+    exporter = _container(pod_spec, "exporter")
+    settings = _env_settings(exporter)
+    (init,) = pod_spec["initContainers"]
+    sc = init["securityContext"]
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    script = init["command"][-1]
+    owner = (
+        f"{exporter['securityContext']['runAsUser']}:{exporter['securityContext']['runAsGroup']}"
+    )
+    assert f"chown {owner} {settings.meter_spool_dir}" in script
+    assert f"chmod 0700 {settings.meter_spool_dir}" in script
+    init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+    exporter_mounts = {m["mountPath"]: m for m in exporter["volumeMounts"]}
+    spool_mount = exporter_mounts[settings.meter_spool_dir]
+    assert init_mounts[settings.meter_spool_dir] == spool_mount["name"]
+    assert not spool_mount.get("readOnly")
+    volume = next(v for v in pod_spec["volumes"] if v["name"] == spool_mount["name"])
+    assert volume["hostPath"]["type"] == "DirectoryOrCreate"
+
+
+def test_openmeter_is_configured_from_optional_objects(pod_spec: Obj) -> None:
+    """Metering stays off until the user creates the ConfigMap (URL) and, for OpenMeter
+    Cloud, the Secret (token); neither missing object keeps the pod from starting."""
+    exporter = _container(pod_spec, "exporter")
+    env = {e["name"]: e for e in exporter["env"]}
+    url_ref = env["RUNTIME_INSIGHTS_OPENMETER_URL"]["valueFrom"]["configMapKeyRef"]
+    assert url_ref["optional"] is True
+    settings = _env_settings(exporter)
+    assert settings.openmeter_url is None and settings.openmeter_token_file is not None
+    token = Path(settings.openmeter_token_file)
+    mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
+    volume = next(v for v in pod_spec["volumes"] if v["name"] == mounts[str(token.parent)])
+    assert volume["secret"]["optional"] is True
+    assert volume["secret"]["items"] == [{"key": "token", "path": token.name}]
 
 
 def test_extractor_arguments_parse_with_the_real_cli(pod_spec: Obj) -> None:
@@ -207,7 +257,7 @@ def test_probes_use_unauthenticated_health_paths(pod_spec: Obj) -> None:
 
 
 def test_every_container_has_requests_and_limits(pod_spec: Obj) -> None:
-    for container in pod_spec["containers"]:
+    for container in [*pod_spec["containers"], *pod_spec["initContainers"]]:
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, container["name"]
 
@@ -393,7 +443,12 @@ def test_openshift_scc_admits_the_daemonset_and_nothing_more(pod_spec: Obj) -> N
     assert scc["allowHostNetwork"] is False and scc["allowHostIPC"] is False
     assert scc["allowHostPorts"] is False
     assert scc["readOnlyRootFilesystem"] is True
-    assert sorted(scc["allowedCapabilities"]) == ["DAC_READ_SEARCH", "SYS_PTRACE"]
+    added = {
+        cap
+        for c in [*pod_spec["containers"], *pod_spec["initContainers"]]
+        for cap in c["securityContext"]["capabilities"].get("add", [])
+    }
+    assert sorted(scc["allowedCapabilities"]) == sorted(added)
     assert scc["requiredDropCapabilities"] == ["ALL"]
     assert scc["runAsUser"]["type"] == "RunAsAny"
     assert scc["seLinuxContext"]["type"] == "RunAsAny"
