@@ -32,12 +32,12 @@ from typing import Any, Protocol
 import httpx
 import orjson
 import urllib3.exceptions
-from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.kube_config import KubeConfigError, load_api_client
+from exporter.kube_config import KubeConfigError, get_json, load_api_client
 from exporter.kubehttp import _ConfigTokenAuth
 from exporter.settings import Settings
 
@@ -88,7 +88,7 @@ class KubePeerSource:
     def __init__(
         self, api: ApiClient, namespace: str, selector: str, own_node: str, timeout: float
     ) -> None:
-        self._core = CoreV1Api(api)
+        self._api = api
         self._namespace = namespace
         self._selector = selector
         self._own_node = own_node
@@ -96,11 +96,12 @@ class KubePeerSource:
 
     def list_peers(self) -> list[Peer]:
         try:
-            pods = self._core.list_namespaced_pod(
-                self._namespace,
-                label_selector=self._selector,
-                resource_version="0",
-                _request_timeout=self._timeout,
+            pods = get_json(
+                self._api,
+                "/api/v1/namespaces/{namespace}/pods",
+                [("labelSelector", self._selector), ("resourceVersion", "0")],
+                path_params={"namespace": self._namespace},
+                timeout=self._timeout,
             )
         except ApiException as exc:
             raise PeerListError(
@@ -109,27 +110,39 @@ class KubePeerSource:
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise PeerListError(f"no usable pod list from the API server: {exc}") from exc
-        peers = [
-            Peer(str(p.metadata.name), p.spec.node_name, p.status.pod_ip)
-            for p in pods.items
-            if p.metadata is not None
-            and p.metadata.deletion_timestamp is None
-            and p.spec is not None
-            and p.spec.node_name
-            and p.spec.node_name != self._own_node
-            and p.status is not None
-            and p.status.phase == "Running"
-            and p.status.pod_ip
-        ]
+        peers: list[Peer] = []
+        items = pods.get("items") if isinstance(pods, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            meta = item.get("metadata") or {}
+            spec = item.get("spec") or {}
+            status = item.get("status") or {}
+            node, ip = spec.get("nodeName"), status.get("podIP")
+            if (
+                meta.get("name")
+                and meta.get("deletionTimestamp") is None
+                and node
+                and node != self._own_node
+                and status.get("phase") == "Running"
+                and ip
+            ):
+                peers.append(Peer(str(meta["name"]), str(node), str(ip)))
         return sorted(peers, key=lambda p: (p.node, p.pod))
 
     def node_of(self, namespace: str, pod: str) -> str | None:
         try:
-            found = self._core.read_namespaced_pod(pod, namespace, _request_timeout=self._timeout)
+            found = get_json(
+                self._api,
+                "/api/v1/namespaces/{namespace}/pods/{name}",
+                path_params={"namespace": namespace, "name": pod},
+                timeout=self._timeout,
+            )
         except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             log.info("cannot tell the node of pod %s/%s: %s", namespace, pod, exc)
             return None
-        return str(found.spec.node_name) if found.spec and found.spec.node_name else None
+        node = (found.get("spec") or {}).get("nodeName") if isinstance(found, dict) else None
+        return str(node) if node else None
 
 
 class PeerDirectory:

@@ -11,6 +11,11 @@ server-side ``timeoutSeconds`` cannot.
 The official client is synchronous, so list and watch run in one dedicated thread; the
 cache is read under a lock, and events are handed to asyncio subscribers on the loop
 with ``call_soon_threadsafe``.
+
+Requests go through the official ``ApiClient`` (its credentials, TLS and token refresh)
+but not through the generated ``CoreV1Api``: importing that class alone costs ~21 MiB of
+resident memory, and the reflector parses the JSON itself into ``PodMeta``
+(``exporter.kube_config.open_get``, ``exporter.pod_convert``).
 """
 
 from __future__ import annotations
@@ -20,19 +25,21 @@ import logging
 import random
 import threading
 from collections.abc import Iterator
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import kubernetes.client
 import orjson
 import urllib3
+from kubernetes.client.api_client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict
 
+from exporter.kube_config import Query, open_get
 from exporter.pod_convert import PodConversionError, pod_meta, split_container_id
 from exporter.podmeta import ContainerStatus, PodMeta
 
 log = logging.getLogger(__name__)
 
+PODS_PATH = "/api/v1/pods"
 ReflectorState = Literal["starting", "synced", "relisting", "disconnected"]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -90,7 +97,7 @@ class PodReflector:
 
     def __init__(
         self,
-        api_client: kubernetes.client.ApiClient,
+        api_client: ApiClient,
         node_name: str,
         *,
         watch_timeout_seconds: int = 300,
@@ -101,7 +108,7 @@ class PodReflector:
     ) -> None:
         if not node_name:
             raise ValueError("node_name is required: the reflector only watches one node")
-        self._api = kubernetes.client.CoreV1Api(api_client)
+        self._api = api_client
         self._field_selector = f"spec.nodeName={node_name}"
         self._watch_timeout = watch_timeout_seconds
         self._read_timeout = read_timeout_seconds
@@ -251,17 +258,16 @@ class PodReflector:
     def _timeouts(self) -> tuple[float, float]:
         return (min(10.0, self._read_timeout), self._read_timeout)
 
+    def _get(self, query: Query) -> urllib3.HTTPResponse:
+        """GET this node's pods (list or watch); the response is left unread."""
+        return open_get(self._api, PODS_PATH, query, timeout=self._timeouts())
+
     def _list(self) -> None:
         """LIST and replace the cache, emitting the difference as events."""
-        response = cast(
-            urllib3.HTTPResponse,
-            self._api.list_pod_for_all_namespaces(
-                field_selector=self._field_selector,
-                resource_version="0" if not self._synced else None,
-                _preload_content=False,
-                _request_timeout=self._timeouts(),
-            ),
-        )
+        query: list[tuple[str, str | int | bool]] = [("fieldSelector", self._field_selector)]
+        if not self._synced:
+            query.append(("resourceVersion", "0"))  # served from the watch cache, not etcd
+        response = self._get(query)
         self._response = response
         try:
             body = orjson.loads(response.data)
@@ -296,17 +302,14 @@ class PodReflector:
     def _watch(self) -> bool:
         """One WATCH from the last resourceVersion; True if anything arrived."""
         try:
-            response = cast(
-                urllib3.HTTPResponse,
-                self._api.list_pod_for_all_namespaces(
-                    field_selector=self._field_selector,
-                    watch=True,
-                    resource_version=self._resource_version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=self._watch_timeout,
-                    _preload_content=False,
-                    _request_timeout=self._timeouts(),
-                ),
+            response = self._get(
+                [
+                    ("fieldSelector", self._field_selector),
+                    ("watch", True),
+                    ("resourceVersion", self._resource_version),
+                    ("allowWatchBookmarks", True),
+                    ("timeoutSeconds", self._watch_timeout),
+                ]
             )
         except ApiException as err:
             if err.status == 410:

@@ -29,6 +29,7 @@ Stable API (others rely on it; only add to it)::
         api.calls["watch"]               # Counter of calls by kind (see below)
         api.proxy_requests               # [(method, ns, name, scheme, port, path, query)]
         api.portforward_requests         # [(ns, name, ports query value)]
+        api.pod_requests                 # [(path, {query param: value})] of pod lists/watches
 
 Endpoints (all require ``Authorization: Bearer <api.token>``, else 401 Status):
 
@@ -447,6 +448,7 @@ class FakeApiServer:
         self.calls: Counter[str] = Counter()
         self.proxy_requests: list[tuple[str, str, str, str, str, str, str]] = []
         self.portforward_requests: list[tuple[str, str, str]] = []
+        self.pod_requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.RLock()
         self._pods: dict[tuple[str, str], JSON] = {}
         self._log: list[_Event] = []
@@ -705,6 +707,7 @@ class FakeApiServer:
     async def _pods_collection(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self._unauthorized()
+        self.pod_requests.append((request.path, dict(request.query)))
         try:
             matches = self._matcher(request)
         except ValueError as err:

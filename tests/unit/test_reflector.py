@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 import pytest
+from kubernetes.client.exceptions import ApiException
 
-from exporter.kube_config import KubeConfigError, load_api_client
+from exporter.kube_config import KubeConfigError, get_json, load_api_client
 from exporter.reflector import PodEvent, PodReflector
 from tests.fakes.apiserver import FakeApiServer, FakeContainer, make_pod
 
 NODE = "node-a"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, limit: float = 15.0) -> None:
@@ -177,6 +181,8 @@ async def test_expired_resource_version_relists_and_reports_missed_deletes(
     assert sorted(got) == [("ADDED", "new"), ("DELETED", "gone"), ("MODIFIED", "changed")]
     await wait_for(lambda: reflector.state == "synced", "re-sync")
     assert api.calls["list"] == 2
+    lists = [query for _, query in api.pod_requests if "watch" not in query]
+    assert "resourceVersion" not in lists[1], "a re-list after 410 must be a consistent read"
     assert sorted(p.name for p in reflector.pods()) == ["changed", "kept", "new"]
     target = str(api.resource_version)
     await wait_for(lambda: reflector.resource_version == target, "RV after relist")
@@ -334,3 +340,108 @@ async def test_cache_converges_through_repeated_drops(
     assert api.calls["list"] == 1
     await asyncio.sleep(0.5)
     assert queue.empty(), "an event was delivered twice"
+
+
+async def test_list_and_watch_send_the_parameters_the_api_concepts_call_for(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    """List from the watch cache (RV 0), then watch from the list's RV with bookmarks and
+    a server-side timeout, all scoped to this node."""
+    api.add_pod(make_pod("a", node=NODE))
+    listed_rv = str(api.resource_version)
+    await reflector.start()
+    await wait_for(lambda: api.calls["watch"] >= 1, "first watch")
+    (list_path, first_list), (watch_path, first_watch) = api.pod_requests[:2]
+    assert list_path == watch_path == "/api/v1/pods"
+    assert first_list == {"fieldSelector": f"spec.nodeName={NODE}", "resourceVersion": "0"}
+    assert first_watch == {
+        "fieldSelector": f"spec.nodeName={NODE}",
+        "watch": "true",
+        "resourceVersion": listed_rv,
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": "1",
+    }
+
+
+async def test_rejected_credentials_are_reported_with_the_api_status(
+    api: FakeApiServer, client: kubernetes.client.ApiClient
+) -> None:
+    api.token = "not-the-token-in-the-kubeconfig"
+    reflector = make_reflector(client)
+    await reflector.start()
+    try:
+        await wait_for(lambda: reflector.state == "disconnected", "disconnected state")
+        assert reflector.last_error == "API server answered 401 Unauthorized"
+        assert not reflector.synced
+    finally:
+        await reflector.stop()
+
+
+async def test_get_json_goes_through_the_clients_auth_and_raises_api_errors(
+    api: FakeApiServer, client: kubernetes.client.ApiClient
+) -> None:
+    api.add_pod(make_pod("web-1", "team-a", node=NODE))
+    path = "/api/v1/namespaces/{namespace}/pods/{name}"
+    pod = await asyncio.to_thread(
+        get_json, client, path, path_params={"namespace": "team-a", "name": "web-1"}, timeout=5
+    )
+    assert (pod["kind"], pod["metadata"]["name"]) == ("Pod", "web-1")
+    with pytest.raises(ApiException) as missing:
+        await asyncio.to_thread(
+            get_json, client, path, path_params={"namespace": "team-a", "name": "nope"}, timeout=5
+        )
+    assert missing.value.status == 404 and missing.value.body is not None
+    assert json.loads(missing.value.body)["message"] == 'pods "nope" not found'
+
+
+async def test_a_rotated_token_is_asked_for_on_every_request(
+    api: FakeApiServer, client: kubernetes.client.ApiClient
+) -> None:
+    """The official loaders rotate tokens through the configuration's refresh hook; the
+    raw GET path must consult it per request, as the generated methods do."""
+    cfg = client.configuration
+    assert "BearerToken" in cfg.api_key
+    cfg.refresh_api_key_hook = lambda c: c.api_key.__setitem__("BearerToken", f"Bearer {api.token}")
+    api.token = "rotated-token"
+    body = await asyncio.to_thread(get_json, client, "/api/v1/pods", timeout=5)
+    assert body["kind"] == "PodList"
+    assert api.calls["unauthorized"] == 0
+
+
+async def test_the_reflector_imports_no_generated_api_or_model_module(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    """CoreV1Api and its models cost ~21 MiB of RSS; a syncing reflector must not load them."""
+    for i in range(3):
+        api.add_pod(make_pod(f"p{i}", node=NODE))
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    script = f"""
+import asyncio, sys
+from exporter.kube_config import load_api_client
+from exporter.reflector import PodReflector
+
+async def main():
+    r = PodReflector(load_api_client(sys.argv[1]), {NODE!r}, watch_timeout_seconds=1)
+    await r.start()
+    for _ in range(750):
+        if len(r.pods()) == 3:
+            break
+        await asyncio.sleep(0.02)
+    await r.stop()
+    prefixes = ("kubernetes.client.api.", "kubernetes.client.models.")
+    print(len(r.pods()), sorted(m for m in sys.modules if m.startswith(prefixes)))
+
+asyncio.run(main())
+"""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        str(kubeconfig),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "3 []"
