@@ -21,6 +21,15 @@ class RootError(FingerprintError):
     file, escaped, too many symlinks, over a byte or time budget)."""
 
 
+Reader = Callable[[int, int], bytes]
+"""read(offset, max_bytes) -> bytes; fewer bytes than asked means end of file."""
+
+
+def no_mapped_files(path: str) -> Reader | None:
+    """The ``read_mapped`` of a view that has no /proc/<pid>/map_files to offer."""
+    return None
+
+
 class ContainerRoot(ABC):
     """Read-only view of one container's filesystem, with paths resolved inside it.
 
@@ -69,8 +78,12 @@ class ProcessView:
     exe: str
     maps: list[str]
     root: ContainerRoot
-    read_exe: Callable[[int, int], bytes] = field(repr=False)
+    read_exe: Reader = field(repr=False)
     """read_exe(offset, max_bytes): bytes of the running executable via /proc/<pid>/exe."""
+    read_mapped: Callable[[str], Reader | None] = field(default=no_mapped_files, repr=False)
+    """read_mapped(path): a Reader over the very file mapped at that container path (via
+    /proc/<pid>/map_files, so a deleted or replaced library still reads as it was loaded),
+    or None when there is none to open."""
 
 
 @dataclass

@@ -9,13 +9,10 @@ never read past a cap.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from fingerprints.base import ContainerRoot
+from fingerprints.base import ContainerRoot, Reader
 from fingerprints.elf import PF_W, PF_X, ElfError, ElfFile
-
-Reader = Callable[[int, int], bytes]
-"""read(offset, max_bytes) -> bytes; fewer bytes than asked means end of file."""
 
 CHUNK = 1 << 20
 OVERLAP = 512

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 
 from fingerprints.base import Detection, FingerprintError, ProcessView
-from fingerprints.binscan import iter_matches, root_reader
-from fingerprints.evidence import exe_name, mapped
+from fingerprints.binscan import iter_matches
+from fingerprints.evidence import exe_name, library_reader, mapped
 from fingerprints.rootfs import BudgetExceeded
 
 KIND = ".NET"
@@ -35,7 +35,7 @@ def _self_contained_version(view: ProcessView) -> str | None:
     corelib = mapped(view, _CORELIB)
     if corelib is None:
         return None
-    for match in iter_matches(root_reader(view.root, corelib[0]), _INFO_VERSION, 0, _CORELIB_SCAN):
+    for match in iter_matches(library_reader(view, corelib[0]), _INFO_VERSION, 0, _CORELIB_SCAN):
         return release_version(match.group(1).decode())
     return None
 

@@ -10,12 +10,10 @@ OSError) pass through unchanged because they are not about the file's format.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fingerprints.base import FingerprintError
-
-Reader = Callable[[int, int], bytes]
+from fingerprints.base import FingerprintError, Reader
 
 PT_LOAD = 1
 PT_DYNAMIC = 2

@@ -159,7 +159,7 @@ class Fingerprinter:
     ) -> None:
         """Every detector on one process; one failing detector does not stop the others."""
         try:
-            view, reader = read_view(self.proc_root, cand, root, budget)
+            view, files = read_view(self.proc_root, cand, root, budget)
         except (FingerprintError, OSError) as e:
             merge.errors.append(f"pid {cand.pid}: {e}")
             return
@@ -169,7 +169,7 @@ class Fingerprinter:
                 if det is not None:
                     merge.add(det)
         finally:
-            reader.close()
+            files.close()
 
     @staticmethod
     def _run_one(detector: Detector, view: ProcessView, merge: _Merge) -> Detection | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import posixpath
 import re
 
-from fingerprints.base import ContainerRoot, FingerprintError, ProcessView
+from fingerprints.base import ContainerRoot, FingerprintError, ProcessView, Reader
+from fingerprints.binscan import root_reader
 from fingerprints.rootfs import BudgetExceeded
 
 DELETED = " (deleted)"
@@ -29,6 +30,13 @@ def mapped(view: ProcessView, pattern: re.Pattern[str]) -> tuple[str, re.Match[s
         if match:
             return path, match
     return None
+
+
+def library_reader(view: ProcessView, path: str) -> Reader:
+    """A Reader over a mapped library: the mapped inode itself through map_files when it
+    can be opened (deleted or replaced on disk, or out of reach of the root's paths),
+    else the file at that path in the confined root."""
+    return view.read_mapped(path) or root_reader(view.root, path)
 
 
 def exe_name(view: ProcessView) -> str:

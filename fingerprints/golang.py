@@ -13,8 +13,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from fingerprints.base import Detection, FingerprintError, ProcessView
-from fingerprints.elf import PF_W, PF_X, PT_LOAD, ElfError, ElfFile, Reader
+from fingerprints.base import Detection, FingerprintError, ProcessView, Reader
+from fingerprints.elf import PF_W, PF_X, PT_LOAD, ElfError, ElfFile
 
 MAGIC = b"\xff Go buildinf:"
 HEADER_SIZE = 32
@@ -61,16 +61,24 @@ class GoInfo:
     deps: list[tuple[str, str]] = field(default_factory=list)
     format: str = "none"
     confidence: str = "exact"
+    error: str | None = None
+    """Why a build-info blob that was found could not be used (the rest is fallback)."""
 
 
 def read_go_info(read: Reader, max_read: int = 64 << 20) -> GoInfo | None:
     """Go facts of the ELF behind ``read``, None when it is not a Go binary."""
     try:
         elf = ElfFile(read, max_read=max_read)
-        info = _from_buildinfo(elf)
-        if info is None:
+        try:
+            info = _from_buildinfo(elf)
+        except (GoBuildInfoError, ElfError) as bad:
+            # a corrupt (or planted) blob: a real Go binary still has its pclntab
             info = _fallback(elf)
-        return info
+            if info is None:
+                raise GoBuildInfoError(str(bad)) from bad
+            info.error = f"build info unusable: {bad}"
+            return info
+        return info if info is not None else _fallback(elf)
     except ElfError as e:
         raise GoBuildInfoError(str(e)) from e
 
@@ -91,6 +99,7 @@ def detect_go(view: ProcessView) -> Detection | None:
         ("goMainModuleVersion", info.main_version),
         ("vcsRevision", info.settings.get("vcs.revision")),
         ("vcsModified", info.settings.get("vcs.modified")),
+        ("goBuildInfoError", info.error),
     ):
         if value:
             extra[key] = value
@@ -106,12 +115,18 @@ def detect_go(view: ProcessView) -> Detection | None:
 
 
 def _ranges(elf: ElfFile) -> Iterator[tuple[int, int, int]]:
-    """(vaddr, file offset, file size) where the blob may live, most likely first."""
+    """(vaddr, file offset, file size) where the blob may live, most likely first.
+
+    The ``.go.buildinfo`` section when there is one; else the writable data segment, as
+    Go's own reader does, unless a readable section table shows a binary that is not Go
+    (so a C/C++ runtime's data segment is not scanned on every process).
+    """
     sec = elf.section(".go.buildinfo")
     if sec is not None:
         yield sec.addr, sec.offset, sec.size
         return
-    if elf.sections:
+    names = {s.name for s in elf.sections} - {""}
+    if names and not names & set(_GO_SECTIONS):
         return
     for seg in elf.segments:
         if seg.type == PT_LOAD and seg.flags & PF_W and not seg.flags & PF_X:
@@ -154,6 +169,8 @@ def _from_buildinfo(elf: ElfFile) -> GoInfo | None:
         fmt = "pointer"
     if not version:
         return None
+    if not version.startswith((b"go", b"devel")):
+        raise GoBuildInfoError(f"build info version {version[:40]!r} is not a Go version")
     info = parse_version(version)
     info.format = fmt
     parse_modinfo(strip_sentinels(mod), info)

@@ -1,17 +1,20 @@
 """GraalVM / Mandrel native images (ahead-of-time compiled Java), and Quarkus native.
 
 A native image has no libjvm: insights-runtime-extractor recognises it by the ELF section
-``.svm_heap`` (kind ``GraalVM``). The builder also leaves NUL-terminated properties in
-``.data`` or ``.rodata``, such as ``com.oracle.svm.core.VM=GraalVM CE 25+37.1`` and
-``…VM.Java.Version=25``, which give the version (the VM value) and implementer
-(GraalVM CE / Oracle GraalVM / Mandrel / Liberica NIK) without running the binary.
-Quarkus native apps embed ``__quarkus_analytics__quarkus.version=<v>`` (≥ 3.15) or a
-``quarkus.native`` string.
+``.svm_heap`` and reports kind ``GraalVM`` with no version and no implementer, so those two
+fields stay empty here too (its consumers compare them). The builder also leaves
+NUL-terminated properties in ``.data`` or ``.rodata``, such as
+``com.oracle.svm.core.VM=GraalVM CE 25+37.1`` and ``…VM.Java.Version=25``: they are
+reported under new names (``graalvmVM``, ``graalvmImplementer`` — GraalVM CE / Oracle
+GraalVM / Mandrel / Liberica NIK — and ``javaVersion``). Quarkus native apps embed
+``__quarkus_analytics__quarkus.version=<v>`` (≥ 3.15) or, older, only ``quarkus.native``
+strings: runtime ``Quarkus`` with or without a version, as that tool reports it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from fingerprints.base import Detection, FingerprintError, ProcessView
 from fingerprints.binscan import SCAN_CAP, iter_matches
@@ -53,18 +56,32 @@ def _decode(match: re.Match[bytes] | None, group: int = 1) -> str | None:
     return value.decode("utf-8", "replace") if value else None
 
 
-def _section_match(
+def _section_matches(
     elf: ElfFile, names: tuple[str, ...], pattern: re.Pattern[bytes], cap: int = SCAN_CAP
-) -> re.Match[bytes] | None:
-    """First match in the named sections, in that order, at most ``cap`` bytes each."""
+) -> Iterator[re.Match[bytes]]:
+    """Matches in the named sections, in that order, at most ``cap`` bytes each."""
     for name in names:
         section = elf.section(name)
         if section is None or section.type == SHT_NOBITS:
             continue
-        hit = next(iter_matches(elf.read, pattern, section.offset, min(section.size, cap)), None)
-        if hit is not None:
-            return hit
-    return None
+        yield from iter_matches(elf.read, pattern, section.offset, min(section.size, cap))
+
+
+def _section_match(
+    elf: ElfFile, names: tuple[str, ...], pattern: re.Pattern[bytes]
+) -> re.Match[bytes] | None:
+    return next(_section_matches(elf, names, pattern), None)
+
+
+def quarkus(elf: ElfFile) -> tuple[str, str | None] | None:
+    """Runtime Quarkus when the image has Quarkus' strings; the version marker wins over
+    ``quarkus.native`` config names met earlier in the image."""
+    found = False
+    for hit in _section_matches(elf, (*_PROPERTY_SECTIONS, ".svm_heap"), _QUARKUS, HEAP_CAP):
+        if hit.group(1):
+            return ("Quarkus", _decode(hit))
+        found = True
+    return ("Quarkus", None) if found else None
 
 
 def detect(view: ProcessView) -> Detection | None:
@@ -80,11 +97,13 @@ def detect(view: ProcessView) -> Detection | None:
         return None
     found = Detection(kind=KIND)
     if vm:
-        found.kind_version = vm
-        found.kind_implementer = implementer(vm)
+        found.extra["graalvmVM"] = vm
+        vendor = implementer(vm)
+        if vendor:
+            found.extra["graalvmImplementer"] = vendor
     try:
         java = _section_match(elf, _PROPERTY_SECTIONS, _JAVA)
-        quarkus = _section_match(elf, (*_PROPERTY_SECTIONS, ".svm_heap"), _QUARKUS, HEAP_CAP)
+        app = quarkus(elf)
     except BudgetExceeded:
         raise
     except (FingerprintError, OSError) as exc:
@@ -92,6 +111,6 @@ def detect(view: ProcessView) -> Detection | None:
         return found
     if java:
         found.extra["javaVersion"] = _decode(java)
-    if quarkus:
-        found.runtimes.append(("Quarkus", _decode(quarkus)))
+    if app:
+        found.runtimes.append(app)
     return found

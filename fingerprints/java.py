@@ -14,8 +14,15 @@ import posixpath
 import re
 
 from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView
-from fingerprints.binscan import root_reader, scan_strings
-from fingerprints.evidence import clean_path, exe_name, mapped, parse_properties, read_text
+from fingerprints.binscan import scan_strings
+from fingerprints.evidence import (
+    clean_path,
+    exe_name,
+    library_reader,
+    mapped,
+    parse_properties,
+    read_text,
+)
 from fingerprints.javaapps import detect_apps
 from fingerprints.rootfs import BudgetExceeded
 
@@ -64,9 +71,9 @@ def _release(root: ContainerRoot, home: str) -> dict[str, str]:
     return {}
 
 
-def _libjvm_strings(root: ContainerRoot, libjvm: str) -> tuple[str | None, str | None]:
+def _libjvm_strings(view: ProcessView, libjvm: str) -> tuple[str | None, str | None]:
     """(runtime version from the VM banner, vendor string) read out of libjvm.so."""
-    read = root_reader(root, libjvm)
+    read = library_reader(view, libjvm)
     banner = scan_strings(read, _BANNER)
     runtime_version = banner[0].group(2).decode("ascii", "replace") if banner else None
     vendor = scan_strings(read, _VENDOR, preceded_by=b"\x00")
@@ -85,7 +92,7 @@ def detect(view: ProcessView) -> Detection | None:
     runtime_version = release.get("JAVA_RUNTIME_VERSION")
     if libjvm is not None and (found.kind_version is None or found.kind_implementer is None):
         try:
-            banner_version, vendor = _libjvm_strings(view.root, libjvm)
+            banner_version, vendor = _libjvm_strings(view, libjvm)
         except BudgetExceeded:
             raise
         except FingerprintError as exc:

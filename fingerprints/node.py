@@ -14,9 +14,9 @@ import json
 import posixpath
 import re
 
-from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView
-from fingerprints.binscan import Reader, first_string, root_reader
-from fingerprints.evidence import absolute, clean_path, exe_name, mapped, read_text
+from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView, Reader
+from fingerprints.binscan import first_string
+from fingerprints.evidence import absolute, clean_path, exe_name, library_reader, mapped, read_text
 from fingerprints.rootfs import BudgetExceeded
 
 KIND = "Node.js"
@@ -144,7 +144,7 @@ def detect(view: ProcessView) -> Detection | None:
     found = Detection(kind=KIND)
     try:
         if libnode is not None:
-            found.kind_version = _binary_version(root_reader(view.root, libnode[0]))
+            found.kind_version = _binary_version(library_reader(view, libnode[0]))
             found.extra["nodeModuleVersion"] = int(libnode[1].group(1))
         else:
             found.kind_version = _binary_version(view.read_exe)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from fingerprints.base import Detection, FingerprintError, ProcessView
-from fingerprints.binscan import first_string, root_reader
-from fingerprints.evidence import exe_name, mapped
+from fingerprints.binscan import first_string
+from fingerprints.evidence import exe_name, library_reader, mapped
 from fingerprints.rootfs import BudgetExceeded
 
 KIND = "Perl"
@@ -26,7 +26,7 @@ def detect(view: ProcessView) -> Detection | None:
     if not _EXE.match(exe_name(view)) and lib is None:
         return None
     found = Detection(kind=KIND)
-    read = root_reader(view.root, lib[0]) if lib else view.read_exe
+    read = library_reader(view, lib[0]) if lib else view.read_exe
     try:
         hit = first_string(read, _VERSION, preceded_by=b"\x00")
     except BudgetExceeded:

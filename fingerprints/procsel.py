@@ -13,7 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from extractor.procfs import ProcReadError, read_cmdline, read_comm, read_stat
-from fingerprints.base import ContainerRoot, ProcessView, RootError
+from fingerprints.base import ContainerRoot, ProcessView, Reader, RootError
+from fingerprints.evidence import clean_path
 from fingerprints.rootfs import Budget, read_capped
 
 WRAPPERS = frozenset(
@@ -47,6 +48,11 @@ WRAPPERS = frozenset(
 )
 """Shells, init shims and supervisors: they start the workload but are not it."""
 
+LAUNCHER_TITLES = frozenset({"npm", "npx", "yarn", "pnpm", "PM2"})
+"""First word of the process title (comm) of Node.js package-manager and PM2 launchers:
+they run on the same node binary as the app they start, so without this the app, a
+deeper process with the same executable, would be dropped as a duplicate."""
+
 MAX_PROCESSES = 4
 MAX_TREE = 1024
 MAX_ENVIRON = 64 << 10
@@ -67,6 +73,9 @@ class Candidate:
 
 
 def is_wrapper(comm: str, exe: str | None) -> bool:
+    """A process that only starts the workload, by its title or executable name."""
+    if comm.split(" ", 1)[0] in LAUNCHER_TITLES:
+        return True
     names = {comm}
     if exe:
         names.add(os.path.basename(exe.removesuffix(" (deleted)")))
@@ -222,22 +231,111 @@ def parse_environ(data: bytes) -> dict[str, str]:
     return env
 
 
-def mapped_files(maps: bytes, root_link: str) -> list[str]:
-    """Distinct file paths mapped by the process (6th column of /proc/<pid>/maps)."""
-    out: dict[str, None] = {}
+def mapped_files(maps: bytes, root_link: str) -> dict[str, str]:
+    """Distinct file paths mapped by the process (6th column of /proc/<pid>/maps), in
+    address order, each with the name of its first range in map_files (the maps range
+    with leading zeros stripped: ``00400000-0054f000`` is ``400000-54f000`` there)."""
+    out: dict[str, str] = {}
     for line in maps.splitlines():
         parts = line.split(None, 5)
-        if len(parts) == 6 and parts[5].startswith(b"/"):
-            path = _strip_root(parts[5].decode("utf-8", "replace"), root_link)
-            out[path] = None
-            if len(out) >= MAX_MAPPED_FILES:
-                break
-    return list(out)
+        if len(parts) != 6 or not parts[5].startswith(b"/"):
+            continue
+        path = _strip_root(parts[5].decode("utf-8", "replace"), root_link)
+        if path in out:
+            continue
+        start, sep, end = parts[0].partition(b"-")
+        try:
+            out[path] = f"{int(start, 16):x}-{int(end, 16):x}" if sep else ""
+        except ValueError:
+            out[path] = ""
+        if len(out) >= MAX_MAPPED_FILES:
+            break
+    return out
+
+
+class MappedFiles:
+    """Readers over ``/proc/<pid>/map_files/<range>``: the inode a library was mapped
+    from, whatever its path now names (deleted, replaced by an upgrade, hidden by a
+    mount). Opened on first use only (a process maps hundreds of files and detectors read
+    one or two); each open is followed by a start-time check so a reused PID cannot hand
+    over another process's file. Needs CAP_SYS_ADMIN; without it callers fall back to
+    the confined root."""
+
+    def __init__(
+        self, proc_root: str, cand: Candidate, ranges: dict[str, str], budget: Budget
+    ) -> None:
+        self.base = f"{proc_root}/{cand.pid}/map_files"
+        self.proc_root = proc_root
+        self.cand = cand
+        self.budget = budget
+        self._ranges = {clean_path(path): name for path, name in ranges.items() if name}
+        self._fds: dict[str, int] = {}
+
+    def reader(self, path: str) -> Reader | None:
+        """A budget-charged Reader over the file mapped at container path ``path``."""
+        if path not in self._fds:
+            fd = self._open(path)
+            if fd is None:
+                return None
+            self._fds[path] = fd
+
+        def read(offset: int, n: int) -> bytes:
+            fd = self._fds.get(path)  # looked up per read: a closed fd number may be reused
+            if fd is None:
+                raise RootError(f"{self.base}: {path} already closed")
+            return read_capped(fd, offset, n, self.budget, path)
+
+        return read
+
+    def _open(self, path: str) -> int | None:
+        name = self._ranges.get(path)
+        if name is None:
+            return None
+        link = f"{self.base}/{name}"
+        try:
+            # stat before open: a mapped device node (a container may mmap one it made
+            # under a library's name) must never be opened
+            before = os.stat(link)
+            if not stat.S_ISREG(before.st_mode):
+                return None
+            fd = os.open(link, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            again = read_stat(self.proc_root, self.cand.pid)
+        except ProcReadError:
+            again = None
+        st = os.fstat(fd)
+        if (
+            (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino)
+            or again is None
+            or again.start_ticks != self.cand.start_ticks
+        ):
+            os.close(fd)
+            return None
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+@dataclass
+class OpenFiles:
+    """What a ProcessView keeps open (its executable and mapped files), closed together."""
+
+    exe: ExeReader
+    mapped: MappedFiles
+
+    def close(self) -> None:
+        self.exe.close()
+        self.mapped.close()
 
 
 def read_view(
     proc_root: str, cand: Candidate, root: ContainerRoot, budget: Budget
-) -> tuple[ProcessView, ExeReader]:
+) -> tuple[ProcessView, OpenFiles]:
     """A ProcessView of one candidate (RootError if it exited while being read)."""
     base = f"{proc_root}/{cand.pid}"
     root_link = _readlink(f"{base}/root")
@@ -247,7 +345,7 @@ def read_view(
     except ProcReadError as e:
         raise RootError(str(e)) from e
     environ = parse_environ(_read(f"{base}/environ", MAX_ENVIRON))
-    maps = mapped_files(_read(f"{base}/maps", MAX_MAPS), root_link)
+    ranges = mapped_files(_read(f"{base}/maps", MAX_MAPS), root_link)
     cwd = _strip_root(_readlink(f"{base}/cwd"), root_link)
     exe = _strip_root(_readlink(f"{base}/exe"), root_link)
     reader = ExeReader(f"{base}/exe", budget)
@@ -265,8 +363,10 @@ def read_view(
         environ=environ,
         cwd=cwd,
         exe=exe,
-        maps=maps,
+        maps=list(ranges),
         root=root,
         read_exe=reader,
     )
-    return view, reader
+    mapped = MappedFiles(proc_root, cand, ranges, budget)
+    view.read_mapped = mapped.reader
+    return view, OpenFiles(reader, mapped)

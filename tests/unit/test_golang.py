@@ -127,6 +127,61 @@ def test_symbol_fallback_on_a_real_binary_without_buildinfo() -> None:
     assert info.settings["pclntab"] == "go1.18-go1.19"
 
 
+def _without_section_table(data: bytes) -> bytes:
+    """What sstrip (or a hand-made loader) leaves: e_shoff, e_shnum, e_shstrndx zeroed."""
+    out = bytearray(data)
+    assert out[4] == 2 and out[5] == 1, "x86-64 little-endian expected"
+    out[0x28:0x30] = bytes(8)
+    out[0x3C:0x40] = bytes(4)
+    return bytes(out)
+
+
+def test_real_binary_without_section_table_is_found_in_the_data_segment() -> None:
+    info = read_go_info(bytes_reader(_without_section_table(file_reader(DEBIAN_GO["runc"]))))
+    assert info is not None
+    assert (info.version, info.format, info.error) == (built_with_go("runc"), "inline", None)
+    assert info.path == homepage("runc")
+
+
+def test_real_binary_with_renamed_buildinfo_section_falls_back_to_segments() -> None:
+    data = file_reader(DEBIAN_GO["runc"])
+    assert data.count(b"\x00.go.buildinfo\x00") == 1
+    renamed = data.replace(b"\x00.go.buildinfo\x00", b"\x00.xx.buildinfo\x00")
+    info = read_go_info(bytes_reader(renamed))
+    assert info is not None and (info.version, info.format) == (built_with_go("runc"), "inline")
+
+
+def test_real_binary_with_corrupt_blob_falls_back_and_says_why() -> None:
+    data = bytearray(file_reader(DEBIAN_GO["containerd"]))
+    at = data.index(b"\xff Go buildinf:")
+    data[at + 15] = 0  # inline flag cleared: the varint strings now read as pointers
+    info = read_go_info(bytes_reader(bytes(data)))
+    assert info is not None
+    assert (info.version, info.format) == (built_with_go("containerd"), "symbol")
+    assert info.error is not None and "build info unusable" in info.error
+    det = detect_go(_view(bytes(data), "/"))
+    assert det is not None and det.extra["goBuildInfoError"] == info.error
+
+
+def test_non_go_version_in_a_blob_is_an_error() -> None:
+    e = Elf()
+    e.loads = [Load(0x800000, inline_blob("python3.11", b"") + bytes(32), PF_R | PF_W)]
+    with pytest.raises(GoBuildInfoError, match="not a Go version"):
+        read_go_info(bytes_reader(e.build()))
+
+
+def test_data_segment_of_a_non_go_binary_with_sections_is_not_scanned() -> None:
+    """A C program may carry the magic as data (a scanner tool): not a Go binary."""
+    e = Elf()
+    blob = inline_blob("go1.22.6", b"")
+    e.loads = [Load(0x400000, b"\x90" * 16, PF_R | PF_X), Load(0x600000, blob, PF_R | PF_W)]
+    e.sections = [Sec(".text", 0, 0, 16), Sec(".data", 1, 0, len(blob))]
+    assert read_go_info(bytes_reader(e.build())) is None
+    e.sections = [Sec(".text", 0, 0, 16), Sec(".data", 1, 0, len(blob)), Sec(".gopclntab", 0, 0, 8)]
+    info = read_go_info(bytes_reader(e.build()))
+    assert info is not None and info.version == "go1.22.6"
+
+
 @pytest.mark.parametrize("is64", [True, False])
 @pytest.mark.parametrize("big", [False, True])
 def test_symbol_fallback_pre_113(is64: bool, big: bool) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fingerprints import java
+from fingerprints.base import RootError
 from fingerprints.procsel import (
     ExeReader,
     candidates,
@@ -100,6 +104,40 @@ def test_wrapper_only_container_keeps_its_init() -> None:
         proc.wait()
 
 
+def test_npm_start_resolves_to_the_app_process(tmp_path: Path) -> None:
+    """``npm start`` runs on the same node binary as the app it starts (through sh): the
+    launcher must not win the dedupe by being shallower."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm not installed (scripts/system-packages.txt)")
+    (tmp_path / "package.json").write_text(
+        '{"name": "app", "scripts": {"start": "node server.js"}}'
+    )
+    (tmp_path / "server.js").write_text("setTimeout(() => {}, 60000);\n")
+    proc = subprocess.Popen(
+        [npm, "start"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        app = None
+        while app is None:
+            assert time.monotonic() < deadline, "npm did not start the app"
+            for c in candidates("/proc", [proc.pid]):
+                if Path(f"/proc/{c.pid}/cmdline").read_bytes() == b"node\0server.js\0":
+                    app = c.pid
+            time.sleep(0.05)
+        assert Path(f"/proc/{proc.pid}/comm").read_text().split()[0] == "npm"
+        assert [c.pid for c in choose("/proc", [proc.pid])] == [app]
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
 def test_dead_pids_are_skipped() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -143,9 +181,40 @@ def test_view_of_a_real_process(tmp_path: Path) -> None:
             proc.stdout.close()
 
 
-def test_exe_reader_of_a_gone_process_is_a_root_error() -> None:
-    from fingerprints.base import RootError
+@pytest.mark.root
+def test_mapped_device_node_is_never_opened(tmp_path: Path) -> None:
+    """A container can mknod /dev/zero (or a tty) under a library's name and map it:
+    map_files must refuse it before opening, and the confined root refuses it too."""
+    node = tmp_path / "libjvm.so"
+    os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    code = (
+        "import mmap, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+        "m = mmap.mmap(fd, 4096, prot=mmap.PROT_READ); print('ready', flush=True); "
+        "sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [PY, "-c", code, str(node)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        cand = choose("/proc", [proc.pid])[0]
+        budget = Budget()
+        view, files = read_view("/proc", cand, ConfinedRoot(f"/proc/{proc.pid}/root"), budget)
+        try:
+            assert str(node) in view.maps
+            assert view.read_mapped(str(node)) is None
+            assert java.detect(view) is not None  # a JVM by its maps, read nothing
+            assert budget.bytes_read == 0
+        finally:
+            files.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
+
+def test_exe_reader_of_a_gone_process_is_a_root_error() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
     with pytest.raises(RootError):
@@ -155,6 +224,8 @@ def test_exe_reader_of_a_gone_process_is_a_root_error() -> None:
 def test_helpers() -> None:
     assert is_wrapper("bash", "/usr/bin/bash") and is_wrapper("x", "/sbin/tini (deleted)")
     assert is_wrapper("supervisord", None) and not is_wrapper("java", "/usr/bin/java")
+    assert is_wrapper("npm start", "/usr/bin/node") and is_wrapper("PM2 v5.4.2: God", "/n/node")
+    assert not is_wrapper("node", "/usr/bin/node") and not is_wrapper("npmx", "/usr/bin/npmx")
     assert parse_environ(b"A=1\0B=x=y\0junk\0=nokey\0") == {"A": "1", "B": "x=y"}
     maps = (
         b"00400000-00401000 r-xp 00000000 08:01 1 /srv/root/app/bin (deleted)\n"
@@ -163,5 +234,54 @@ def test_helpers() -> None:
         b"7f02-7f03 rw-p 00000000 00:00 0 [heap]\n"
         b"7f03-7f04 rw-p 00000000 00:00 0\n"
     )
-    assert mapped_files(maps, "/srv/root") == ["/app/bin (deleted)", "/lib/libc.so.6"]
-    assert mapped_files(maps, "/") == ["/srv/root/app/bin (deleted)", "/srv/root/lib/libc.so.6"]
+    assert mapped_files(maps, "/srv/root") == {
+        "/app/bin (deleted)": "400000-401000",
+        "/lib/libc.so.6": "7f00-7f01",
+    }
+    assert list(mapped_files(maps, "/")) == [
+        "/srv/root/app/bin (deleted)",
+        "/srv/root/lib/libc.so.6",
+    ]
+    assert mapped_files(b"zz-1 r--p 0 08:01 3 /x\n", "/") == {"/x": ""}
+
+
+def test_deleted_mapped_file_is_read_through_map_files(tmp_path: Path) -> None:
+    """A library deleted (or replaced) after it was loaded still reads as it was mapped."""
+    lib = tmp_path / "libdemo.so.1"
+    content = uuid.uuid4().bytes * 1024
+    lib.write_bytes(content)
+    code = (
+        "import mmap, sys; f = open(sys.argv[1], 'rb'); "
+        "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); f.close(); "
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [PY, "-c", code, str(lib)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        new = tmp_path / "libdemo.so.1.new"  # an upgrade: a new inode renamed over the path
+        new.write_bytes(b"replaced on disk")
+        new.replace(lib)
+        cand = choose("/proc", [proc.pid])[0]
+        budget = Budget()
+        root = ConfinedRoot(f"/proc/{proc.pid}/root", budget)
+        view, files = read_view("/proc", cand, root, budget)
+        try:
+            assert f"{lib} (deleted)" in view.maps
+            read = view.read_mapped(str(lib))
+            assert read is not None and read(0, len(content) + 10) == content
+            assert root.read_bytes(str(lib)) == b"replaced on disk"
+            lib.unlink()
+            assert read(16, 16) == content[16:32]
+            assert view.read_mapped("/not/mapped.so") is None
+            assert budget.bytes_read >= len(content) + 16
+        finally:
+            files.close()
+        with pytest.raises(RootError):
+            read(0, 4)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

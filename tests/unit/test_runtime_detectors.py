@@ -123,6 +123,21 @@ def test_pypy_is_python_with_pypy_implementer(tmp_path: Path) -> None:
     assert found.extra["pypyVersion"] == "7.3.11"
 
 
+def test_python2_reports_its_version(tmp_path: Path) -> None:
+    """Python 2 gets ``Python 2.7.18`` (what ``python2 --version`` prints on stderr), not
+    insights-runtime-extractor's version-less kind: see fingerprints/python.py. Debian 12
+    ships no Python 2 and PyPI no Python 2 runtime, so the binary's strings are laid out
+    as in python2.7 (PY_VERSION is a standalone NUL-ended string next to other 2.7 text)."""
+    exe = b"\x7fELF" + b"\x00" * 4096 + b"2.7\x00/usr/lib/python2.7\x002.7.18\x00%s\x00"
+    view = _view(tmp_path, "/usr/local/bin/python2.7", exe_bytes=exe)
+    found = python.detect(view)
+    assert found is not None
+    assert (found.kind, found.kind_version) == ("Python", "Python 2.7.18")
+    view = _view(tmp_path, "/usr/bin/python", exe_bytes=exe)
+    found = python.detect(view)
+    assert found is not None and found.kind_version == "Python 2.7.18"
+
+
 def test_python_venv_version_from_pyvenv_cfg(tmp_path: Path) -> None:
     venv = tmp_path / "app/.venv"
     (venv / "bin").mkdir(parents=True)
