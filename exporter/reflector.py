@@ -24,6 +24,7 @@ import asyncio
 import logging
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -40,6 +41,8 @@ from exporter.podmeta import ContainerStatus, PodMeta
 log = logging.getLogger(__name__)
 
 PODS_PATH = "/api/v1/pods"
+QUIET_WATCH_SECONDS = 1.0
+"""A watch that stayed open this long before a clean end was a healthy, quiet one."""
 ReflectorState = Literal["starting", "synced", "relisting", "disconnected"]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -231,8 +234,8 @@ class PodReflector:
                 if need_list:
                     self._list()
                     need_list = False
-                received = self._watch()
-                failures = 0 if received else failures + 1
+                healthy = self._watch()
+                failures = 0 if healthy else failures + 1
             except _Expired:
                 log.info("pod watch resourceVersion %s expired; re-listing", self._resource_version)
                 self._state = "relisting"
@@ -243,10 +246,16 @@ class PodReflector:
             except Exception as err:
                 if self._stop.is_set():
                     break
+                failures += 1
+                if failures == 1 and self._state == "synced":
+                    # Load balancers and API server restarts cut watches routinely: resume
+                    # at once, and only call the API unreachable if that fails too, so a
+                    # routine cut never flips every response to runtime names.
+                    log.info("pod watch interrupted (%s); resuming", _describe(err))
+                    continue
                 self._state = "disconnected"
                 self._last_error = _describe(err)
                 log.warning("pod list/watch failed: %s", self._last_error)
-                failures += 1
             if failures:
                 self._stop.wait(self._backoff(failures))
 
@@ -300,7 +309,13 @@ class PodReflector:
         self._emit(events)
 
     def _watch(self) -> bool:
-        """One WATCH from the last resourceVersion; True if anything arrived."""
+        """One WATCH from the last resourceVersion; True unless it ended at once, empty.
+
+        A quiet watch that the server closes at ``timeoutSeconds`` is healthy; one that
+        closes immediately without an event is counted as a failure (and backed off), so a
+        misbehaving server is not hammered.
+        """
+        began = time.monotonic()
         try:
             response = self._get(
                 [
@@ -327,7 +342,7 @@ class PodReflector:
         finally:
             self._response = None
             response.release_conn()
-        return received
+        return received or time.monotonic() - began >= QUIET_WATCH_SECONDS
 
     def _handle(self, line: bytes) -> None:
         event = orjson.loads(line)
@@ -348,12 +363,16 @@ class PodReflector:
         with self._lock:
             if rv:
                 self._resource_version = rv
-            if pod is None:
-                return
             if kind == "DELETED":
-                if self._cache.remove(pod.uid) is None:
+                # a deletion is honoured even when the final object does not convert:
+                # otherwise the pod would linger in the cache until the next relist
+                uid = pod.uid if pod is not None else _uid_of(obj)
+                gone = self._cache.remove(uid) if uid else None
+                if gone is None:
                     return
-                out = PodEvent(type="DELETED", pod=pod)
+                out = PodEvent(type="DELETED", pod=pod or gone)
+            elif pod is None:
+                return
             else:
                 old = self._cache.put(pod)
                 out = PodEvent(type="ADDED" if old is None else "MODIFIED", pod=pod)
@@ -380,6 +399,12 @@ class PodReflector:
                 response.shutdown()
             except Exception as err:
                 log.debug("closing the watch connection: %s", err)
+
+
+def _uid_of(obj: Any) -> str | None:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    uid = meta.get("uid") if isinstance(meta, dict) else None
+    return uid if isinstance(uid, str) and uid else None
 
 
 def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:

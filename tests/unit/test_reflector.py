@@ -445,3 +445,71 @@ asyncio.run(main())
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == "3 []"
+
+
+async def test_a_routine_watch_cut_is_resumed_without_declaring_the_api_down(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    """Load balancers cut watches: the reflector resumes at once and never reports
+    "disconnected" (which would flip every response to runtime names) for a cut that a
+    reconnect heals."""
+    queue = reflector.subscribe()
+    api.add_pod(make_pod("a", node=NODE))
+    await reflector.start()
+    assert await next_events(queue, 1) == [("ADDED", "a")]
+    states: set[str] = set()
+    for round_ in range(5):
+        watches = api.calls["watch"]
+        await api.drop_watches()
+        api.add_pod(make_pod(f"after-cut-{round_}", node=NODE))
+        while api.calls["watch"] == watches:
+            states.add(reflector.state)
+            await asyncio.sleep(0.001)
+        assert await next_events(queue, 1) == [("ADDED", f"after-cut-{round_}")]
+        states.add(reflector.state)
+    assert states == {"synced"}
+    assert reflector.last_error is None
+
+
+async def test_a_deletion_whose_final_object_is_malformed_still_removes_the_pod(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    queue = reflector.subscribe()
+    api.add_pod(make_pod("doomed", node=NODE))
+    await reflector.start()
+    assert await next_events(queue, 1) == [("ADDED", "doomed")]
+    bad = make_pod("doomed", node=NODE)
+    bad["metadata"]["uid"] = reflector.pods()[0].uid
+    bad["spec"]["containers"][0]["resources"] = {"limits": {"memory": "lots"}}
+    api.update_pod(bad)  # the MODIFIED object does not convert: the old copy stays
+    await wait_for(lambda: reflector.conversion_errors == 1, "skipped update")
+    assert [p.name for p in reflector.pods()] == ["doomed"]
+    api.delete_pod("default", "doomed")
+    assert await next_events(queue, 1) == [("DELETED", "doomed")]
+    assert reflector.pods() == []
+
+
+async def test_quiet_watches_that_time_out_are_not_backed_off(
+    client: kubernetes.client.ApiClient, tmp_path: Path
+) -> None:
+    """A server that sends no bookmarks closes a quiet watch at timeoutSeconds with no
+    event at all: that is health, and the next watch starts at once, not after a
+    growing back-off (events would wait that long)."""
+    async with FakeApiServer(bookmark_interval=3600) as quiet:
+        api_client = load_api_client(str(quiet.write_kubeconfig(tmp_path / "quiet")))
+        reflector = PodReflector(
+            api_client,
+            NODE,
+            watch_timeout_seconds=1,
+            read_timeout_seconds=3,
+            backoff_initial_seconds=5.0,
+            backoff_max_seconds=10.0,
+        )
+        queue = reflector.subscribe()
+        await reflector.start()
+        try:
+            await wait_for(lambda: quiet.calls["watch"] >= 3, "three quiet watches", 6.0)
+            quiet.add_pod(make_pod("late", node=NODE))
+            assert await next_events(queue, 1) == [("ADDED", "late")]
+        finally:
+            await reflector.stop()
