@@ -40,6 +40,11 @@ class PodLookup(Protocol):
     @property
     def last_error(self) -> str | None: ...
 
+    dropped_events: int
+    conversion_errors: int
+    generation: int
+    """Changes whenever the cached pods change, so views know to rebuild."""
+
     def get_by_uid(self, uid: str) -> PodMeta | None: ...
 
     def get_by_container_id(self, container_id: str) -> tuple[PodMeta, ContainerStatus] | None: ...
@@ -71,6 +76,7 @@ class ContainerView:
 @dataclass(frozen=True)
 class PodView:
     uid: str
+    """The UID in the pod's cgroup path (for a static pod: its config hash)."""
     namespace: str
     name: str
     source: MetadataSource
@@ -79,6 +85,12 @@ class PodView:
     containers: tuple[ContainerView, ...]
     cpu_rate: float | None
     sandboxes: tuple[Container, ...] = ()
+
+    @property
+    def api_uid(self) -> str:
+        """metadata.uid when the API knows the pod: a static pod's mirror has its own UID,
+        and every document names a pod by the same UID its containers carry."""
+        return self.meta.uid if self.meta is not None else self.uid
 
     @property
     def runtime_seconds(self) -> float | None:
@@ -189,12 +201,13 @@ def build_view(
 
 
 class Views:
-    """The current NodeView, rebuilt only when the snapshot or API availability changes."""
+    """The current NodeView, rebuilt only when the snapshot, API availability or the pod
+    cache changes (a label edit shows at the next request, not the next snapshot)."""
 
     def __init__(self, state: State, reflector: PodLookup | None) -> None:
         self.state = state
         self.reflector = reflector
-        self._key: tuple[int, bool] | None = None
+        self._key: tuple[int, bool, int] | None = None
         self._view: NodeView | None = None
 
     def api_usable(self) -> bool:
@@ -205,7 +218,8 @@ class Views:
         if snapshot is None:
             return None
         usable = self.api_usable()
-        key = (self.state.version, usable)
+        generation = self.reflector.generation if usable and self.reflector is not None else 0
+        key = (self.state.version, usable, generation)
         if key != self._key or self._view is None:
             self._view = build_view(
                 snapshot, self.state.version, self.state, self.reflector if usable else None
@@ -292,7 +306,8 @@ def pod_document(pv: PodView, containers: Iterable[dict[str, object]]) -> dict[s
     meta, pod = pv.meta, pv.pod
     usage = pod.usage if pod else None
     return {
-        "uid": pv.uid,
+        "uid": pv.api_uid,
+        "cgroupUid": pv.uid,
         "namespace": pv.namespace,
         "pod": pv.name,
         "metadataSource": pv.source,

@@ -74,13 +74,12 @@ class _BodyCache:
     """Serialised responses per (view, query); cleared whenever the view changes."""
 
     def __init__(self) -> None:
-        self._view: tuple[int, str] | None = None
+        self._view: NodeView | None = None
         self._bodies: dict[tuple[str, str], bytes] = {}
 
     def get(self, view: NodeView, path: str, query: str, build: Callable[[], object]) -> bytes:
-        key = (view.version, view.metadata_source)
-        if key != self._view:
-            self._view, self._bodies = key, {}
+        if view is not self._view:
+            self._view, self._bodies = view, {}
         body = self._bodies.get((path, query))
         if body is None:
             body = orjson.dumps(build())

@@ -36,7 +36,12 @@ class ContainerEvent(BaseModel):
     host_ip: str | None = Field(default=None, alias="hostIP")
     pod_ip: str | None = Field(default=None, alias="podIP")
     qos_class: str | None = Field(default=None, alias="qosClass")
-    start_time: str | None = Field(default=None, alias="startTime")
+    start_time: str | None = Field(
+        default=None, alias="startTime", description="the pod's status.startTime, as telemd"
+    )
+    started_at: str | None = Field(
+        default=None, alias="startedAt", description="when this container (last) started"
+    )
     finished_at: str | None = Field(default=None, alias="finishedAt")
     exit_code: int | None = Field(default=None, alias="exitCode")
 
@@ -69,7 +74,8 @@ def _event(
         host_ip=pod.host_ip,
         pod_ip=pod.pod_ip,
         qos_class=_QOS_NAMES.get(pod.qos or ""),
-        start_time=_rfc3339(container.started_at or pod.start_time),
+        start_time=_rfc3339(pod.start_time),
+        started_at=_rfc3339(container.started_at),
         finished_at=_rfc3339(container.finished_at) if kind == "stop" and ended else None,
         exit_code=container.exit_code if kind == "stop" and ended else None,
     )

@@ -23,6 +23,8 @@ from exporter.podmeta import PodMeta
 from exporter.reflector import PodEvent
 
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+MAX_STREAMS = 64
+"""Open streams at once: each holds a queue of up to 1024 pod updates and a task."""
 
 
 class PodEventSource(Protocol):
@@ -34,9 +36,15 @@ class PodEventSource(Protocol):
 
     def unsubscribe(self, queue: asyncio.Queue[PodEvent]) -> None: ...
 
+    def overflowed(self, queue: asyncio.Queue[PodEvent]) -> bool: ...
+
 
 def add_routes(
-    app: web.Application, reflector: PodEventSource, *, heartbeat_seconds: float = 15.0
+    app: web.Application,
+    reflector: PodEventSource,
+    *,
+    heartbeat_seconds: float = 15.0,
+    max_streams: int = MAX_STREAMS,
 ) -> None:
     """Serve ``GET /v1/events`` from this reflector; streams end on app shutdown."""
     streams: set[asyncio.Event] = set()
@@ -46,6 +54,12 @@ def add_routes(
             stop.set()
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        if len(streams) >= max_streams:
+            return web.json_response(
+                {"error": f"too many open event streams (at most {max_streams}); retry later"},
+                status=503,
+                headers={"Retry-After": "10"},
+            )
         return await _stream(request, reflector, streams, heartbeat_seconds)
 
     app.on_shutdown.append(end_streams)
@@ -95,7 +109,7 @@ async def _stream(
                 for event in filter(wanted, running(pod)):
                     await response.write(_frame(event))
         await response.write(b": connected\n\n")
-        await _pump(response, queue, stop, seen, wanted, heartbeat)
+        await _pump(response, reflector, queue, stop, seen, wanted, heartbeat)
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away: nothing to end cleanly
@@ -105,15 +119,38 @@ async def _stream(
     return response
 
 
+RESYNC_FRAME = (
+    b"event: resync\ndata: "
+    + orjson.dumps({"type": "resync", "reason": "events were dropped for this slow consumer"})
+    + b"\n\n"
+)
+
+
+def _resync(seen: dict[str, PodMeta], reflector: PodEventSource) -> list[ContainerEvent]:
+    """Events from what this stream last saw to the reflector's current pods (``seen`` is
+    updated): after an overflow the queued pod updates are incomplete, the cache is not."""
+    current = {pod.uid: pod for pod in reflector.pods()}
+    events = [e for uid in {**seen, **current} for e in diff(seen.get(uid), current.get(uid))]
+    seen.clear()
+    seen.update(current)
+    return events
+
+
 async def _pump(
     response: web.StreamResponse,
+    reflector: PodEventSource,
     queue: asyncio.Queue[PodEvent],
     stop: asyncio.Event,
     seen: dict[str, PodMeta],
     wanted: Callable[[ContainerEvent], bool],
     heartbeat: float,
 ) -> None:
-    """Write events until shutdown; a heartbeat comment whenever nothing happened."""
+    """Write events until shutdown; a heartbeat comment whenever nothing happened.
+
+    A stream too slow for the pod churn loses queued updates: it then says so (a
+    ``resync`` event) and rebuilds its events from the pod cache instead, so a container
+    that started or stopped during the gap still gets its event.
+    """
     stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     got: asyncio.Future[Any] | None = None
     try:
@@ -130,6 +167,13 @@ async def _pump(
                 continue
             pod_event: PodEvent = got.result()
             got = None
+            if reflector.overflowed(queue):
+                while not queue.empty():
+                    queue.get_nowait()
+                await response.write(RESYNC_FRAME)
+                for event in filter(wanted, _resync(seen, reflector)):
+                    await response.write(_frame(event))
+                continue
             old = seen.get(pod_event.pod.uid)
             new = None if pod_event.type == "DELETED" else pod_event.pod
             if new is None:

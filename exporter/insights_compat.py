@@ -101,8 +101,12 @@ def bare_id(container_id: str) -> str:
 
 
 def runtime_info(view: NodeView, ids: list[str], hashed: bool) -> dict[str, Any]:
-    """The NodeRuntimeInfo map for the requested ids (empty list = every container)."""
-    wanted = {bare_id(i) for i in ids}
+    """The NodeRuntimeInfo map for the requested ids (no non-empty id = every container).
+
+    The replaced exporter joins the ids with commas for its extractor, which reads an
+    empty list as "all": ``[""]`` and ``[null]`` therefore mean all there, and do here.
+    """
+    wanted = {bare_id(i) for i in ids if i}
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for cv in view.containers:
         if wanted and cv.container.id not in wanted:

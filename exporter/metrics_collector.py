@@ -109,7 +109,7 @@ def _container_families(view: NodeView) -> Iterator[Metric]:
 
 
 def _pod_families(view: NodeView) -> Iterator[Metric]:
-    rows = [([pv.namespace, pv.name, pv.uid], pv) for pv in view.pods]
+    rows = [([pv.namespace, pv.name, pv.api_uid], pv) for pv in view.pods]
     yield from _usage_families(
         "pod", POD_LABELS, ((v, pv.pod.usage if pv.pod else None) for v, pv in rows)
     )
@@ -157,6 +157,16 @@ class NodeCollector(Collector):
             for name in REFLECTOR_STATES:
                 states.add_metric([name], 1.0 if reflector.state == name else 0.0)
             yield states
+            yield CounterMetricFamily(
+                f"{PREFIX}_exporter_reflector_conversion_errors",
+                "pod objects from the API server that could not be read, skipped",
+                value=reflector.conversion_errors,
+            )
+            yield CounterMetricFamily(
+                f"{PREFIX}_exporter_pod_events_dropped",
+                "pod lifecycle events dropped for /v1/events consumers too slow to keep up",
+                value=reflector.dropped_events,
+            )
         view = self._views.current()
         api = GaugeMetricFamily(
             f"{PREFIX}_exporter_metadata_from_api",

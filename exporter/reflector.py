@@ -129,8 +129,10 @@ class PodReflector:
         self._response: urllib3.HTTPResponse | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: list[asyncio.Queue[PodEvent]] = []
+        self._overflowed: set[int] = set()
         self.dropped_events = 0
         self.conversion_errors = 0
+        self.generation = 0
 
     # -- asyncio-facing API
 
@@ -205,6 +207,14 @@ class PodReflector:
     def unsubscribe(self, queue: asyncio.Queue[PodEvent]) -> None:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
+        self._overflowed.discard(id(queue))
+
+    def overflowed(self, queue: asyncio.Queue[PodEvent]) -> bool:
+        """Whether ``queue`` lost events since the last call (then: resync from ``pods()``)."""
+        if id(queue) in self._overflowed:
+            self._overflowed.discard(id(queue))
+            return True
+        return False
 
     def _publish(self, events: list[PodEvent]) -> None:
         """Runs on the loop: fan out, dropping the oldest event for slow consumers."""
@@ -213,6 +223,7 @@ class PodReflector:
                 if queue.full():
                     queue.get_nowait()
                     self.dropped_events += 1
+                    self._overflowed.add(id(queue))
                 queue.put_nowait(event)
 
     # -- the reflector thread
@@ -304,6 +315,8 @@ class PodReflector:
                 elif old.resource_version != pod.resource_version:
                     events.append(PodEvent(type="MODIFIED", pod=pod))
             self._resource_version = str(body.get("metadata", {}).get("resourceVersion", ""))
+            if events:
+                self.generation += 1
         self._synced = True
         self._mark_healthy()
         self._emit(events)
@@ -376,6 +389,7 @@ class PodReflector:
             else:
                 old = self._cache.put(pod)
                 out = PodEvent(type="ADDED" if old is None else "MODIFIED", pod=pod)
+            self.generation += 1
         self._emit([out])
 
     def _convert(self, obj: Any) -> PodMeta | None:

@@ -169,6 +169,9 @@ class FakeLookup:
         self.state = state
         self.last_error: str | None = None
         self.synced = state == "synced"
+        self.dropped_events = 0
+        self.conversion_errors = 0
+        self.generation = 0
 
     def get_by_uid(self, uid: str) -> PodMeta | None:
         return next((p for p in self.pods if uid in (p.uid, p.cgroup_uid)), None)

@@ -382,3 +382,43 @@ def test_readiness_names_a_stale_snapshot_and_a_failing_extractor() -> None:
         "last snapshot pass failed: extractor socket /x: no answer within 5s",
         "snapshot is 36s old",
     ]
+
+
+async def test_a_static_pod_is_named_by_its_mirror_uid_everywhere() -> None:
+    """The kubelet names a static pod's cgroup by its config hash; the API's mirror pod
+    has a UID of its own. Every document (and the Prometheus label) uses the API UID, and
+    /v1/pods also gives the cgroup's."""
+    state = _two_passes()
+    assert state.snapshot is not None
+    metas = api_meta_for(state.snapshot)
+    static = metas[0]
+    mirror_uid = "0e3b2c1d-0000-4000-8000-00000000beef"
+    metas[0] = static.model_copy(update={"uid": mirror_uid, "cgroup_uid": static.uid})
+    lookup = FakeLookup(metas)
+    _, pods = await _get(state, "/v1/pods", lookup)
+    doc = next(p for p in pods["pods"] if p["cgroupUid"] == static.uid)
+    assert doc["uid"] == mirror_uid
+    assert {c["podUid"] for c in doc["containers"]} == {mirror_uid}
+    others = [p for p in pods["pods"] if p is not doc]
+    assert others and all(p["uid"] == p["cgroupUid"] for p in others)
+    async with client_for(state, lookup) as client:
+        metrics = await (await client.get("/metrics")).text()
+    assert f'pod_uid="{mirror_uid}"' in metrics
+    assert f'pod_uid="{static.uid}"' not in metrics
+
+
+async def test_a_pod_change_shows_without_waiting_for_the_next_snapshot() -> None:
+    state = _two_passes()
+    assert state.snapshot is not None
+    lookup = FakeLookup(api_meta_for(state.snapshot))
+    async with client_for(state, lookup) as client:
+        first = await (await client.get("/v1/pods")).json()
+        lookup.pods = [p.model_copy(update={"labels": {"relabelled": "yes"}}) for p in lookup.pods]
+        unchanged = await (await client.get("/v1/pods")).json()
+        lookup.generation += 1  # what the reflector does on every cache change
+        second = await (await client.get("/v1/pods")).json()
+    assert unchanged == first, "without a cache change the served view is reused"
+    assert {
+        p["labels"].get("relabelled") for p in second["pods"] if p["metadataSource"] == "api"
+    } == {"yes"}
+    assert second["takenAt"] == first["takenAt"]

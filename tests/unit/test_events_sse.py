@@ -46,7 +46,8 @@ class Frames:
             elif fields:
                 data: dict[str, Any] = json.loads(fields["data"])
                 assert fields["event"] == data["type"]
-                assert fields["id"] == f"{data['containerID']}/{data['type']}"
+                if data["type"] != "resync":
+                    assert fields["id"] == f"{data['containerID']}/{data['type']}"
                 return data
 
     async def take(self, count: int) -> list[dict[str, Any]]:
@@ -128,7 +129,8 @@ async def test_container_lifecycle_becomes_start_and_stop_events(
         "hostIP": "10.1.0.4",
         "podIP": "10.244.3.9",
         "qosClass": raw["status"]["qosClass"],
-        "startTime": status["state"]["running"]["startedAt"],
+        "startTime": raw["status"]["startTime"],
+        "startedAt": status["state"]["running"]["startedAt"],
     }
 
     first_id = app.container_id
@@ -240,3 +242,52 @@ def test_restart_diff_stops_the_old_container_and_starts_the_new() -> None:
         ("start", app.container_id),
     ]
     assert diff(after, after) == []
+
+
+async def test_a_consumer_that_falls_behind_is_resynced_from_the_cache(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    """A relist hands a stream many pod updates at once; with a small queue most are
+    dropped. The stream says so (``resync``) and still delivers every container's start,
+    rebuilt from the reflector's cache."""
+    client = load_api_client(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+    reflector = PodReflector(
+        client, NODE, watch_timeout_seconds=1, read_timeout_seconds=3, queue_size=2
+    )
+    await reflector.start()
+    app = web.Application()
+    add_routes(app, reflector, heartbeat_seconds=0.3)
+    try:
+        await wait_for_value(lambda: reflector.synced, "reflector sync")
+        async with TestClient(TestServer(app)) as http:
+            frames = await open_stream(http, reflector)
+            await api.pause()
+            await wait_for_value(lambda: reflector.state == "disconnected", "disconnect")
+            raws = [api.add_pod(make_pod(f"burst-{i}", node=NODE)) for i in range(6)]
+            api.compact()
+            await api.resume()
+            got = await frames.take(7)
+            assert got[0]["type"] == "resync"
+            expected = {r["status"]["containerStatuses"][0]["containerID"] for r in raws}
+            assert {e["containerID"] for e in got[1:]} == expected
+            assert {e["type"] for e in got[1:]} == {"start"}
+            assert reflector.dropped_events >= 4
+    finally:
+        await reflector.stop()
+
+
+async def test_streams_beyond_the_cap_are_refused_until_one_closes(
+    reflector: PodReflector,
+) -> None:
+    app = web.Application()
+    add_routes(app, reflector, heartbeat_seconds=0.3, max_streams=1)
+    async with TestClient(TestServer(app)) as http:
+        first = await open_stream(http, reflector)
+        refused = await http.get("/v1/events")
+        assert refused.status == 503
+        assert refused.headers["Retry-After"] == "10"
+        assert "too many open event streams" in (await refused.json())["error"]
+        first.response.close()
+        await wait_for_value(lambda: reflector.subscribers == 0, "first stream closed")
+        again = await open_stream(http, reflector)
+        again.response.close()

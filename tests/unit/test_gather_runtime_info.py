@@ -153,6 +153,28 @@ async def test_post_empty_list_means_all_and_field_name_is_case_insensitive() ->
     assert list(folded) == [crio.namespace]
 
 
+@pytest.mark.parametrize("ids", [[""], [None], ["", None]], ids=["empty", "null", "both"])
+async def test_post_of_only_empty_ids_means_all(ids: list[str | None]) -> None:
+    """The replaced exporter joins the ids with commas; "" is "all" to its extractor."""
+    snap = standard_snapshot()
+    async with client_for(_state(snap)) as client:
+        resp = await client.post("/gather_runtime_info?hash=false", json={"containerIds": ids})
+        assert resp.status == 200
+        assert await resp.json() == _expected(snap)
+
+
+async def test_empty_ids_beside_real_ones_are_ignored() -> None:
+    snap = standard_snapshot()
+    crio = next(c for c in snap.containers if c.runtime == "crio" and not c.sandbox)
+    async with client_for(_state(snap)) as client:
+        resp = await client.post(
+            "/gather_runtime_info?hash=false", json={"containerIds": ["", f"cri-o://{crio.id}"]}
+        )
+        body = await resp.json()
+    keys = {cid for pods in body.values() for ctrs in pods.values() for cid in ctrs}
+    assert keys == {f"cri-o://{crio.id}"}
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -183,13 +205,15 @@ def test_decoder_takes_first_value_like_go() -> None:
     assert parse_container_ids(b' {"containerIds": ["a"]} trailing') == ["a"]
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
 async def test_other_methods_are_404_method_not_supported(method: str) -> None:
     async with client_for(_state()) as client:
         resp = await client.request(method, "/gather_runtime_info")
         assert resp.status == 404
         assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
-        assert await resp.text() == "Method is not supported.\n"
+        # a HEAD answer carries no body, only its headers
+        want = "" if method == "HEAD" else "Method is not supported.\n"
+        assert await resp.text() == want
 
 
 async def test_no_snapshot_is_500_text() -> None:

@@ -118,7 +118,13 @@ async def test_exporter_health_metrics() -> None:
     state.passes, state.errors = 7, 2
     assert state.snapshot is not None
     lookup = FakeLookup(api_meta_for(state.snapshot), state="disconnected")
+    lookup.conversion_errors, lookup.dropped_events = 3, 11
     samples = await _scrape(state, lookup)
+    reflector = {
+        name: samples[f"runtime_insights_exporter_{name}_total"][0].value
+        for name in ("reflector_conversion_errors", "pod_events_dropped")
+    }
+    assert reflector == {"reflector_conversion_errors": 3, "pod_events_dropped": 11}
     assert samples["runtime_insights_exporter_passes_total"][0].value == 7
     assert samples["runtime_insights_exporter_pass_errors_total"][0].value == 2
     assert samples["runtime_insights_exporter_last_success_timestamp_seconds"][0].value == (

@@ -484,9 +484,11 @@ async def test_a_deletion_whose_final_object_is_malformed_still_removes_the_pod(
     api.update_pod(bad)  # the MODIFIED object does not convert: the old copy stays
     await wait_for(lambda: reflector.conversion_errors == 1, "skipped update")
     assert [p.name for p in reflector.pods()] == ["doomed"]
+    generation = reflector.generation
     api.delete_pod("default", "doomed")
     assert await next_events(queue, 1) == [("DELETED", "doomed")]
     assert reflector.pods() == []
+    assert reflector.generation == generation + 1
 
 
 async def test_quiet_watches_that_time_out_are_not_backed_off(
