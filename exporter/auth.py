@@ -5,7 +5,11 @@ is a cluster policy, so it is decided where cluster policy lives — RBAC — ex
 kubelet and kube-rbac-proxy do: a bearer token is checked with a TokenReview, the caller's
 right to the path with a SubjectAccessReview. Requests the kube-aggregator forwards for the
 custom metrics API carry no token but a front-proxy client certificate and the user in
-`X-Remote-*` headers; those headers are trusted only behind such a certificate.
+headers (`X-Remote-User` and friends). Those headers are trusted only behind a certificate
+the TLS layer verified against the front-proxy CA and whose CN is an allowed name, and only
+the header names the cluster publishes count: CA, names and headers come from one source
+(`exporter.requestheader`), which the connection's TLS context names and which is read
+per request, so a refresh applies at once.
 
 Decisions are cached briefly (allow and deny separately, bounded LRU) so a scraper does not
 cost two API calls per scrape. When the API server cannot answer, requests fail with 503:
@@ -30,10 +34,13 @@ from urllib.parse import unquote
 import httpx
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDictProxy
 
 from exporter.kubehttp import api_http_client, load_configuration
+from exporter.requestheader import RequestHeaderConfig
 from exporter.settings import Settings
 from exporter.status import status_response
+from exporter.tls import front_proxy_source
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,6 @@ USER_KEY = web.RequestKey("user", str)
 
 _TOKEN_REVIEW = "/apis/authentication.k8s.io/v1/tokenreviews"
 _ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
-_EXTRA_PREFIX = "x-remote-extra-"
 
 
 class ApiUnavailable(Exception):
@@ -214,10 +220,9 @@ def _bearer_token(request: web.Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def _peer_common_name(request: web.Request) -> str | None:
+def _peer_common_name(transport: asyncio.BaseTransport) -> str | None:
     """The CN of a client certificate the TLS layer verified, if one was presented."""
-    transport = request.transport
-    cert = transport.get_extra_info("peercert") if transport is not None else None
+    cert = transport.get_extra_info("peercert")
     if not cert:
         return None
     for rdn in cert.get("subject", ()):
@@ -227,16 +232,46 @@ def _peer_common_name(request: web.Request) -> str | None:
     return ""
 
 
-def _front_proxy_identity(request: web.Request) -> Identity | None:
-    user = request.headers.get("X-Remote-User", "").strip()
+def _front_proxy(request: web.Request) -> tuple[RequestHeaderConfig, str] | None:
+    """The front-proxy configuration in force and the client certificate's CN, when the
+    connection presented a certificate its TLS context verified against that source."""
+    transport = request.transport
+    if transport is None:
+        return None
+    common_name = _peer_common_name(transport)
+    if common_name is None:
+        return None
+    source = front_proxy_source(transport.get_extra_info("ssl_object"))
+    config = source.current() if source is not None else None
+    return None if config is None else (config, common_name)
+
+
+def _first_header(headers: CIMultiDictProxy[str], names: Sequence[str]) -> str:
+    """The first non-empty value among `names`, in their order (as upstream's headerValue)."""
+    for name in names:
+        if value := headers.get(name, "").strip():
+            return value
+    return ""
+
+
+def _front_proxy_identity(
+    headers: CIMultiDictProxy[str], config: RequestHeaderConfig
+) -> Identity | None:
+    """The user the front proxy names, read as k8s.io/apiserver's requestheader authenticator
+    does: first user header set, every value of every group header, extras by prefix
+    (prefixes in order, key lower-cased then %-unescaped)."""
+    user = _first_header(headers, config.username_headers)
     if not user:
         return None
-    groups = tuple(g for h in request.headers.getall("X-Remote-Group", ()) if (g := h.strip()))
+    groups = tuple(
+        g for name in config.group_headers for h in headers.getall(name, ()) if (g := h.strip())
+    )
     extra: dict[str, list[str]] = {}
-    for key, value in request.headers.items():
-        if key.lower().startswith(_EXTRA_PREFIX):
-            extra.setdefault(unquote(key[len(_EXTRA_PREFIX) :].lower()), []).append(value)
-    uid = request.headers.get("X-Remote-Uid", "").strip()
+    for prefix in (p.lower() for p in config.extra_prefixes):
+        for key, value in headers.items():
+            if key.lower().startswith(prefix):
+                extra.setdefault(unquote(key[len(prefix) :].lower()), []).append(value)
+    uid = _first_header(headers, config.uid_headers)
     return Identity(username=user, uid=uid, groups=groups, extra=extra)
 
 
@@ -249,8 +284,6 @@ class _Authorizer:
         self._cache = DecisionCache(settings.auth_cache_max_entries)
         self._allow_ttl = settings.auth_cache_ttl_seconds
         self._deny_ttl = settings.auth_cache_negative_ttl_seconds
-        self._front_proxy = settings.requestheader_client_ca_file is not None
-        self._allowed_names = frozenset(settings.requestheader_allowed_names)
         self._inflight: dict[str, asyncio.Future[Decision]] = {}
 
     async def _once(self, key: str, compute: Callable[[], Awaitable[Decision]]) -> Decision:
@@ -301,13 +334,19 @@ class _Authorizer:
     async def decide(self, request: web.Request) -> Decision:
         attributes = request_attributes(request.method, request.path)
         scope = repr(sorted(attributes.items()))
-        common_name = _peer_common_name(request) if self._front_proxy else None
-        if common_name is not None:
-            if self._allowed_names and common_name not in self._allowed_names:
-                return Decision(401, f'client certificate CN "{common_name}" is not allowed')
-            who = _front_proxy_identity(request)
+        front_proxy = _front_proxy(request)
+        if front_proxy is not None:
+            config, common_name = front_proxy
+            if config.allowed_names and common_name not in config.allowed_names:
+                return Decision(
+                    401,
+                    f'client certificate CN "{common_name}" is not among the front-proxy '
+                    f"allowed names ({config.origin})",
+                )
+            who = _front_proxy_identity(request.headers, config)
             if who is None:
-                return Decision(401, "front-proxy request without X-Remote-User")
+                names = ", ".join(config.username_headers) or "none configured"
+                return Decision(401, f"front-proxy request without a user header ({names})")
             caller = (who.username, who.uid, who.groups, sorted(who.extra.items()))
             key = "proxy\0" + repr(caller) + scope
             return await self._once(key, lambda: self._authorize(who, attributes))

@@ -4,6 +4,9 @@ Why this replaces a shell loop over `kubectl exec … curl`: the exporters are r
 through the API server (RBAC-controlled, no exec rights and no network path to the pods
 needed), all nodes in parallel with a deadline each, and a node that cannot answer is
 reported — a merged document that silently lacks a node would under-count the cluster.
+For the same reason the nodes themselves are listed: a schedulable Linux node (the
+DaemonSet's nodeSelector) without any exporter pod — taint not tolerated, admission
+refused — is reported as failed too. Cordoned nodes are not expected to have one.
 
 Two ways through the API server (`--via`):
 
@@ -21,8 +24,11 @@ fingerprint. Output (stdout, JSON):
      "namespaces": {ns: {pod: {..pod fields.., "node": node,
                                "containers": {containerId: {..container fields..}}}}}}
 
-Exit status: 0 every exporter answered; 1 some failed (the document still holds the
-others); 2 nothing could be collected (no credentials, API server error, no exporter pods).
+(`pod` is null for a node without an exporter pod; `failed` is sorted by node.)
+
+Exit status: 0 every expected node answered; 1 some failed (the document still holds the
+others); 2 nothing could be collected (no credentials, API server error, no exporter pods,
+nodes not listable).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import asyncio
 import contextlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -43,7 +49,7 @@ import urllib3.exceptions
 from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from exporter.kube_config import KubeConfigError, load_api_client
+from exporter.kube_config import KubeConfigError, get_json, load_api_client
 from exporter.kubehttp import api_http_client
 from exporter.portforward import TlsTarget, TunnelError, get_through_portforward, status_message
 
@@ -52,6 +58,11 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 PARALLEL_NODES = 32
 SERVICE_NAME = "runtime-insights"
 """The exporters' Service (manifests/base/service.yaml): its DNS name is on their certificate."""
+LINUX_NODES = "kubernetes.io/os=linux"
+"""The DaemonSet's nodeSelector (manifests/base/daemonset.yaml): where exporters belong."""
+NODES_ROLE = "runtime-insights-collector-nodes"
+"""The ClusterRole (manifests/base/rbac.yaml) that lets the caller list nodes."""
+NO_EXPORTER = "no runtime-insights pod on this node"
 
 T = TypeVar("T")
 
@@ -66,6 +77,7 @@ class ExporterPod:
 
     name: str
     node: str | None
+    """Where it runs, or for a pod not scheduled yet the node its DaemonSet meant it for."""
     phase: str | None
     ports: tuple[tuple[str, int], ...] = ()
     """Named container ports of the pod spec, (name, containerPort)."""
@@ -116,6 +128,23 @@ def _named_ports(spec: Any) -> tuple[tuple[str, int], ...]:
     )
 
 
+def _target_node(spec: Any) -> str | None:
+    """The pod's node; while it is not bound yet, the one the DaemonSet controller pins it
+    to (required node affinity on the field metadata.name), so it is reported there."""
+    if spec is None:
+        return None
+    if spec.node_name:
+        return str(spec.node_name)
+    affinity = spec.affinity.node_affinity if spec.affinity else None
+    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
+    for term in required.node_selector_terms if required else []:
+        for field in term.match_fields or []:
+            values = field.values or []
+            if field.key == "metadata.name" and field.operator == "In" and len(values) == 1:
+                return str(values[0])
+    return None
+
+
 def list_exporter_pods(
     api: ApiClient, namespace: str, selector: str, timeout: float
 ) -> list[ExporterPod]:
@@ -133,7 +162,7 @@ def list_exporter_pods(
     found = [
         ExporterPod(
             p.metadata.name,
-            p.spec.node_name if p.spec else None,
+            _target_node(p.spec),
             p.status.phase if p.status else None,
             _named_ports(p.spec),
         )
@@ -143,6 +172,37 @@ def list_exporter_pods(
     if not found:
         raise CollectError(f"no pods match {selector!r} in namespace {namespace}")
     return sorted(found, key=lambda p: (p.node or "", p.name))
+
+
+def list_expected_nodes(api: ApiClient, timeout: float) -> list[str]:
+    """The schedulable Linux nodes: every one should run an exporter.
+
+    Read as raw JSON through the same ApiClient (no generated models: a node list can be
+    large, and only names and one flag are wanted). Cordoned nodes (`spec.unschedulable`)
+    are left out: they are being drained or repaired, and their workloads with them.
+    """
+    try:
+        listed = get_json(api, "/api/v1/nodes", [("labelSelector", LINUX_NODES)], timeout=timeout)
+    except ApiException as exc:
+        hint = (
+            f" (bind the {NODES_ROLE} ClusterRole to the caller with a ClusterRoleBinding)"
+            if exc.status == 403
+            else ""
+        )
+        raise CollectError(f"listing nodes failed: HTTP {exc.status} {exc.reason}{hint}") from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise CollectError(f"cannot reach the API server: {exc}") from exc
+    except ValueError as exc:
+        raise CollectError(f"the API server's node list is not JSON: {exc}") from exc
+    items = listed.get("items") if isinstance(listed, dict) else None
+    names: list[str] = []
+    for node in items if isinstance(items, list) else []:
+        if not isinstance(node, dict):
+            continue
+        meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+        if meta.get("name") and spec.get("unschedulable") is not True:
+            names.append(str(meta["name"]))
+    return sorted(names)
 
 
 def port_number(pod: ExporterPod, port: str) -> int:
@@ -328,11 +388,14 @@ async def fetch_node_forwarded(
     return _answered(pod, status, body, via)
 
 
-def merge(results: list[NodeResult]) -> dict[str, Any]:
-    """One namespace → pod → container document, with the nodes that answered and those not."""
+def merge(results: list[NodeResult], missing: Sequence[str] = ()) -> dict[str, Any]:
+    """One namespace → pod → container document, with the nodes that answered and those
+    not: exporters that failed, and the `missing` nodes that have no exporter at all."""
     namespaces: dict[str, dict[str, dict[str, Any]]] = {}
     ok: list[str] = []
-    failed: list[dict[str, str | None]] = []
+    failed: list[dict[str, str | None]] = [
+        {"node": node, "pod": None, "error": NO_EXPORTER} for node in missing
+    ]
     for result in results:
         node = result.pod.node
         if result.document is None:
@@ -350,13 +413,18 @@ def merge(results: list[NodeResult]) -> dict[str, Any]:
                 entry["containers"][key] = {
                     k: v for k, v in container.items() if k not in ("namespace", "pod")
                 }
+    failed.sort(key=lambda f: (f["node"] or "", f["pod"] or ""))
     return {"nodes": {"ok": ok, "failed": failed}, "namespaces": namespaces}
 
 
 async def collect(
-    api: ApiClient, pods: list[ExporterPod], options: CollectOptions
+    api: ApiClient,
+    pods: list[ExporterPod],
+    options: CollectOptions,
+    nodes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Ask every exporter in parallel (at most PARALLEL_NODES at once) and merge."""
+    """Ask every exporter in parallel (at most PARALLEL_NODES at once) and merge; each of
+    the expected `nodes` without an exporter pod is a failure of its own."""
     gate = asyncio.Semaphore(PARALLEL_NODES)
     cfg = api.configuration
     # The token is resolved once, here: the official loaders refresh an expiring one in
@@ -386,7 +454,8 @@ async def collect(
                 return await fetch_node_forwarded(tunnel, pod, options)
 
         results = await asyncio.gather(*(one(p) for p in pods))
-    return merge(list(results))
+    covered = {p.node for p in pods}
+    return merge(list(results), [n for n in nodes if n not in covered])
 
 
 def run_collect(args: argparse.Namespace) -> int:
@@ -403,15 +472,16 @@ def run_collect(args: argparse.Namespace) -> int:
     try:
         api = load_api_client(args.kubeconfig)
         pods = list_exporter_pods(api, args.namespace, args.selector, args.timeout)
-        document = asyncio.run(collect(api, pods, options))
+        nodes = list_expected_nodes(api, args.timeout)
+        document = asyncio.run(collect(api, pods, options, nodes))
     except (KubeConfigError, CollectError) as exc:
         print(f"runtime-insights collect: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
     for failure in document["nodes"]["failed"]:
+        pod = f" (pod {failure['pod']})" if failure["pod"] else ""
         print(
-            f"runtime-insights collect: node {failure['node']} (pod {failure['pod']}): "
-            f"{failure['error']}",
+            f"runtime-insights collect: node {failure['node']}{pod}: {failure['error']}",
             file=sys.stderr,
         )
     return 1 if document["nodes"]["failed"] else 0

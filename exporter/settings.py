@@ -28,9 +28,22 @@ class Settings(BaseSettings):
 
     # authentication and authorization (on in the manifests, off for local use)
     auth_enabled: bool = False
-    auth_cache_ttl_seconds: float = Field(default=60.0, ge=0)
-    requestheader_client_ca_file: str | None = None
-    requestheader_allowed_names: list[str] = Field(default_factory=list)
+    auth_cache_ttl_seconds: float = Field(
+        default=10.0, ge=0, description="how long an allow is remembered (k8s.io/apiserver: 10s)"
+    )
+    requestheader_client_ca_file: str | None = Field(
+        default=None,
+        description="front-proxy CA bundle, for clusters whose ConfigMap "
+        "kube-system/extension-apiserver-authentication cannot be read; when set it wins "
+        "(as k8s.io/apiserver's --requestheader-client-ca-file): the ConfigMap is not read, "
+        "allowed names come from REQUESTHEADER_ALLOWED_NAMES and the headers are "
+        "X-Remote-User, X-Remote-Group and X-Remote-Extra-*",
+    )
+    requestheader_allowed_names: list[str] = Field(
+        default_factory=list,
+        description="CNs allowed on the front-proxy certificate with REQUESTHEADER_CLIENT_CA_FILE "
+        "(empty = any); otherwise the ConfigMap's requestheader-allowed-names apply",
+    )
     auth_cache_negative_ttl_seconds: float = Field(
         default=10.0, ge=0, description="how long a 401/403 is remembered (k8s.io/apiserver: 10s)"
     )

@@ -26,10 +26,16 @@ Stable API (others rely on it; only add to it)::
         api.add_token("tok", "alice", ["team-a"], audiences=None)  # for TokenReview
         api.allow("alice", "get", path="/metrics")                 # for SubjectAccessReview
         api.allow("group:team-a", "list", resource="pods", namespace="default")
+        api.set_configmap("kube-system", "extension-apiserver-authentication", {"k": "v"})
+        api.delete_configmap("kube-system", "extension-apiserver-authentication")
+        api.add_node(make_node("node-a", unschedulable=False, os="linux"))  # -> stored copy
+        api.delete_node("node-a")
+        api.forbid("configmaps")         # configmaps or nodes: 403 Status, as RBAC answers
         api.calls["watch"]               # Counter of calls by kind (see below)
         api.proxy_requests               # [(method, ns, name, scheme, port, path, query)]
         api.portforward_requests         # [(ns, name, ports query value)]
         api.pod_requests                 # [(path, {query param: value})] of pod lists/watches
+        api.access_reviews               # [spec] of every SubjectAccessReview, in order
 
 Endpoints (all require ``Authorization: Bearer <api.token>``, else 401 Status):
 
@@ -60,9 +66,17 @@ Endpoints (all require ``Authorization: Bearer <api.token>``, else 401 Status):
   pod side. 404 Status for an unknown pod, 400 for a non-WebSocket request or bad ports.
 * ``POST /apis/authentication.k8s.io/v1/tokenreviews`` and
   ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``.
+* ``GET /api/v1/namespaces/{ns}/configmaps/{name}``: one ConfigMap (``data`` as stored with
+  ``set_configmap``), or a 404 Status.
+* ``GET /api/v1/nodes``: a NodeList, with ``labelSelector`` (as for pods) and
+  ``fieldSelector`` (``metadata.name``, ``spec.unschedulable``, as the real server allows).
+
+``forbid(resource)`` makes requests for ``configmaps`` or ``nodes`` answer 403 with the
+Status RBAC gives.
 
 ``calls`` keys: ``list``, ``watch``, ``get``, ``proxy``, ``portforward``,
-``tokenreviews``, ``subjectaccessreviews``, ``unauthorized``.
+``tokenreviews``, ``subjectaccessreviews``, ``configmaps``, ``nodes``, ``forbidden``,
+``unauthorized``.
 
 Mutating methods may be called from the event loop running the server or from any other
 thread; watchers are woken on the server's loop.
@@ -299,26 +313,85 @@ def make_pod(
     return {"metadata": metadata, "spec": spec, "status": status}
 
 
+def make_node(
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    os: str = "linux",
+    unschedulable: bool = False,
+    taints: list[JSON] | None = None,
+) -> JSON:
+    """Realistic Node JSON: the kubelet's well-known labels, spec and a Ready status."""
+    spec: JSON = {"podCIDR": "10.244.0.0/24"}
+    if unschedulable:
+        spec["unschedulable"] = True
+    if taints:
+        spec["taints"] = list(taints)
+    heartbeat = rfc3339(datetime.now(UTC))
+    return {
+        "metadata": {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "creationTimestamp": heartbeat,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": os,
+                "kubernetes.io/arch": "amd64",
+                **(labels or {}),
+            },
+        },
+        "spec": spec,
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "lastHeartbeatTime": heartbeat,
+                }
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": "10.0.0.2"},
+                {"type": "Hostname", "address": name},
+            ],
+            "nodeInfo": {"operatingSystem": os, "architecture": "amd64"},
+        },
+    }
+
+
 # --- selectors -------------------------------------------------------------------------
 
 
-def _field_value(pod: JSON, path: str) -> str:
-    node: Any = pod
+_FIELD_DEFAULTS = {"spec.unschedulable": "false"}
+
+
+def _field_value(obj: JSON, path: str) -> str:
+    """A field as the server's field selectors see it: booleans as true/false, absent ones
+    as their zero value."""
+    node: Any = obj
     for part in path.split("."):
-        node = node.get(part, "") if isinstance(node, dict) else ""
-    return "" if node is None else str(node)
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is None:
+        return _FIELD_DEFAULTS.get(path, "")
+    if isinstance(node, bool):
+        return "true" if node else "false"
+    return str(node)
 
 
 _SUPPORTED_FIELDS = {"spec.nodeName", "metadata.name", "metadata.namespace", "status.phase"}
+_NODE_FIELDS = {"metadata.name", "spec.unschedulable"}
 
 
-def parse_field_selector(text: str) -> Callable[[JSON], bool]:
-    """fieldSelector terms joined by commas, as the real pod field selectors accept."""
+def parse_field_selector(
+    text: str, supported: frozenset[str] | set[str] = _SUPPORTED_FIELDS
+) -> Callable[[JSON], bool]:
+    """fieldSelector terms joined by commas, as the real server accepts them for `supported`
+    fields (the pod fields by default)."""
     terms: list[tuple[str, str, bool]] = []
     for raw in filter(None, (t.strip() for t in text.split(","))):
         negate = "!=" in raw
         key, _, value = raw.partition("!=" if negate else "==" if "==" in raw else "=")
-        if key not in _SUPPORTED_FIELDS:
+        if key not in supported:
             raise ValueError(f'"{key}" is not a known field selector: only "{raw}"')
         terms.append((key, value, negate))
     return lambda pod: all((_field_value(pod, k) == v) != neg for k, v, neg in terms)
@@ -449,6 +522,7 @@ class FakeApiServer:
         self.proxy_requests: list[tuple[str, str, str, str, str, str, str]] = []
         self.portforward_requests: list[tuple[str, str, str]] = []
         self.pod_requests: list[tuple[str, dict[str, str]]] = []
+        self.access_reviews: list[JSON] = []
         self._lock = threading.RLock()
         self._pods: dict[tuple[str, str], JSON] = {}
         self._log: list[_Event] = []
@@ -459,6 +533,9 @@ class FakeApiServer:
         self._forwards: dict[tuple[str, str, int], tuple[str, int]] = {}
         self._tokens: dict[str, JSON] = {}
         self._grants: list[_Grant] = []
+        self._configmaps: dict[tuple[str, str], JSON] = {}
+        self._nodes: dict[str, JSON] = {}
+        self._forbidden: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -478,6 +555,8 @@ class FakeApiServer:
         app.router.add_route(
             "*", "/api/v1/namespaces/{ns}/pods/{target}/proxy/{path:.*}", self._proxy
         )
+        app.router.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", self._get_configmap)
+        app.router.add_get("/api/v1/nodes", self._nodes_collection)
         app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
         app.router.add_post(
             "/apis/authorization.k8s.io/v1/subjectaccessreviews", self._access_review
@@ -636,6 +715,49 @@ class FakeApiServer:
     ) -> None:
         """Where the port-forward subresource connects for this pod's container `port`."""
         self._forwards[(namespace, name, port)] = (host, target_port)
+
+    # -- configmaps and nodes (plain stores: nothing watches them here)
+
+    def _stamp(self, obj: JSON, old: JSON | None) -> JSON:
+        """Keep the uid and creation time of `old`, give a new resourceVersion (lock held)."""
+        self._rv += 1
+        meta = obj["metadata"]
+        previous = (old or {}).get("metadata", {})
+        meta["uid"] = previous.get("uid") or meta.get("uid") or str(uuid.uuid4())
+        meta.setdefault("creationTimestamp", rfc3339(datetime.now(UTC)))
+        meta["resourceVersion"] = str(self._rv)
+        return obj
+
+    def set_configmap(self, namespace: str, name: str, data: dict[str, str]) -> JSON:
+        """Create or replace a ConfigMap with this ``data``."""
+        with self._lock:
+            configmap: JSON = {
+                "metadata": {"name": name, "namespace": namespace},
+                "data": dict(data),
+            }
+            key = (namespace, name)
+            self._configmaps[key] = self._stamp(configmap, self._configmaps.get(key))
+            return copy.deepcopy(configmap)
+
+    def delete_configmap(self, namespace: str, name: str) -> None:
+        with self._lock:
+            del self._configmaps[(namespace, name)]
+
+    def add_node(self, node: JSON) -> JSON:
+        """Create or replace a node (make_node builds one) by name."""
+        with self._lock:
+            stored = copy.deepcopy(node)
+            name = stored["metadata"]["name"]
+            self._nodes[name] = self._stamp(stored, self._nodes.get(name))
+            return copy.deepcopy(stored)
+
+    def delete_node(self, name: str) -> None:
+        with self._lock:
+            del self._nodes[name]
+
+    def forbid(self, resource: str) -> None:
+        """Answer every request for ``configmaps`` or ``nodes`` with RBAC's 403."""
+        self._forbidden.add(resource)
 
     # -- auth
 
@@ -950,6 +1072,57 @@ class FakeApiServer:
             await ws.close()
         return ws
 
+    def _rbac_denied(self, verb: str, resource: str, name: str, namespace: str) -> web.Response:
+        """The 403 Status the RBAC authorizer gives, wording included."""
+        self.calls["forbidden"] += 1
+        subject = f'{resource} "{name}"' if name else resource
+        scope = f'the namespace "{namespace}"' if namespace else "the cluster scope"
+        message = (
+            f'{subject} is forbidden: User "fake" cannot {verb} resource "{resource}" '
+            f'in API group "" {"in" if namespace else "at"} {scope}'
+        )
+        return self._error(403, "Forbidden", message)
+
+    async def _get_configmap(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        self.calls["configmaps"] += 1
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if "configmaps" in self._forbidden:
+            return self._rbac_denied("get", "configmaps", name, ns)
+        with self._lock:
+            configmap = self._configmaps.get((ns, name))
+            if configmap is None:
+                return self._error(404, "NotFound", f'configmaps "{name}" not found')
+            body = {"kind": "ConfigMap", "apiVersion": "v1", **copy.deepcopy(configmap)}
+        return web.json_response(body)
+
+    async def _nodes_collection(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        self.calls["nodes"] += 1
+        if "nodes" in self._forbidden:
+            return self._rbac_denied("list", "nodes", "", "")
+        try:
+            by_field = parse_field_selector(request.query.get("fieldSelector", ""), _NODE_FIELDS)
+            by_label = parse_label_selector(request.query.get("labelSelector", ""))
+        except ValueError as err:
+            return self._error(400, "BadRequest", str(err))
+        with self._lock:
+            items = [
+                copy.deepcopy(n)
+                for _, n in sorted(self._nodes.items())
+                if by_field(n) and by_label(n)
+            ]
+            rv = self._rv
+        body = {
+            "kind": "NodeList",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(rv)},
+            "items": items,
+        }
+        return web.json_response(body)
+
     async def _review_body(self, request: web.Request, kind: str) -> JSON | web.Response:
         try:
             body = await request.json()
@@ -1001,6 +1174,7 @@ class FakeApiServer:
         if isinstance(body, web.Response):
             return body
         spec = body["spec"]
+        self.access_reviews.append(copy.deepcopy(spec))
         if ("resourceAttributes" in spec) == ("nonResourceAttributes" in spec):
             return self._error(
                 422,

@@ -7,16 +7,24 @@ real TLS with certificates minted by openssl, as kube-aggregator presents them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import gc
+import json
+import logging
 import shutil
 import ssl
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 
+from exporter import requestheader
 from exporter.auth import (
     USER_KEY,
     AuthApi,
@@ -25,6 +33,7 @@ from exporter.auth import (
     auth_middleware,
     request_attributes,
 )
+from exporter.requestheader import ClusterRequestHeader, config_from_configmap
 from exporter.settings import Settings
 from exporter.tls import ssl_context
 from tests.fakes.apiserver import FakeApiServer
@@ -87,12 +96,7 @@ def _port(runner: web.AppRunner) -> int:
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     async with FakeApiServer() as kube:
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-        settings = Settings(
-            auth_enabled=True,
-            kubeconfig=str(kubeconfig),
-            auth_cache_ttl_seconds=60,
-            auth_cache_negative_ttl_seconds=10,
-        )
+        settings = Settings(auth_enabled=True, kubeconfig=str(kubeconfig))
         api = AuthApi.from_settings(settings)
         clock = FakeClock()
         runner = await _serve(_app(settings, api, clock))
@@ -154,6 +158,7 @@ async def test_probes_need_no_credentials(env: Env) -> None:
 
 
 async def test_allow_decisions_are_cached_until_the_ttl(env: Env) -> None:
+    """10 s by default, what k8s.io/apiserver's delegating authorization uses."""
     env.kube.add_token("tok-alice", "alice")
     env.kube.allow("alice", "get", path="/v1/containers")
     for _ in range(3):
@@ -161,7 +166,7 @@ async def test_allow_decisions_are_cached_until_the_ttl(env: Env) -> None:
     assert env.kube.calls["tokenreviews"] == 1
     assert env.kube.calls["subjectaccessreviews"] == 1
 
-    env.clock.now += 59
+    env.clock.now += 9
     assert (await env.get("/v1/containers", "tok-alice")).status_code == 200
     assert env.kube.calls["subjectaccessreviews"] == 1
     env.clock.now += 2
@@ -290,10 +295,16 @@ class ProxyEnv:
     tmp: Path
 
     def client(self, cert: CertPair | None) -> httpx.AsyncClient:
-        ctx = ssl.create_default_context(cafile=str(self.ca.cert))
-        if cert is not None:
-            ctx.load_cert_chain(cert.cert, cert.key)
-        return httpx.AsyncClient(verify=ctx, timeout=10)
+        return _tls_client(self.ca, cert)
+
+
+def _tls_client(serving_ca: CertPair, cert: CertPair | None) -> httpx.AsyncClient:
+    """A client trusting the exporter's serving CA, presenting `cert` if given; a new one
+    means new TLS connections, so each is verified against the trust in force now."""
+    ctx = ssl.create_default_context(cafile=str(serving_ca.cert))
+    if cert is not None:
+        ctx.load_cert_chain(cert.cert, cert.key)
+    return httpx.AsyncClient(verify=ctx, timeout=10)
 
 
 @pytest.fixture
@@ -334,6 +345,7 @@ async def test_front_proxy_user_and_groups_are_authorized(proxy_env: ProxyEnv) -
         assert response.status_code == 200
         assert response.json() == {"user": "system:serviceaccount:kube-system:hpa"}
     assert proxy_env.kube.calls["tokenreviews"] == 0
+    assert proxy_env.kube.calls["configmaps"] == 0  # an explicit CA file wins over the cluster
 
 
 async def test_front_proxy_custom_metrics_use_resource_attributes(proxy_env: ProxyEnv) -> None:
@@ -381,7 +393,8 @@ async def test_without_certificate_headers_are_ignored_and_tokens_used(
 
 
 async def test_client_certificate_from_another_ca_is_refused(proxy_env: ProxyEnv) -> None:
-    other = make_cert(proxy_env.tmp, make_ca(proxy_env.tmp, "rogue-ca"), "front-proxy-client")
+    rogue_ca = make_ca(proxy_env.tmp, "rogue-ca")
+    other = make_cert(proxy_env.tmp, rogue_ca, "front-proxy-client", client=True, stem="rogue")
     async with proxy_env.client(other) as http:
         with pytest.raises(httpx.HTTPError):
             await asyncio.wait_for(
@@ -420,3 +433,320 @@ async def test_tokens_must_carry_a_configured_audience(tmp_path: Path) -> None:
         finally:
             await runner.cleanup()
             await api.aclose()
+
+
+# -- front-proxy trust from ConfigMap kube-system/extension-apiserver-authentication
+
+AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
+
+
+def _authentication_data(
+    front_proxy_ca: CertPair,
+    client_ca: CertPair,
+    *,
+    allowed_names: Sequence[str] = ("front-proxy-client",),
+    username_headers: Sequence[str] = ("X-Remote-User",),
+    group_headers: Sequence[str] = ("X-Remote-Group",),
+    extra_prefixes: Sequence[str] = ("X-Remote-Extra-",),
+    uid_headers: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """The ConfigMap data kube-apiserver writes: PEM bundles and JSON lists."""
+    data = {
+        "client-ca-file": client_ca.cert.read_text(),
+        "requestheader-client-ca-file": front_proxy_ca.cert.read_text(),
+        "requestheader-allowed-names": json.dumps(list(allowed_names)),
+        "requestheader-username-headers": json.dumps(list(username_headers)),
+        "requestheader-group-headers": json.dumps(list(group_headers)),
+        "requestheader-extra-headers-prefix": json.dumps(list(extra_prefixes)),
+    }
+    if uid_headers is not None:
+        data["requestheader-uid-headers"] = json.dumps(list(uid_headers))
+    return data
+
+
+@dataclass(frozen=True)
+class ClusterPki:
+    tmp: Path
+    serving_ca: CertPair
+    server: CertPair
+    front_proxy_ca: CertPair
+    front_proxy: CertPair  # CN front-proxy-client, signed by front_proxy_ca
+    client_ca: CertPair  # the cluster's user CA: in the same ConfigMap, never a front proxy
+
+    def data(self, **overrides: Any) -> dict[str, str]:
+        return _authentication_data(self.front_proxy_ca, self.client_ca, **overrides)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> ClusterPki:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    serving_ca = make_ca(tmp_path, "serving-ca")
+    front_proxy_ca = make_ca(tmp_path, "front-proxy-ca")
+    return ClusterPki(
+        tmp_path,
+        serving_ca,
+        make_cert(tmp_path, serving_ca, "exporter"),
+        front_proxy_ca,
+        make_cert(tmp_path, front_proxy_ca, "front-proxy-client", client=True),
+        make_ca(tmp_path, "kubernetes-ca"),
+    )
+
+
+@dataclass
+class ClusterEnv:
+    kube: FakeApiServer
+    url: str
+    pki: ClusterPki
+    source: ClusterRequestHeader
+
+    async def get(
+        self, cert: CertPair | None, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """One request on a new TLS connection presenting `cert`."""
+        async with _tls_client(self.pki.serving_ca, cert) as http:
+            return await http.get(self.url + "/v1/containers", headers=dict(headers or {}))
+
+    async def refused(self, cert: CertPair) -> bool:
+        """Whether a new connection presenting `cert` fails TLS (with TLS 1.3 the server
+        rejects the certificate after the handshake: the request then gets no answer)."""
+        try:
+            await asyncio.wait_for(self.get(cert, {"X-Remote-User": "hpa"}), 10)
+        except httpx.TransportError:
+            return True
+        return False
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def _cluster_exporter(
+    kube: FakeApiServer, pki: ClusterPki, *, loaded: bool = True
+) -> AsyncIterator[ClusterEnv]:
+    """An exporter as the manifests deploy it: TLS, auth on, no CA file — so its front-proxy
+    trust comes from the ConfigMap; `loaded` waits for the first read to succeed."""
+    settings = Settings(
+        auth_enabled=True,
+        kubeconfig=str(kube.write_kubeconfig(pki.tmp / "kubeconfig")),
+        tls_cert_file=str(pki.server.cert),
+        tls_key_file=str(pki.server.key),
+    )
+    api = AuthApi.from_settings(settings)
+    ctx = ssl_context(settings)
+    assert ctx is not None and isinstance(ctx.front_proxy, ClusterRequestHeader)
+    source = ctx.front_proxy
+    runner = await _serve(_app(settings, api, FakeClock()), ctx)
+    try:
+        if loaded:
+            await _until(lambda: source.current() is not None)
+        yield ClusterEnv(kube, f"https://127.0.0.1:{_port(runner)}", pki, source)
+    finally:
+        await runner.cleanup()
+        await api.aclose()
+        await asyncio.to_thread(source.close)
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[FakeApiServer]:
+    async with FakeApiServer() as server:
+        yield server
+
+
+async def test_configmap_ca_is_trusted_and_no_other(kube: FakeApiServer, pki: ClusterPki) -> None:
+    kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
+    kube.allow("hpa", "get", path="/v1/containers")
+    as_cluster_user = make_cert(
+        pki.tmp, pki.client_ca, "front-proxy-client", client=True, stem="by-client-ca"
+    )
+    rogue_ca = make_ca(pki.tmp, "rogue-ca")
+    rogue = make_cert(pki.tmp, rogue_ca, "front-proxy-client", client=True, stem="by-rogue-ca")
+    async with _cluster_exporter(kube, pki) as env:
+        response = await env.get(pki.front_proxy, {"X-Remote-User": "hpa"})
+        assert response.status_code == 200
+        assert response.json() == {"user": "hpa"}
+        # The ConfigMap's client-ca-file signs users' certificates, not the front proxy's.
+        assert await env.refused(as_cluster_user)
+        assert await env.refused(rogue)
+        _assert_status(await env.get(None, {"X-Remote-User": "hpa"}), 401)  # headers need a cert
+    assert kube.calls["configmaps"] >= 1
+    assert [r["user"] for r in kube.access_reviews] == ["hpa"]
+
+
+async def test_header_names_come_from_the_configmap(kube: FakeApiServer, pki: ClusterPki) -> None:
+    kube.set_configmap(
+        *AUTH_CONFIGMAP,
+        pki.data(
+            username_headers=["X-Aggregated-User"],
+            group_headers=["X-Aggregated-Group"],
+            extra_prefixes=["X-Aggregated-Extra-"],
+            uid_headers=["X-Aggregated-Uid"],
+        ),
+    )
+    kube.allow("group:hpa-readers", "get", path="/v1/containers")
+    async with _cluster_exporter(kube, pki) as env:
+        standard = {"X-Remote-User": "hpa", "X-Remote-Group": "hpa-readers"}
+        body = _assert_status(await env.get(pki.front_proxy, standard), 401)
+        assert "X-Aggregated-User" in str(body["message"])
+        mixed = {"X-Aggregated-User": "hpa", "X-Remote-Group": "hpa-readers"}
+        _assert_status(await env.get(pki.front_proxy, mixed), 403)
+        custom = {
+            "X-Aggregated-User": "hpa",
+            "X-Aggregated-Group": "hpa-readers",
+            "X-Aggregated-Uid": "uid-1234",
+            "X-Remote-Uid": "forged",
+            "X-Aggregated-Extra-Scopes": "metrics",
+            "X-Aggregated-Extra-Acme.io%2fteam": "platform",
+            "X-Remote-Extra-Ignored": "x",
+        }
+        response = await env.get(pki.front_proxy, custom)
+        assert response.status_code == 200 and response.json() == {"user": "hpa"}
+    granted = kube.access_reviews[-1]
+    assert (granted["user"], granted["groups"], granted["uid"]) == (
+        "hpa",
+        ["hpa-readers"],
+        "uid-1234",
+    )
+    assert granted["extra"] == {"scopes": ["metrics"], "acme.io/team": ["platform"]}
+
+
+async def test_cn_outside_the_allowed_names_is_refused(
+    kube: FakeApiServer, pki: ClusterPki
+) -> None:
+    kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
+    kube.allow("hpa", "get", path="/v1/containers")
+    other = make_cert(pki.tmp, pki.front_proxy_ca, "some-other-client", client=True)
+    async with _cluster_exporter(kube, pki) as env:
+        body = _assert_status(await env.get(other, {"X-Remote-User": "hpa"}), 401)
+        assert '"some-other-client"' in str(body["message"])
+        assert "extension-apiserver-authentication" in str(body["message"])
+        assert kube.calls["subjectaccessreviews"] == 0
+        # An empty requestheader-allowed-names admits any CN the CA signed, as upstream.
+        kube.set_configmap(*AUTH_CONFIGMAP, pki.data(allowed_names=[]))
+        assert await asyncio.to_thread(env.source.refresh)
+        assert (await env.get(other, {"X-Remote-User": "hpa"})).status_code == 200
+
+
+async def test_rotated_ca_is_picked_up_by_the_periodic_refresh(
+    kube: FakeApiServer,
+    pki: ClusterPki,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.requestheader")
+    monkeypatch.setattr(requestheader, "REFRESH_SECONDS", 0.2)  # a minute in production
+    kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
+    kube.allow("hpa", "get", path="/v1/containers")
+    new_ca = make_ca(pki.tmp, "front-proxy-ca-2")
+    new_client = make_cert(pki.tmp, new_ca, "front-proxy-client", client=True, stem="rotated")
+    async with _cluster_exporter(kube, pki) as env:
+        first = env.source.current()
+        assert (await env.get(pki.front_proxy, {"X-Remote-User": "hpa"})).status_code == 200
+        assert await env.refused(new_client)
+        rotated = _authentication_data(new_ca, pki.client_ca)  # the old CA is dropped
+        kube.set_configmap(*AUTH_CONFIGMAP, rotated)
+        await _until(lambda: env.source.current() != first)  # the refresh thread, unprompted
+        assert (await env.get(new_client, {"X-Remote-User": "hpa"})).status_code == 200
+        assert await env.refused(pki.front_proxy)
+    loaded = [r.getMessage() for r in caplog.records if "front-proxy trust from" in r.getMessage()]
+    assert len(loaded) == 2 and all("1 CA certificate(s)" in m for m in loaded)
+
+
+async def test_the_last_good_copy_outlives_an_outage_and_a_bad_configmap(
+    kube: FakeApiServer, pki: ClusterPki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.requestheader")
+    kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
+    kube.allow("hpa", "get", path="/v1/containers")
+    async with _cluster_exporter(kube, pki) as env:
+        assert (await env.get(pki.front_proxy, {"X-Remote-User": "hpa"})).status_code == 200
+        good = env.source.current()
+
+        await kube.pause()
+        assert not await asyncio.to_thread(env.source.refresh)
+        assert env.source.current() is good
+        # A new connection is still verified with the kept CA; the allow is cached.
+        assert (await env.get(pki.front_proxy, {"X-Remote-User": "hpa"})).status_code == 200
+        await kube.resume()
+
+        broken = {**pki.data(), "requestheader-allowed-names": "front-proxy-client"}
+        kube.set_configmap(*AUTH_CONFIGMAP, broken)
+        assert not await asyncio.to_thread(env.source.refresh)
+        assert env.source.current() is good
+        assert (await env.get(pki.front_proxy, {"X-Remote-User": "hpa"})).status_code == 200
+
+        kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
+        assert await asyncio.to_thread(env.source.refresh)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "cannot reach the API server" in m and "keeping the copy read at" in m for m in warnings
+    )
+    assert any("requestheader-allowed-names is not JSON" in m for m in warnings)
+    assert any("readable again" in r.getMessage() for r in caplog.records)
+
+
+async def test_unreadable_configmap_refuses_certificates_but_not_tokens(
+    kube: FakeApiServer, pki: ClusterPki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.requestheader")
+    kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
+    kube.forbid("configmaps")  # no RoleBinding to extension-apiserver-authentication-reader
+    kube.add_token("tok-prom", "prometheus")
+    kube.allow("prometheus", "get", path="/v1/containers")
+    async with _cluster_exporter(kube, pki, loaded=False) as env:
+        await _until(lambda: kube.calls["forbidden"] >= 1)
+        assert env.source.current() is None
+        assert await env.refused(pki.front_proxy)
+        response = await env.get(None, {"Authorization": "Bearer tok-prom"})
+        assert response.status_code == 200 and response.json() == {"user": "prometheus"}
+    (warning, *_) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "HTTP 403" in warning and "no copy yet" in warning
+    assert "Role extension-apiserver-authentication-reader in kube-system" in warning
+    assert "RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE" in warning
+
+
+async def test_refresh_thread_ends_with_its_context(kube: FakeApiServer, pki: ClusterPki) -> None:
+    """main.py never stops the refresh: discarding the listening context must."""
+    settings = Settings(
+        auth_enabled=True,
+        kubeconfig=str(kube.write_kubeconfig(pki.tmp / "kubeconfig")),
+        tls_cert_file=str(pki.server.cert),
+        tls_key_file=str(pki.server.key),
+    )
+    before = set(threading.enumerate())
+    ctx = ssl_context(settings)
+    assert ctx is not None
+    (thread,) = [t for t in threading.enumerate() if t not in before]
+    assert thread.name == "requestheader" and thread.daemon
+    del ctx
+    gc.collect()
+    await asyncio.to_thread(thread.join, 10)
+    assert not thread.is_alive()
+
+
+def test_configmap_data_is_read_as_kube_apiserver_writes_it(pki: ClusterPki) -> None:
+    data = pki.data(uid_headers=["X-Remote-Uid"], allowed_names=["front-proxy-client", "aggr"])
+    config = config_from_configmap(data)
+    assert config is not None
+    assert config.ca_pem == pki.front_proxy_ca.cert.read_text()
+    assert config.allowed_names == {"front-proxy-client", "aggr"}
+    assert (config.username_headers, config.uid_headers) == (("X-Remote-User",), ("X-Remote-Uid",))
+    assert config.group_headers == ("X-Remote-Group",)
+    assert config.extra_prefixes == ("X-Remote-Extra-",)
+    # Without requestheader-uid-headers no UID header is trusted (kube-apiserver < 1.32).
+    assert config_from_configmap(pki.data()) == dataclasses.replace(
+        config, uid_headers=(), allowed_names=frozenset({"front-proxy-client"})
+    )
+    # No front-proxy CA published: nothing to trust (an answer, not an error).
+    assert config_from_configmap({"client-ca-file": data["client-ca-file"]}) is None
+    for key, value in (
+        ("requestheader-allowed-names", '"front-proxy-client"'),
+        ("requestheader-group-headers", "[1]"),
+        ("requestheader-client-ca-file", "not a certificate"),
+    ):
+        with pytest.raises(ValueError, match=key):
+            config_from_configmap({**data, key: value})

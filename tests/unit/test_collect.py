@@ -29,6 +29,8 @@ from aiohttp import web
 
 from exporter.auth import USER_KEY, AuthApi, auth_middleware
 from exporter.collect import (
+    NO_EXPORTER,
+    NODES_ROLE,
     CollectOptions,
     ExporterPod,
     Tunnel,
@@ -39,7 +41,7 @@ from exporter.kube_config import load_api_client
 from exporter.settings import Settings
 from exporter.tls import ssl_context
 from extractor.cli import build_parser
-from tests.fakes.apiserver import FakeApiServer, make_pod
+from tests.fakes.apiserver import FakeApiServer, make_node, make_pod
 from tests.unit.tlscerts import CertPair, make_ca, make_cert
 
 NS = "runtime-insights"
@@ -263,6 +265,8 @@ async def test_merges_answering_nodes_and_lists_failed_ones(cluster: Cluster) ->
 
 
 async def test_all_nodes_answering_exits_zero_and_https_is_the_default(cluster: Cluster) -> None:
+    for node in ("node-a", "node-b"):
+        cluster.kube.add_node(make_node(node))
     await cluster.exporter(
         "ri-a", "node-a", _serving(_pods_document("node-a", [("x", "p", ["c"])]))
     )
@@ -293,6 +297,55 @@ async def test_pending_pods_and_garbage_answers_are_failures(cluster: Cluster) -
     assert errors["node-b"] == "exporter pod is Pending"
     assert doc["nodes"]["ok"] == [] and doc["namespaces"] == {}
     assert [r[2] for r in cluster.kube.proxy_requests] == ["ri-a"]
+
+
+def _scheduling_pod(name: str, node: str) -> dict[str, Any]:
+    """A DaemonSet pod not bound yet: pinned to its node by the controller's node affinity."""
+    pod = make_pod(name, NS, node=None, labels=LABELS, phase="Pending", pod_ip=None)
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+    pod["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+        }
+    }
+    return pod
+
+
+async def test_nodes_without_an_exporter_pod_are_failures(cluster: Cluster) -> None:
+    served = _pods_document("node-a", [("x", "p", ["c"])])
+    await cluster.exporter("ri-a", "node-a", _serving(served))
+    cluster.kube.add_pod(_scheduling_pod("ri-b", "node-b"))
+    cluster.kube.add_node(make_node("node-a"))
+    cluster.kube.add_node(make_node("node-b"))
+    cluster.kube.add_node(make_node("node-c", taints=[{"key": "gpu", "effect": "NoSchedule"}]))
+    cluster.kube.add_node(make_node("node-d", unschedulable=True))  # cordoned: not expected
+    cluster.kube.add_node(make_node("win-1", os="windows"))  # not in the nodeSelector
+
+    code, doc, stderr = await cluster.collect("--via", "proxy", "--insecure-http")
+
+    assert code == 1
+    assert doc is not None
+    assert doc["nodes"]["ok"] == ["node-a"]
+    assert doc["nodes"]["failed"] == [
+        {"node": "node-b", "pod": "ri-b", "error": "exporter pod is Pending"},
+        {"node": "node-c", "pod": None, "error": NO_EXPORTER},
+    ]
+    assert _served_pods(doc) == {("x", "p")}
+    assert f"node node-c: {NO_EXPORTER}" in stderr
+    assert "node node-b (pod ri-b): exporter pod is Pending" in stderr
+    assert cluster.kube.calls["nodes"] == 1
+
+
+async def test_nodes_that_cannot_be_listed_exit_two(cluster: Cluster) -> None:
+    await cluster.exporter("ri-a", "node-a", _serving(_pods_document("node-a", [])))
+    cluster.kube.forbid("nodes")
+
+    code, doc, stderr = await cluster.collect("--via", "proxy", "--insecure-http")
+
+    assert code == 2 and doc is None
+    assert "listing nodes failed: HTTP 403" in stderr
+    assert f"bind the {NODES_ROLE} ClusterRole" in stderr
+    assert cluster.kube.proxy_requests == []  # nothing half-collected
 
 
 async def test_no_exporter_pods_exits_two(cluster: Cluster) -> None:

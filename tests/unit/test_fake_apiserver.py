@@ -10,7 +10,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.fakes.apiserver import FakeApiServer, make_pod
+from tests.fakes.apiserver import FakeApiServer, make_node, make_pod
 
 
 @pytest.fixture
@@ -184,6 +184,8 @@ async def test_token_and_access_reviews(api: FakeApiServer) -> None:
     assert by_group.json()["status"]["allowed"] is True
     assert api.calls["tokenreviews"] == 2
     assert api.calls["subjectaccessreviews"] == 3
+    assert [r["user"] for r in api.access_reviews] == ["alice", "alice", "bob"]
+    assert api.access_reviews[2]["groups"] == user["groups"]
 
 
 async def test_pod_proxy_forwards_to_the_registered_backend(api: FakeApiServer) -> None:
@@ -213,3 +215,69 @@ async def test_pod_proxy_forwards_to_the_registered_backend(api: FakeApiServer) 
     assert missing.status_code == 503
     assert resp.json() == {"path": "/gather", "q": "a=1", "body": '{"k": 1}'}
     assert api.proxy_requests[-1] == ("POST", "shop", "web", "https", "8443", "/gather", "a=1")
+
+
+async def test_configmaps_are_read_by_namespace_and_name(api: FakeApiServer) -> None:
+    first = api.set_configmap("kube-system", "cfg", {"key": "one"})
+    replaced = api.set_configmap("kube-system", "cfg", {"key": "two"})
+    path = "/api/v1/namespaces/kube-system/configmaps/cfg"
+    async with _client(api) as client:
+        found = (await client.get(path)).json()
+        elsewhere = await client.get("/api/v1/namespaces/default/configmaps/cfg")
+        api.delete_configmap("kube-system", "cfg")
+        gone = await client.get(path)
+        api.set_configmap("kube-system", "cfg", {})
+        api.forbid("configmaps")
+        denied = await client.get(path)
+    assert (found["kind"], found["apiVersion"], found["data"]) == (
+        "ConfigMap",
+        "v1",
+        {"key": "two"},
+    )
+    assert found["metadata"]["uid"] == first["metadata"]["uid"]
+    assert int(replaced["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+    assert elsewhere.status_code == 404 and gone.status_code == 404
+    assert gone.json()["reason"] == "NotFound"
+    assert denied.status_code == 403
+    assert denied.json()["message"] == (
+        'configmaps "cfg" is forbidden: User "fake" cannot get resource "configmaps" '
+        'in API group "" in the namespace "kube-system"'
+    )
+    assert api.calls["configmaps"] == 4 and api.calls["forbidden"] == 1
+
+
+async def test_nodes_list_filters_by_labels_and_fields(api: FakeApiServer) -> None:
+    api.add_node(make_node("n1"))
+    api.add_node(make_node("n2", unschedulable=True))
+    api.add_node(make_node("w1", os="windows", labels={"pool": "win"}))
+    async with _client(api) as client:
+        everything = (await client.get("/api/v1/nodes")).json()
+        linux = await client.get(
+            "/api/v1/nodes", params={"labelSelector": "kubernetes.io/os=linux"}
+        )
+        schedulable = await client.get(
+            "/api/v1/nodes", params={"fieldSelector": "spec.unschedulable=false"}
+        )
+        cordoned = await client.get(
+            "/api/v1/nodes", params={"fieldSelector": "spec.unschedulable==true"}
+        )
+        bad = await client.get("/api/v1/nodes", params={"fieldSelector": "spec.nodeName=n1"})
+        api.delete_node("n1")
+        after = (await client.get("/api/v1/nodes")).json()
+        api.forbid("nodes")
+        denied = await client.get("/api/v1/nodes")
+
+    def names(response: httpx.Response) -> list[str]:
+        return [n["metadata"]["name"] for n in response.json()["items"]]
+
+    assert everything["kind"] == "NodeList"
+    assert everything["metadata"]["resourceVersion"] == str(api.resource_version)
+    assert [n["metadata"]["name"] for n in everything["items"]] == ["n1", "n2", "w1"]
+    assert everything["items"][2]["status"]["nodeInfo"]["operatingSystem"] == "windows"
+    assert names(linux) == ["n1", "n2"]
+    assert names(schedulable) == ["n1", "w1"] and names(cordoned) == ["n2"]
+    assert bad.status_code == 400
+    assert [n["metadata"]["name"] for n in after["items"]] == ["n2", "w1"]
+    assert denied.status_code == 403
+    assert 'cannot list resource "nodes"' in denied.json()["message"]
+    assert "at the cluster scope" in denied.json()["message"]

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from exporter.auth import PUBLIC_PATHS, request_attributes
-from exporter.collect import EXPORTER_PATH, SERVICE_NAME
+from exporter.collect import EXPORTER_PATH, LINUX_NODES, NODES_ROLE, SERVICE_NAME
+from exporter.requestheader import CONFIGMAP_NAMESPACE, READER_ROLE
 from exporter.selectors import parse_selector
 from exporter.settings import Settings
 from extractor.cli import build_parser
@@ -102,8 +103,14 @@ def test_kubectl_kustomize_renders_the_same_objects(overlay: str) -> None:
         timeout=60,
     ).stdout
     objects = [d for d in yaml.safe_load_all(rendered) if d is not None]
-    names = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
-    assert names == sorted((o["kind"], o["metadata"]["name"]) for o in _resources(directory))
+
+    def ids(found: list[Obj]) -> list[tuple[str, str | None, str]]:
+        return sorted(
+            (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in found
+        )
+
+    # namespaces included: a kustomization `namespace:` would move the kube-system binding
+    assert ids(objects) == ids(_resources(directory))
     kustomization = _docs(directory / "kustomization.yaml")[0]
     for patch in kustomization.get("patches", []):
         wanted = yaml.safe_load(patch["patch"])
@@ -114,11 +121,22 @@ def test_kubectl_kustomize_renders_the_same_objects(overlay: str) -> None:
 
 
 def test_namespaced_objects_live_in_the_namespace(base: list[Obj]) -> None:
+    """All but the binding to the Role kube-apiserver keeps in kube-system."""
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "APIService"}
     _one(base, "Namespace", NAMESPACE)
-    for obj in base:
-        if obj["kind"] not in cluster_scoped:
-            assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]["name"]
+    elsewhere = [
+        (o["kind"], o["metadata"]["namespace"], o["roleRef"]["name"])
+        for o in base
+        if o["kind"] not in cluster_scoped and o["metadata"].get("namespace") != NAMESPACE
+    ]
+    assert elsewhere == [("RoleBinding", CONFIGMAP_NAMESPACE, READER_ROLE)]
+
+
+def test_no_kustomization_sets_a_namespace() -> None:
+    """kustomize's `namespace:` rewrites every object's namespace, the kube-system
+    RoleBinding's included, which then binds a Role that does not exist."""
+    for path in MANIFESTS.rglob("kustomization.yaml"):
+        assert "namespace" not in _docs(path)[0], path
 
 
 def test_extractor_has_exactly_the_privileges_it_needs(pod_spec: Obj) -> None:
@@ -232,8 +250,30 @@ def test_exporter_environment_is_valid_settings(pod_spec: Obj) -> None:
     mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
     assert mounts[str(Path(settings.extractor_socket).parent)] == "socket"
     assert mounts[str(Path(settings.tls_cert_file).parent)] == "tls"
-    assert settings.requestheader_client_ca_file is not None
-    assert mounts[str(Path(settings.requestheader_client_ca_file).parent)] == "requestheader-ca"
+
+
+def test_front_proxy_trust_comes_from_the_cluster(base: list[Obj], pod_spec: Obj) -> None:
+    """No CA file is set (it would win over the ConfigMap), no hand-made copy is mounted,
+    and the exporter's service account may read the ConfigMap."""
+    exporter = _container(pod_spec, "exporter")
+    settings = _env_settings(exporter)
+    assert settings.auth_enabled and settings.tls_cert_file
+    assert settings.requestheader_client_ca_file is None
+    assert not [v for v in pod_spec["volumes"] if "requestheader" in v["name"]]
+    binding = _one(base, "RoleBinding", "runtime-insights-auth-reader")
+    assert binding["metadata"]["namespace"] == CONFIGMAP_NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": READER_ROLE,
+    }
+    sa = _one(base, "ServiceAccount")["metadata"]
+    assert pod_spec["serviceAccountName"] == sa["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}
+    ]
+    # The Role is bootstrap RBAC that kube-apiserver maintains: not ours to ship.
+    assert not [o for o in base if o["kind"] == "Role" and o["metadata"]["name"] == READER_ROLE]
 
 
 def test_only_the_exporter_holds_kubernetes_credentials(base: list[Obj], pod_spec: Obj) -> None:
@@ -397,23 +437,30 @@ def test_reader_role_covers_what_the_middleware_asks(base: list[Obj]) -> None:
         ), path
 
 
-def test_collector_role_grants_what_collect_asks_and_nothing_more(base: list[Obj]) -> None:
-    """`collect` lists the exporter pods and opens a WebSocket port-forward (a GET, so RBAC
-    checks `get`; `create` covers SPDY clients); the exporters' data needs the reader role."""
-    role = _one(base, "ClusterRole", "runtime-insights-collector")
-    granted = {
+def _grants(role: Obj) -> set[tuple[str, str, str]]:
+    return {
         (group, resource, verb)
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    assert granted == {
+
+
+def test_collector_role_grants_what_collect_asks_and_nothing_more(base: list[Obj]) -> None:
+    """`collect` lists the exporter pods and opens a WebSocket port-forward (a GET, so RBAC
+    checks `get`; `create` covers SPDY clients) in the exporters' namespace — a role meant
+    for a RoleBinding there — and lists the nodes, which only a ClusterRoleBinding can
+    grant, so that lives in a role of its own; the exporters' data needs the reader role."""
+    role = _one(base, "ClusterRole", "runtime-insights-collector")
+    assert _grants(role) == {
         ("", "pods", "list"),
         ("", "pods/portforward", "get"),
         ("", "pods/portforward", "create"),
     }
     assert not any(rule.get("nonResourceURLs") for rule in role["rules"])
+    nodes_role = _one(base, "ClusterRole", NODES_ROLE)
+    assert _grants(nodes_role) == {("", "nodes", "list")}
     (reader,) = _one(base, "ClusterRole", "runtime-insights-reader")["rules"]
     attrs = request_attributes("GET", EXPORTER_PATH)["nonResourceAttributes"]
     assert attrs["verb"] in reader["verbs"]
@@ -430,6 +477,9 @@ def test_collect_defaults_match_the_deployment(base: list[Obj], pod_spec: Obj) -
     (port,) = _container(pod_spec, "exporter")["ports"]
     assert args.port in (port["name"], str(port["containerPort"]))
     assert _one(base, "Service")["metadata"]["name"] == SERVICE_NAME
+    # The nodes collect expects an exporter on are those the DaemonSet selects.
+    key, _, value = LINUX_NODES.partition("=")
+    assert pod_spec["nodeSelector"] == {key: value}
 
 
 def test_openshift_scc_admits_the_daemonset_and_nothing_more(pod_spec: Obj) -> None:

@@ -203,3 +203,42 @@ async def test_front_proxy_ca_appearing_later_is_used(tmp_path: Path, ca: CertPa
         assert await _served_cert(port, client) == _der(server.cert)
     finally:
         await runner.cleanup()
+
+
+def test_front_proxy_trust_from_the_cluster_needs_credentials(tmp_path: Path, ca: CertPair) -> None:
+    """With auth on and no CA file the ConfigMap is read: no credentials is a start error."""
+    server = make_cert(tmp_path, ca, "exporter")
+    settings = Settings(
+        tls_cert_file=str(server.cert),
+        tls_key_file=str(server.key),
+        auth_enabled=True,
+        kubeconfig=str(tmp_path / "no-kubeconfig"),
+    )
+    with pytest.raises(TLSConfigError) as raised:
+        ssl_context(settings)
+    message = str(raised.value)
+    assert "kube-system/extension-apiserver-authentication" in message
+    assert "RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE" in message
+    assert str(tmp_path / "no-kubeconfig") in message
+
+
+def test_no_front_proxy_without_auth_or_ca_file(tmp_path: Path, ca: CertPair) -> None:
+    server = make_cert(tmp_path, ca, "exporter")
+    ctx = ssl_context(Settings(tls_cert_file=str(server.cert), tls_key_file=str(server.key)))
+    assert ctx is not None
+    assert ctx.front_proxy is None and ctx.verify_mode == ssl.CERT_NONE
+
+
+def test_a_ca_file_that_does_not_load_at_start_is_a_clear_error(
+    tmp_path: Path, ca: CertPair
+) -> None:
+    server = make_cert(tmp_path, ca, "exporter")
+    broken = tmp_path / "requestheader-client-ca-file"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    settings = Settings(
+        tls_cert_file=str(server.cert),
+        tls_key_file=str(server.key),
+        requestheader_client_ca_file=str(broken),
+    )
+    with pytest.raises(TLSConfigError, match=str(broken)):
+        ssl_context(settings)
