@@ -7,6 +7,7 @@ discovery can do: read every ``/proc/<pid>/cgroup`` once in a plain Python loop.
 Reported: the pass's cost as a ratio of that baseline, cold (``take_snapshot``, nothing
 kept) and warm (a long-lived ``Scanner``, as the agent runs), the CPU a warm pass every
 10 s costs as % of one core, and the resident memory of a fresh process doing passes.
+Also a module: ``python -m bench.bench_pass``.
 """
 
 from __future__ import annotations
@@ -74,12 +75,24 @@ def sleeper(comm: str | None = None) -> int:
     return pid
 
 
+def wait_for_comm(pid: int, comm: str, timeout: float = 5.0) -> None:
+    """Until the child has renamed itself: a pass before that would not see a sandbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == comm:
+                return
+        time.sleep(0.001)
+    raise SystemExit(f"pid {pid} never renamed itself {comm!r}")
+
+
 def build(tree: KubeTree) -> list[int]:
     pids: list[int] = []
     for _ in range(PODS):
         uid = pod_uid()
         pause = sleeper("pause")
         pids.append(pause)
+        wait_for_comm(pause, "pause")
         tree.enter(tree.container_path(uid, container_id()), pause)
         app = tree.container_path(uid, container_id())
         for _ in range(APP_PROCESSES):
@@ -175,3 +188,7 @@ def main() -> int:
         f"({found} containers seen)"
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

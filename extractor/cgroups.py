@@ -11,21 +11,30 @@ and paths relative to another cgroup namespace. The rules (shared/reference/cgro
   so a kind/minikube node's own services (kubelet, containerd) report the node container;
 * the search stops at the innermost pod or ``kubepods`` component: a pod or QoS slice is
   not a container, and neither is anything found only above it;
-* ``.mount`` units and conmon scopes carry an ID but are not containers;
+* ``.mount`` units and conmon scopes carry an ID but are not containers: the walk steps
+  over them, so one inside a pod names the pod, one inside a nested node (kind, dind)
+  names that node's container, and one in ``system.slice`` names nothing;
 * a runtime ID is exactly 64 lower-case hex; a name that merely contains one is not;
 * a bare 64-hex ID is ``docker`` under ``docker``/``actions_job`` and ``unknown``
   elsewhere: containerd and cri-dockerd (cgroupfs driver) look identical, so the discovery
   layer resolves it from the node's runtime state;
-* any other name directly under a pod (UUID-named containers, other runtimes) is a
-  container of runtime ``unknown`` with that name as its id, because kubelet puts
-  nothing but containers there; names with a known runtime prefix but a malformed ID
-  are rejected instead;
+* a UUID-named cgroup directly under a pod is a container of runtime ``unknown`` with
+  that UUID as its id (runtimes that name containers so); any other name there
+  (``invalid-id.scope``, a 12-hex short id, a runtime prefix with a malformed ID) is not;
+* a systemd scope ``<prefix>-<64 hex>.scope`` with a prefix no rule knows (runc's own
+  ``:runc:<id>`` default, a custom ``<parent>:<prefix>:<id>``) is a container of runtime
+  ``unknown``: only container runtimes name scopes after a 64-hex ID;
 * a pod needs a ``kubepods`` context; systemd-escaped UIDs (``_``) get their dashes
   back, 32-hex static-pod hashes stay as they are, ``\\x2d`` units are never pods;
 * ``sandbox`` is set only where the path says so: CRI-O's systemd driver names the infra
   container ``crio-<id>`` without ``.scope``;
 * ``/ecs/…/<task32hex>-<n>`` (ECS) and ``/default/<name>``, ``/k8s.io/<name>`` (containerd
   namespaces of ``ctr``/nerdctl with cgroupfs) are the only non-hex ids outside a pod.
+
+A whole /proc/<pid>/cgroup file is read as cgroups.md §1 says: the v1 ``cpu`` line first,
+then ``cpuacct``, ``memory`` and the other v1 lines, the first that names a container
+winning; the ``0::`` line only when there is no v1 line at all (on a hybrid host it often
+names the runtime's own service).
 
 Parsing never raises: any text gives a :class:`CgroupIdentity`, garbage (including a
 malformed ``/proc`` line such as ``a:name=systemd:/…``) gives all None.
@@ -57,14 +66,15 @@ _RUNTIME_OF: dict[str, Runtime] = {
     "libpod": "podman",
     "libpod-payload": "podman",
 }
-# A name with a runtime's prefix whose ID is malformed is not a container at all.
-_RUNTIME_PREFIX = re.compile(r"(?:cri-containerd|crio|docker|libpod|nerdctl)-")
 _POD = re.compile(
     r"(?:(?P<pre>.*)-)?pod"
     r"(?P<uid>[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
     r"|[0-9a-f]{32})(?:\.slice)?"
 )
 _GENERIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A scope named after a 64-hex ID by a runtime prefix no rule above knows (``runc-``).
+_OTHER_SCOPE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.@-]*-(?P<id>{_ID})")
 # ECS (and EKS Fargate's outer layer) names a task's container `<task32hex>-<n>`.
 _ECS_CONTAINER = re.compile(r"[0-9a-f]{32}-[0-9]+")
 # containerd namespaces `ctr`/nerdctl (cgroupfs) put containers in, as `/<ns>/<name>`.
@@ -130,8 +140,6 @@ def _normalise(text: str) -> list[str] | None:
     trusted to be the one the kernel meant.
     """
     path = text.strip()
-    if "\n" in path:
-        path = pick_line(path) or ""
     fields = _fields(path)
     if fields is not None:
         path = fields[2]
@@ -185,16 +193,10 @@ def _pod_above(parts: list[str], i: int) -> tuple[str | None, Qos | None]:
 
 
 def _generic_container(component: str) -> str | None:
-    """The id of a container kubelet created under a pod whose name no rule knows."""
+    """The id of a UUID-named container directly under a pod (elastic's fixtures show
+    runtimes that name containers so); anything else there is not known to be one."""
     name = component.removesuffix(".scope")
-    if (
-        _is_skipped(component)
-        or component.endswith(".slice")
-        or _RUNTIME_PREFIX.match(name)
-        or not _GENERIC_NAME.fullmatch(name)
-    ):
-        return None
-    return name
+    return name if _UUID.fullmatch(name) else None
 
 
 @lru_cache(maxsize=8192)
@@ -202,10 +204,14 @@ def parse_cgroup_path(text: str) -> CgroupIdentity:
     """Identify the container a cgroup path belongs to; never raises.
 
     Accepts a bare path, one ``/proc/<pid>/cgroup`` line (``hier:controllers:path``) or a
-    cgroupfs file path; given a whole /proc/<pid>/cgroup file it parses the line
-    :func:`pick_line` chooses. Cached: most processes on a node share a few hundred cgroups.
+    cgroupfs file path; given a whole /proc/<pid>/cgroup file it tries the lines in the
+    order :func:`candidate_lines` gives (``0::`` ignored on hybrid hosts). Cached: most
+    processes on a node share a few hundred cgroups.
     """
-    parts = _normalise(text)
+    stripped = text.strip()
+    if "\n" in stripped or "\r" in stripped:
+        return _parse_file(stripped)
+    parts = _normalise(stripped)
     if not parts:
         return _NOTHING
     if len(parts) == 2 and parts[0] in _CTR_NAMESPACES:
@@ -215,10 +221,12 @@ def parse_cgroup_path(text: str) -> CgroupIdentity:
     for i in range(len(parts) - 1, -1, -1):
         component = parts[i]
         if _is_skipped(component):
-            return CgroupIdentity(None, None, *_pod_above(parts, i - 1))
+            continue  # not a container itself; what holds it may be one (a kind node)
         if len(component) >= 64:  # every runtime ID is 64 hex: skip the regex otherwise
             scoped = component.endswith(".scope")
             m = _CONTAINER.fullmatch(component[:-6] if scoped else component)
+            if m is None and scoped:
+                m = _OTHER_SCOPE.fullmatch(component[:-6])
             if m is not None:
                 return _container(parts, i, m, scoped)
         if parts[0] == "ecs" and _ECS_CONTAINER.fullmatch(component):
@@ -236,11 +244,59 @@ def parse_cgroup_path(text: str) -> CgroupIdentity:
     return _NOTHING
 
 
+def _parse_file(text: str) -> CgroupIdentity:
+    """Identity of a whole /proc/<pid>/cgroup file (or of several lines given at once).
+
+    Candidates in the order cgroups.md §1 gives (see :func:`candidate_lines`); the first
+    that names a container wins, else the first candidate's answer (a pod-level cgroup
+    still tells the pod). Text without any /proc line is taken line by line the same way.
+    """
+    candidates = candidate_lines(text)
+    if not candidates:
+        candidates = [line for line in (raw.strip() for raw in text.splitlines()) if line]
+    first = _NOTHING
+    for n, line in enumerate(candidates):
+        found = parse_cgroup_path(line)
+        if found.runtime is not None:
+            return found
+        if n == 0:
+            first = found
+    return first
+
+
+def candidate_lines(cgroup_file_text: str) -> list[str]:
+    """The paths of a /proc/<pid>/cgroup file in the order identity is looked for.
+
+    v1 and hybrid hosts: the ``cpu`` line, then ``cpuacct``, ``memory`` and every other v1
+    line in file order; the ``0::`` line is left out, as it often names the runtime's own
+    service there. Pure v2: the ``0::`` line(s).
+    """
+    order = {"cpu": 0, "cpuacct": 1, "memory": 2}
+    v1: list[tuple[int, int, str]] = []
+    v2: list[str] = []
+    for n, line in enumerate(cgroup_file_text.splitlines()):
+        fields = _fields(line)
+        if fields is None:
+            continue
+        hierarchy, controllers, path = fields
+        if hierarchy == "0" and not controllers:
+            v2.append(path)
+            continue
+        rank = min((order.get(c, 3) for c in controllers.split(",")), default=3)
+        v1.append((rank, n, path))
+    if v1:
+        return [path for _, _, path in sorted(v1)]
+    return v2
+
+
 def _container(parts: list[str], i: int, m: re.Match[str], scoped: bool) -> CgroupIdentity:
     """Identity of the container component ``parts[i]``, with its pod if it has one."""
-    prefix, kind = m.group("prefix"), m.group("kind")
+    groups = m.groupdict()
+    prefix, kind = groups.get("prefix"), groups.get("kind")
     runtime: Runtime
-    if prefix is not None:
+    if m.re is _OTHER_SCOPE:
+        runtime = "unknown"
+    elif prefix is not None:
         runtime = _RUNTIME_OF[prefix]
     elif kind is not None:
         runtime = _RUNTIME_OF[kind]

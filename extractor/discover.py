@@ -4,21 +4,23 @@ A process is identified by its ``/proc/<pid>/cgroup`` path alone; processes shar
 cgroup file share one parse. What a pass learns about a process is kept for its lifetime
 when a pidfd can be held for it (``pidwatch``): then later passes only list /proc, ask
 one ``poll`` which known processes exited and read the files of new processes only;
-every ``refresh_every`` passes the cgroup file of each known process is read again, to
-catch the rare process moved to another cgroup.
+every ``refresh_every`` passes the cgroup file of each known process is read again
+(through the descriptor kept open since it was learned), to catch the rare process moved
+to another cgroup.
 Without a pidfd, a process's cgroup file is read again after its ``stat`` and must be
 unchanged, so a PID reused in between is not attributed to the wrong container.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from extractor.cgroupfs import Layout, path_in, resolve
 from extractor.cgroups import CgroupIdentity, parse_cgroup_path
 from extractor.pidwatch import PidWatch
 from extractor.procfs import ProcReadError, ProcStat, list_pids, parse_stat
-from extractor.smallread import GONE, read_small
+from extractor.smallread import CHUNK, GONE, read_fd, read_small
 
 
 @dataclass
@@ -72,11 +74,17 @@ def pod_dir(container_path: str, pod_uid: str) -> str | None:
 
 @dataclass(slots=True)
 class _Known:
-    """What one read of a process told; ``stat`` only for container processes."""
+    """What one read of a process told; ``stat`` only for container processes.
+
+    ``fd`` keeps the process's /proc/<pid>/cgroup open while a pidfd watches it: a
+    refresh then costs one ``pread`` instead of open/read/close, and the descriptor stays
+    bound to that very process (a reused PID reads as ESRCH, not as someone else).
+    """
 
     data: bytes
     ref: ContainerRef | None
     stat: ProcStat | None
+    fd: int | None = None
 
 
 class Discoverer:
@@ -137,35 +145,63 @@ class Discoverer:
         cgroup = f"{self.proc_root}/{pid}/cgroup"
         watch = self.watch
         tracked = watch is not None and watch.track(pid)
+        fd = None
         try:
-            data = read_small(cgroup)
+            if tracked:
+                fd = os.open(cgroup, _READ_FLAGS)
+                data = read_fd(fd)
+            else:
+                data = read_small(cgroup)
             ref = self._ref(data)
             stat = None
             if ref is not None:
                 stat = parse_stat(pid, read_small(f"{self.proc_root}/{pid}/stat"))
-        except OSError as e:
+        except (OSError, ProcReadError) as e:
+            if fd is not None:
+                os.close(fd)
             if watch is not None:
                 watch.forget(pid)
-            if e.errno in GONE:
+            if isinstance(e, OSError) and e.errno in GONE:
                 return None
             raise
-        known = _Known(data, ref, stat)
         if watch is not None and tracked:
             if not watch.alive(pid):
+                assert fd is not None
+                os.close(fd)
                 watch.forget(pid)
                 return None
+            known = _Known(data, ref, stat, fd)
+            self._drop(pid)
             self._known[pid] = known
-        elif stat is not None and _read_or_none(cgroup) != data:
+            return known
+        if stat is not None and _read_or_none(cgroup) != data[:CHUNK]:
             return None
-        return known
+        return _Known(data, ref, stat)
 
     def _unmoved(self, pid: int, entry: _Known) -> bool:
         """Whether a known process is still in the cgroups it was first seen in."""
-        data = _read_or_none(f"{self.proc_root}/{pid}/cgroup")
-        if data == entry.data:
+        if entry.fd is not None:
+            try:
+                data: bytes | None = os.pread(entry.fd, CHUNK, 0)
+            except OSError:  # ESRCH: the process it was opened for is gone
+                data = None
+        else:
+            data = _read_or_none(f"{self.proc_root}/{pid}/cgroup")
+        if data == entry.data[:CHUNK]:
             return True
-        self._known.pop(pid, None)
+        self._drop(pid)
         return False
+
+    def _drop(self, pid: int) -> None:
+        """Forget a known process, closing its kept cgroup file."""
+        entry = self._known.pop(pid, None)
+        if entry is not None and entry.fd is not None:
+            os.close(entry.fd)
+
+    def close(self) -> None:
+        """Close every kept cgroup file; the discoverer forgets all processes."""
+        for pid in list(self._known):
+            self._drop(pid)
 
     def run(self) -> Discovery:
         found: dict[str, FoundContainer] = {}
@@ -174,7 +210,7 @@ class Discoverer:
         known = self._known
         if self.watch is not None:
             for pid in self.watch.exited():
-                known.pop(pid, None)
+                self._drop(pid)
         refresh = self._passes % self.refresh_every == 0
         self._passes += 1
         for pid in list_pids(self.proc_root):
@@ -209,7 +245,19 @@ class Discoverer:
 
 
 def _read_or_none(path: str) -> bytes | None:
+    """The file's first 64 KiB, or None; flat because a refresh pass calls it for every
+    known process. A /proc/<pid>/cgroup is far smaller; were one longer, its prefix
+    would differ from the whole first read and the process would simply be re-read."""
     try:
-        return read_small(path)
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return None
+    try:
+        return os.pread(fd, CHUNK, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC

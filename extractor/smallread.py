@@ -24,6 +24,11 @@ def read_small(path: str, limit: int = 1 << 20) -> bytes:
         os.close(fd)
 
 
+def read_fd(fd: int, limit: int = 1 << 20) -> bytes:
+    """The whole of an open small file, read from offset 0; raises OSError."""
+    return _read_fd(fd, limit)
+
+
 def _read_fd(fd: int, limit: int) -> bytes:
     """Read from offset 0 until EOF; pseudo-files may hand out less than asked."""
     data = os.pread(fd, CHUNK, 0)
@@ -62,7 +67,8 @@ class KeptFiles:
         if fd is not None:
             self._used.add(path)
             try:
-                return _read_fd(fd, limit)
+                data = os.pread(fd, CHUNK, 0)  # the common case, without a call
+                return data if len(data) < CHUNK else _read_fd(fd, limit)
             except OSError as e:
                 del self._fds[path]
                 os.close(fd)

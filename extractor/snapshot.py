@@ -10,8 +10,10 @@ of their own: what they use is counted in their pod's cgroup, which also keeps t
 containers that exited since the previous pass.
 
 A :class:`Scanner` kept across passes keeps the counter files open (one ``pread`` each
-per pass) and remembers the processes it has read, watched through pidfds (both bounded
-by ``keep_open`` descriptors), so a steady-state pass reads only new processes' files.
+per pass) and remembers the processes it has read, watched through pidfds with their
+/proc/<pid>/cgroup kept open (all bounded by ``keep_open`` descriptors), so a
+steady-state pass reads only new processes' files and a periodic refresh one ``pread``
+per known process.
 """
 
 from __future__ import annotations
@@ -97,23 +99,41 @@ class Scanner:
                 bases[key] = "/"
                 self.errors.append(str(e))
         budget = default_keep_open() if keep_open is None else keep_open
+        # Half the budget for counter files; a quarter each for pidfds and the cgroup
+        # files the discoverer keeps open for the processes those pidfds watch.
         self.kept = KeptFiles(budget // 2)
-        self.watch = PidWatch(budget // 2) if budget and usable_for(paths.proc_root) else None
+        watched = budget // 4
+        self.watch = PidWatch(watched) if watched and usable_for(paths.proc_root) else None
         self.discoverer = Discoverer(paths.proc_root, self.layout, bases, self.watch)
+        self._plans: dict[int, tuple[dict[str, str], dict[str, str], str]] = {}
 
     def account(self, paths: dict[str, str]) -> tuple[Usage | None, list[str]]:
         """Usage of the cgroup whose path in each hierarchy is given."""
         if not paths:
             return None, []
-        layout = self.layout
-        if layout.version == "v2":
-            path = paths[UNIFIED]
-            directory = layout.directory(UNIFIED, path)
-            assert directory is not None
-            return account_v2(directory, self.kept.read, path)
-        dirs = {k: d for k, p in paths.items() if (d := layout.directory(k, p)) is not None}
-        cgroup = paths.get("cpuacct") or next(iter(paths.values()))
+        plan = self._plans.get(id(paths))
+        if plan is None or plan[0] is not paths:
+            plan = self._plan(paths)
+        _, dirs, cgroup = plan
+        if self.layout.version == "v2":
+            return account_v2(dirs[UNIFIED], self.kept.read, cgroup)
         return account_v1(dirs, self.kept.read, cgroup, self.hz)
+
+    def _plan(self, paths: dict[str, str]) -> tuple[dict[str, str], dict[str, str], str]:
+        """Where a cgroup's files are, worked out once per ``paths`` dict: discovery hands
+        the same dict for a container on every pass, so a warm pass skips this."""
+        if len(self._plans) > 65536:
+            self._plans.clear()
+        layout = self.layout
+        dirs = {k: d for k, p in paths.items() if (d := layout.directory(k, p)) is not None}
+        if layout.version == "v2":
+            cgroup = paths[UNIFIED]
+        else:
+            cgroup = paths.get("cpuacct") or next(iter(paths.values()))
+        # The dict itself is kept in the entry, so its id cannot be reused while cached.
+        plan = (paths, dirs, cgroup)
+        self._plans[id(paths)] = plan
+        return plan
 
     def take(
         self,
@@ -166,34 +186,38 @@ class Scanner:
         fingerprint: FingerprintFn | None,
         now: float,
     ) -> Container:
+        """The container's fields, gathered first and validated once (a pass builds 250
+        of these; one constructor call is much cheaper than a dozen attribute sets)."""
         identity = entry.ref.identity
-        container = Container(
-            id=cid,
-            runtime=identity.runtime or "unknown",
-            pod_uid=identity.pod_uid,
-            qos=identity.qos,
-            sandbox=identity.sandbox,
-            pids=entry.pids,
-            errors=list(entry.ref.errors),
-        )
-        labels = _labels(cid, identify, container.errors)
+        errors = list(entry.ref.errors)
+        fields: dict[str, object] = {
+            "id": cid,
+            "runtime": identity.runtime or "unknown",
+            "pod_uid": identity.pod_uid,
+            "qos": identity.qos,
+            "pids": entry.pids,
+            "errors": errors,
+        }
+        sandbox = identity.sandbox
+        labels = _labels(cid, identify, errors)
         if labels is not None:
-            _apply(container, labels)
-        elif not container.sandbox:
-            container.sandbox = self._looks_like_pause(entry)
+            sandbox = _apply(fields, labels) or sandbox
+        elif not sandbox:
+            sandbox = self._looks_like_pause(entry)
+        fields["sandbox"] = sandbox
         first = min(entry.stats, key=lambda s: s.start_ticks)
-        container.started_at = start_time(first, self.btime, self.hz)
-        container.runtime_seconds = max(now - container.started_at, 0.0)
-        if container.sandbox:
-            return container
-        container.usage, errors = self.account(entry.ref.paths)
-        container.errors.extend(errors)
-        if fingerprint is not None:
-            try:
-                container.fingerprint = fingerprint(cid, container.pids)
-            except Exception as e:  # a detector bug costs this container its fingerprint
-                container.fingerprint = Fingerprint(error=f"fingerprint failed: {e}")
-        return container
+        started = start_time(first, self.btime, self.hz)
+        fields["started_at"] = started
+        fields["runtime_seconds"] = max(now - started, 0.0)
+        if not sandbox:
+            fields["usage"], usage_errors = self.account(entry.ref.paths)
+            errors.extend(usage_errors)
+            if fingerprint is not None:
+                try:
+                    fields["fingerprint"] = fingerprint(cid, entry.pids)
+                except Exception as e:  # a detector bug costs this container its fingerprint
+                    fields["fingerprint"] = Fingerprint(error=f"fingerprint failed: {e}")
+        return Container.model_validate(fields)
 
     def _looks_like_pause(self, entry: FoundContainer) -> bool:
         """Without runtime labels: a single process that is the pause binary."""
@@ -209,6 +233,7 @@ class Scanner:
         return argv is not None and argv[:1] == ["/pause"]
 
     def close(self) -> None:
+        self.discoverer.close()
         self.kept.close()
         if self.watch is not None:
             self.watch.close()
@@ -224,19 +249,19 @@ def _labels(cid: str, identify: Identify | None, errors: list[str]) -> Labels | 
         return None
 
 
-def _apply(container: Container, labels: Labels) -> None:
-    """Fill in what the runtime knows; the path's own runtime wins unless it is unknown."""
+def _apply(fields: dict[str, object], labels: Labels) -> bool:
+    """Fill in what the runtime knows; the path's own runtime wins unless it is unknown.
+    True when the runtime says the container is its pod's sandbox."""
     runtime = labels.runtime
-    if container.runtime == "unknown" and runtime is not None and runtime in RUNTIMES:
-        container.runtime = RUNTIMES[runtime]
-    container.name = labels.container_name
-    container.namespace = labels.namespace
-    container.pod_name = labels.pod_name
-    container.pod_uid = container.pod_uid or labels.pod_uid
-    container.image = labels.image
-    container.sandbox_id = labels.sandbox_id
-    if labels.container_type == "sandbox":
-        container.sandbox = True
+    if fields["runtime"] == "unknown" and runtime is not None and runtime in RUNTIMES:
+        fields["runtime"] = RUNTIMES[runtime]
+    fields["name"] = labels.container_name
+    fields["namespace"] = labels.namespace
+    fields["pod_name"] = labels.pod_name
+    fields["pod_uid"] = fields["pod_uid"] or labels.pod_uid
+    fields["image"] = labels.image
+    fields["sandbox_id"] = labels.sandbox_id
+    return labels.container_type == "sandbox"
 
 
 def take_snapshot(

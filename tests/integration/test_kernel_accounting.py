@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from extractor.account import account_v1
+from extractor.discover import Discovery
 from extractor.hostpaths import HostPaths
 from extractor.model import Container, Pod, Snapshot
 from extractor.smallread import read_small
@@ -43,9 +44,9 @@ def v1_tree(request: pytest.FixtureRequest) -> Iterator[KubeTree]:
     tree.cleanup()
 
 
-@pytest.fixture
-def v2_tree() -> Iterator[KubeTree]:
-    tree = KubeTree(v2_mounts(), driver="systemd")
+@pytest.fixture(params=["cgroupfs", "systemd"])
+def v2_tree(request: pytest.FixtureRequest) -> Iterator[KubeTree]:
+    tree = KubeTree(v2_mounts(), driver=request.param)
     yield tree
     tree.cleanup()
 
@@ -149,7 +150,8 @@ def test_v2_cpu_stat_in_ns(v2_tree: KubeTree) -> None:
     # Same tolerance as v1 (burn loop vs whole cgroup), plus v2's µs truncation.
     assert abs(cpu_ns(c) - b.own_ns) <= b.own_ns * 0.05 + 30_000_000
     assert c.usage.pids == 1  # no pids controller on this v2: counted from cgroup.procs
-    assert c.runtime == "containerd"
+    assert c.runtime == ("containerd" if v2_tree.driver == "systemd" else "unknown")
+    assert c.pod_uid == b.uid and c.qos == "burstable"
     pod_stat = read_keyed(v2_tree.directory("", v2_tree.pod_path(b.uid)) + "/cpu.stat")
     assert cpu_ns(pod(snap, b.uid)) == pod_stat["usage_usec"] * 1000
 
@@ -195,6 +197,7 @@ def test_v1_memory_working_set(v1_tree: KubeTree) -> None:
     assert m.current_bytes == usage
     assert m.working_set_bytes == max(usage - inactive, 0)
     assert m.working_set_bytes is not None and m.working_set_bytes >= 64 << 20
+    assert m.peak_bytes == read_int(f"{mem}/memory.max_usage_in_bytes")
     assert m.peak_bytes is not None and m.peak_bytes >= usage
     assert m.limit_bytes is None  # no limit set: the ≈2^63 sentinel
 
@@ -261,6 +264,83 @@ def test_vanished_process_leaves_no_container_and_no_error(v1_tree: KubeTree) ->
     assert kept > 0
 
 
+def test_v1_throttling_under_a_cpu_quota(v1_tree: KubeTree) -> None:
+    """A container limited to 10 % of a CPU is throttled while it burns: the pass reports
+    the kernel's own throttled time (ns, not µs) and period counts, all non-zero."""
+    uid, cid = pod_uid(), container_id()
+    path = v1_tree.container_path(uid, cid)
+    v1_tree.make(path)
+    sched = v1_tree.directory("cpu", path)
+    with open(f"{sched}/cpu.cfs_quota_us", "w") as f:
+        f.write(str(read_int(f"{sched}/cpu.cfs_period_us") // 10))
+    worker = v1_tree.spawn(path)
+    worker.burn(0.05)  # at 10 % of a CPU: about half a second of wall time
+    c = container(take_snapshot(V1), cid)
+    stat = read_keyed(f"{sched}/cpu.stat")  # idle worker: the counters stand still
+    assert c.usage is not None and c.usage.cpu is not None
+    cpu = c.usage.cpu
+    assert stat["nr_throttled"] > 0 and stat["throttled_time"] > 0
+    assert cpu.throttled_ns == stat["throttled_time"]
+    assert (cpu.periods, cpu.throttled_periods) == (stat["nr_periods"], stat["nr_throttled"])
+    # Throttled for most of each period while burning: far more than a microsecond count.
+    assert cpu.throttled_ns > 10_000_000
+
+
+def test_v2_exited_container_still_counts_in_its_pod(v2_tree: KubeTree) -> None:
+    """cgroup v2 (rstat) keeps an exited child's CPU in its parent, like v1 cpuacct."""
+    uid, live_id, gone_id = pod_uid(), container_id(), container_id()
+    live = v2_tree.spawn(v2_tree.container_path(uid, live_id))
+    gone = v2_tree.spawn(v2_tree.container_path(uid, gone_id))
+    live.burn(0.05)
+    scanner = Scanner(V2)
+    try:
+        scanner.take()
+        gone.burn(0.15)  # never seen in a container reading
+        gone_dir = v2_tree.directory("", v2_tree.container_path(uid, gone_id))
+        last = read_keyed(f"{gone_dir}/cpu.stat")["usage_usec"] * 1000
+        gone.stop()
+        v2_tree.remove(v2_tree.container_path(uid, gone_id))
+        second = scanner.take()
+    finally:
+        scanner.close()
+    assert gone_id not in {c.id for c in second.containers}
+    p = pod(second, uid)
+    assert p.container_ids == [live_id]
+    pod_dir = v2_tree.directory("", v2_tree.pod_path(uid))
+    assert cpu_ns(p) == read_keyed(f"{pod_dir}/cpu.stat")["usage_usec"] * 1000
+    assert cpu_ns(p) >= cpu_ns(container(second, live_id)) + last
+
+
+def test_cgroup_vanishing_between_discovery_and_accounting_is_a_container_error(
+    v1_tree: KubeTree,
+) -> None:
+    """The container's processes and cgroup are gone by the time its counters are read
+    (discovery saw it a moment before): the pass goes on, the container carries errors."""
+    uid, gone_id, kept_id = pod_uid(), container_id(), container_id()
+    gone = v1_tree.spawn(v1_tree.container_path(uid, gone_id))
+    v1_tree.spawn(v1_tree.container_path(uid, kept_id)).burn(0.02)
+    scanner = Scanner(V1)
+    run = scanner.discoverer.run
+
+    def discover_then_lose_one() -> Discovery:
+        found = run()
+        gone.stop()
+        v1_tree.remove(v1_tree.container_path(uid, gone_id))
+        return found
+
+    scanner.discoverer.run = discover_then_lose_one  # type: ignore[method-assign]
+    try:
+        snap = scanner.take()
+    finally:
+        scanner.close()
+    lost = container(snap, gone_id)
+    assert lost.usage is not None and lost.usage.cpu is None and lost.usage.memory is None
+    assert lost.errors and all("cgroup vanished" in e for e in lost.errors)
+    survivor = container(snap, kept_id)
+    assert survivor.errors == [] and cpu_ns(survivor) > 0
+    assert cpu_ns(pod(snap, uid)) >= cpu_ns(survivor)
+
+
 NS_AGENT = """
 import json, sys
 from extractor.hostpaths import HostPaths
@@ -320,6 +400,28 @@ def test_known_processes_are_not_reread_until_refresh(v1_tree: KubeTree) -> None
     last = passes[-1]
     assert container(last, second_id).pids == [worker.pid]
     assert first_id not in {c.id for c in last.containers}
+
+
+def test_scanner_releases_every_descriptor_it_kept(v1_tree: KubeTree) -> None:
+    """Counter files, pidfds and the kept /proc/<pid>/cgroup files all close, also those
+    of processes that exited while watched."""
+    uid = pod_uid()
+    workers = [v1_tree.spawn(v1_tree.container_path(uid, container_id())) for _ in range(3)]
+    before = set(os.listdir("/proc/self/fd"))
+    scanner = Scanner(V1)
+    try:
+        scanner.discoverer.refresh_every = 1  # every pass re-reads through the kept files
+        scanner.take()
+        assert scanner.watch is not None and len(scanner.watch) > len(workers)
+        assert len(os.listdir("/proc/self/fd")) > len(before) + 2 * len(workers)
+        workers[0].stop()
+        second = scanner.take()
+        assert workers[0].pid not in {p for c in second.containers for p in c.pids}
+        assert workers[1].pid in {p for c in second.containers for p in c.pids}
+    finally:
+        scanner.close()
+    # Nothing new is left open (the stopped worker's own pipes are closed, too).
+    assert set(os.listdir("/proc/self/fd")) <= before
 
 
 def test_extract_command_prints_the_pass_as_json(

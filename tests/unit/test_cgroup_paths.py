@@ -21,12 +21,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.cgroups import CgroupIdentity, cgroup_version_of, parse_cgroup_path, pick_line
+from extractor.cgroups import (
+    CgroupIdentity,
+    candidate_lines,
+    cgroup_version_of,
+    parse_cgroup_path,
+    pick_line,
+)
 
 CASES_FILE = Path(__file__).parent.parent / "fixtures" / "cgroup_lines" / "cases.jsonl"
 CASES: list[dict[str, Any]] = [
     json.loads(line) for line in CASES_FILE.read_text().splitlines() if line.strip()
 ]
+_NOTHING_IDENTITY = CgroupIdentity(None, None, None, None)
 UID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
 
 
@@ -396,3 +403,47 @@ def test_reader_in_another_cgroup_namespace_sees_relative_paths(
     assert v2_line == f"0::/../{target}"
     # The namespace hid the pod component: the id survives, the pod cannot be known.
     assert parse_cgroup_path(v2_line) == CgroupIdentity("unknown", target, None, None)
+
+
+def test_candidate_lines_follow_the_controller_order() -> None:
+    """cpu, then cpuacct, then memory, then the rest in file order; 0:: only on pure v2."""
+    hybrid = _proc("coroot-2000")
+    lines = candidate_lines(hybrid)
+    assert lines[0] == _path_of("2:cpu,cpuacct:", hybrid)
+    assert _path_of("0::", hybrid) not in lines
+    separate = _proc("ddtracepy-docker")
+    lines = candidate_lines(separate)
+    assert lines[:2] == [_path_of("2:cpu:", separate), _path_of("3:cpuacct:", separate)]
+    memory = next(raw for raw in separate.splitlines() if ":memory:" in raw).split(":", 2)[2]
+    assert lines[2] == memory
+    v2 = _proc("kepler-3538356")
+    assert candidate_lines(v2) == [_path_of("0::", v2)]
+    assert candidate_lines("no cgroup line here\n") == []
+
+
+def test_whole_file_falls_back_to_another_v1_line_naming_the_container() -> None:
+    """A cpu line that names no container does not hide the container another line names."""
+    cid = secrets.token_hex(32)
+    text = f"3:cpu:/\n2:pids:/docker/{cid}\n1:name=systemd:/\n0::/system.slice/docker.service\n"
+    assert parse_cgroup_path(text) == CgroupIdentity("docker", cid, None, None)
+    assert parse_cgroup_path(f"3:cpu:/\n0::/docker/{cid}\n") == _NOTHING_IDENTITY
+
+
+@st.composite
+def _cgroup_file(draw: st.DrawFn) -> str:
+    """Whole /proc/<pid>/cgroup-like files: real fixture lines and generated ones, mixed."""
+    real = st.sampled_from([c["in"] for c in CASES])
+    lines = draw(st.lists(real | _cgroupish() | st.text(max_size=20), min_size=2, max_size=8))
+    return draw(st.sampled_from(["\n", "\r\n", "\n\n"])).join(lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_cgroup_file())
+def test_whole_files_keep_the_invariants(text: str) -> None:
+    got = parse_cgroup_path(text)
+    _check_invariants(text, got)
+    if got.runtime is not None:
+        # The answer is that of one of the file's own candidate lines.
+        assert any(parse_cgroup_path(line) == got for line in candidate_lines(text)) or (
+            not candidate_lines(text)
+        )
