@@ -195,15 +195,23 @@ class DecisionCache:
         return len(self._entries)
 
     def get(self, key: str, now: float) -> Decision | None:
+        """The decision if it has not expired (an expired one stays, for ``stale``)."""
         hit = self._entries.get(key)
         if hit is None:
             return None
         expires, decision = hit
         if now >= expires:
-            del self._entries[key]
             return None
         self._entries.move_to_end(key)
         return decision
+
+    def stale(self, key: str, now: float, grace: float) -> Decision | None:
+        """An allow decision expired at most ``grace`` seconds ago (denials never)."""
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        expires, decision = hit
+        return decision if decision.code == 200 and now < expires + grace else None
 
     def put(self, key: str, decision: Decision, ttl: float, now: float) -> None:
         if ttl <= 0:
@@ -284,6 +292,7 @@ class _Authorizer:
         self._cache = DecisionCache(settings.auth_cache_max_entries)
         self._allow_ttl = settings.auth_cache_ttl_seconds
         self._deny_ttl = settings.auth_cache_negative_ttl_seconds
+        self._outage_grace = settings.auth_outage_grace_seconds
         self._inflight: dict[str, asyncio.Future[Decision]] = {}
 
     async def _once(self, key: str, compute: Callable[[], Awaitable[Decision]]) -> Decision:
@@ -291,6 +300,9 @@ class _Authorizer:
 
         A burst of requests with a new token (a scrape fan-out, an HPA resync) costs one
         review, not one per request. Failures are not cached: the next request retries.
+        While the API server cannot be reached, a caller allowed shortly before (within
+        ``auth_outage_grace_seconds`` of the decision's expiry) stays allowed, so an API
+        outage does not also blind every scraper; nobody new gets in.
         """
         cached = self._cache.get(key, self._clock())
         if cached is not None:
@@ -300,7 +312,13 @@ class _Authorizer:
             task = asyncio.ensure_future(self._remembered(key, compute))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._settled(key, done))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except ApiUnavailable:
+            stale = self._cache.stale(key, self._clock(), self._outage_grace)
+            if stale is None:
+                raise
+            return stale
 
     def _settled(self, key: str, task: asyncio.Future[Decision]) -> None:
         if self._inflight.get(key) is task:

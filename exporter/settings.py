@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="how long a 401/403 is remembered (k8s.io/apiserver: 10s)"
     )
     auth_cache_max_entries: int = Field(default=4096, gt=0)
+    auth_outage_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="while the API server cannot be reached, an allow decision is honoured "
+        "this long past its expiry (0: fail closed at once)",
+    )
     auth_token_audiences: list[str] = Field(
         default_factory=list, description="TokenReview audiences; empty = the API server's"
     )

@@ -5,17 +5,22 @@ same pod (same UID, the fixture's container IDs).
 Expected values are read here from their sources: CPU from the kernel's cpuacct counters,
 fingerprints from the os-release file this test writes into the containers' root and
 from the extractor's own snapshot, pod metadata from the reflector's conversion of the
-Pod object the fake API server serves. The last test stops the API server: the exporter
-must keep serving with the runtime's names and say so.
+Pod object the fake API server serves. The exporter runs as the manifests deploy it:
+TLS from certificate files (made with the real ``openssl``) and every request
+authenticated by TokenReview and authorized by SubjectAccessReview against the fake API
+server; one test drives every endpoint with the real ``curl``. The last test stops the
+API server: the exporter must keep serving with the runtime's names and say so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,12 +42,17 @@ from exporter.podmeta import PodMeta
 from extractor.model import Snapshot
 from tests.containerd import Containerd, ContainerdPod, burner_argv, skip_reason
 from tests.fakes.apiserver import FakeApiServer, FakeContainer, make_pod
+from tests.unit.tlscerts import make_ca, make_cert
 
 pytestmark = [pytest.mark.root, pytest.mark.containerd]
 
 CLI = os.path.join(os.path.dirname(sys.executable), "runtime-insights")
 NODE = "node-e2e"
 WAIT = 60.0
+READER_TOKEN = "e2e-reader-token"
+"""A caller granted what ClusterRole runtime-insights-reader grants (and custom metrics)."""
+STRANGER_TOKEN = "e2e-stranger-token"
+"""A caller the API server knows but RBAC grants nothing."""
 
 
 def cpuacct_ns(cgroup: str) -> int:
@@ -60,9 +70,33 @@ class Stack:
     socket: str
     api: FakeApiServer
     loop: asyncio.AbstractEventLoop
+    ca: Path
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {READER_TOKEN}"}
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=30, **kw)
+        return httpx.get(self.url + path, timeout=30, verify=self.trust, headers=self.auth, **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return httpx.post(self.url + path, timeout=30, verify=self.trust, headers=self.auth, **kw)
+
+    @property
+    def trust(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+    def curl(self, path: str, *args: str, token: str | None = READER_TOKEN) -> tuple[int, str]:
+        """(HTTP status, body) from the real curl, verifying the exporter's certificate."""
+        auth = ("-H", f"Authorization: Bearer {token}") if token else ()
+        done = subprocess.run(
+            ["curl", "-sS", "--cacert", str(self.ca), *auth, *args,
+             "-w", "\n%{http_code}", self.url + path],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode in (0, 28), done.stderr  # 28: --max-time ended a stream
+        body, _, status = done.stdout.rpartition("\n")
+        return int(status), body
 
     def until(self, path: str, check: Any, what: str) -> httpx.Response:
         """Poll ``path`` until ``check(response)``; fail with the last answer."""
@@ -94,12 +128,32 @@ def _wait_for(path: Path, pattern: str, proc: subprocess.Popen[bytes]) -> str:
 
 
 def _start_api(pod: ContainerdPod, labels: dict[str, str]) -> tuple[FakeApiServer, Any, Any]:
-    """The fake API server on its own event loop thread (the test body is synchronous)."""
+    """The fake API server on its own event loop thread (the test body is synchronous),
+    with the reader's and the stranger's tokens and the reader's RBAC grants."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     api = FakeApiServer(bookmark_interval=0.5)
     asyncio.run_coroutine_threadsafe(api.__aenter__(), loop).result(30)
+    api.add_token(READER_TOKEN, "system:serviceaccount:monitoring:reader")
+    api.add_token(STRANGER_TOKEN, "system:serviceaccount:default:stranger")
+    for verb, path in (
+        ("get", "/v1/*"),
+        ("get", "/gather_runtime_info"),
+        ("post", "/gather_runtime_info"),
+        ("get", "/metrics"),
+    ):
+        api.allow("system:serviceaccount:monitoring:reader", verb, path=path)
+    # discovery (/apis/<group>/<version>): what the bootstrap ClusterRole system:discovery
+    # grants every authenticated user
+    api.allow("system:serviceaccount:monitoring:reader", "get", path="/apis/*")
+    for verb in ("get", "list"):
+        api.allow(
+            "system:serviceaccount:monitoring:reader",
+            verb,
+            resource="pods",
+            api_group="custom.metrics.k8s.io",
+        )
     obj = api.add_pod(
         make_pod(
             pod.pod_name,
@@ -160,10 +214,15 @@ def stack() -> Iterator[Stack]:
         labels = {"app": "web", "run": run}
         api, loop, obj = _start_api(pod, labels)
         kubeconfig = api.write_kubeconfig(Path(base, "kubeconfig"))
+        ca = make_ca(Path(base), "ri-e2e-ca")
+        serving = make_cert(Path(base), ca, "127.0.0.1")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNTIME_INSIGHTS_")}
         env.update(
             RUNTIME_INSIGHTS_HOST="127.0.0.1",
             RUNTIME_INSIGHTS_PORT="0",
+            RUNTIME_INSIGHTS_TLS_CERT_FILE=str(serving.cert),
+            RUNTIME_INSIGHTS_TLS_KEY_FILE=str(serving.key),
+            RUNTIME_INSIGHTS_AUTH_ENABLED="true",
             RUNTIME_INSIGHTS_EXTRACTOR_SOCKET=sock,
             RUNTIME_INSIGHTS_POLL_INTERVAL_SECONDS="1",
             RUNTIME_INSIGHTS_KUBECONFIG=str(kubeconfig),
@@ -177,16 +236,17 @@ def stack() -> Iterator[Stack]:
                 [CLI, "exporter"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
         procs.append(exporter)
-        port = _wait_for(exp_log, r"listening on http://127\.0\.0\.1:(\d+)", exporter)
+        port = _wait_for(exp_log, r"listening on https://127\.0\.0\.1:(\d+)", exporter)
         yield Stack(
             pod=pod,
             meta=pod_meta(obj),
             os_id=os_id,
             os_version=os_version,
-            url=f"http://127.0.0.1:{port}",
+            url=f"https://127.0.0.1:{port}",
             socket=sock,
             api=api,
             loop=loop,
+            ca=ca.cert,
         )
     finally:
         for p in reversed(procs):
@@ -295,10 +355,9 @@ def test_gather_runtime_info_on_real_containers(stack: Stack) -> None:
     hashed = stack.get("/gather_runtime_info").json()[stack.meta.namespace][stack.meta.name]
     app = f"containerd://{stack.pod.containers['app']}"
     assert hashed[app]["os"] == hash_value(stack.os_id)
-    one = httpx.post(
-        stack.url + "/gather_runtime_info?hash=false",
+    one = stack.post(
+        "/gather_runtime_info?hash=false",
         json={"containerIds": [stack.pod.containers["burner"], "containerd://" + "0" * 64]},
-        timeout=30,
     ).json()
     assert list(one) == [stack.meta.namespace]
     assert list(one[stack.meta.namespace][stack.meta.name]) == [
@@ -340,9 +399,97 @@ def test_metrics_and_custom_metrics_match_the_kernel(stack: Stack) -> None:
     assert parse_quantity(rate["items"][0]["value"]) >= 0
 
 
-def test_api_server_down_keeps_serving_with_runtime_names(stack: Stack) -> None:
+def test_every_endpoint_answers_curl_over_tls_with_a_bearer_token(stack: Stack) -> None:
+    """What an operator does after `kubectl apply`: curl each endpoint of the exporter,
+    verifying its certificate, with a service-account token."""
     stack.until("/readyz", _ready_with_api, "ready with API metadata")
+    ns, pod = stack.meta.namespace, stack.meta.name
+    ids = set(stack.pod.containers.values())
+
+    status, body = stack.curl("/healthz", token=None)
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    status, body = stack.curl("/readyz", token=None)
+    assert status == 200 and json.loads(body)["metadataSource"] == "api"
+
+    status, body = stack.curl(f"/v1/containers?namespace={ns}")
+    assert status == 200
+    docs = {d["id"]: d for d in json.loads(body)["containers"] if d["id"] in ids}
+    assert {d["container"] for d in docs.values()} == set(stack.pod.containers)
+    assert {d["fingerprint"]["os"] for d in docs.values()} == {stack.os_id}
+
+    status, body = stack.curl(
+        f"/v1/pods?namespace={ns}&labelSelector=run%3D{stack.meta.labels['run']}"
+    )
+    assert status == 200
+    (pod_doc,) = json.loads(body)["pods"]
+    assert (pod_doc["pod"], pod_doc["uid"]) == (pod, stack.pod.pod_uid)
+    assert {c["id"] for c in pod_doc["containers"]} == ids
+    assert pod_doc["owner"] == (stack.meta.owner.model_dump() if stack.meta.owner else None)
+    assert pod_doc["cpu"]["totalSeconds"] <= cpuacct_ns(stack.pod.pod_cgroup) / 1e9
+
+    status, body = stack.curl(
+        "/gather_runtime_info?hash=false",
+        "-X", "POST", "-H", "Content-Type: application/json",
+        "-d", json.dumps({"containerIds": [f"containerd://{stack.pod.containers['app']}"]}),
+    )  # fmt: skip
+    assert status == 200
+    assert json.loads(body) == {
+        ns: {pod: {f"containerd://{stack.pod.containers['app']}": {
+            "os": stack.os_id, "osVersion": stack.os_version}}}
+    }  # fmt: skip
+
+    status, body = stack.curl("/metrics")
+    assert status == 200
+    families = {f.name for f in text_string_to_metric_families(body)}
+    assert {
+        "runtime_insights_container_cpu_seconds",
+        "runtime_insights_pod_cpu_seconds",
+    } <= families
+
+    root = "/apis/custom.metrics.k8s.io/v1beta2"
+    status, body = stack.curl(root)
+    assert status == 200 and json.loads(body)["kind"] == "APIResourceList"
+    status, body = stack.curl(f"{root}/namespaces/{ns}/pods/{pod}/runtime_seconds")
+    assert status == 200
+    (item,) = json.loads(body)["items"]
+    assert item["describedObject"] == {
+        "kind": "Pod",
+        "namespace": ns,
+        "name": pod,
+        "apiVersion": "v1",
+    }
+
+    status, body = stack.curl(f"/v1/events?namespace={ns}&initial=true", "-N", "--max-time", "3")
+    assert status == 200
+    starts = [
+        json.loads(line.removeprefix("data: "))
+        for line in body.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert {e["containerID"] for e in starts} == {f"containerd://{i}" for i in ids}
+    assert {(e["type"], e["podName"], e["node"]) for e in starts} == {("start", pod, NODE)}
+
+    status, body = stack.curl("/v1/containers", token=None)
+    assert status == 401 and json.loads(body)["code"] == 401
+    status, body = stack.curl("/v1/containers", token=STRANGER_TOKEN)
+    assert status == 403 and "stranger" in json.loads(body)["message"]
+    status, _ = stack.curl("/v1/containers", token="not-a-token")
+    assert status == 401
+
+
+def test_api_server_down_keeps_serving_with_runtime_names(stack: Stack) -> None:
+    """Also the authenticated reader keeps reading: its allow decision is honoured through
+    the outage (RUNTIME_INSIGHTS_AUTH_OUTAGE_GRACE_SECONDS)."""
+    stack.until("/readyz", _ready_with_api, "ready with API metadata")
+    assert stack.get("/v1/containers").status_code == 200  # the reader is known
     asyncio.run_coroutine_threadsafe(stack.api.pause(), stack.loop).result(30)
+    try:
+        _serving_runtime_names(stack)
+    finally:
+        asyncio.run_coroutine_threadsafe(stack.api.resume(), stack.loop).result(30)
+
+
+def _serving_runtime_names(stack: Stack) -> None:
     ready = stack.until(
         "/readyz",
         lambda r: r.status_code == 200 and r.json()["metadataSource"] == "runtime",

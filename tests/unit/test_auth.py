@@ -750,3 +750,24 @@ def test_configmap_data_is_read_as_kube_apiserver_writes_it(pki: ClusterPki) -> 
     ):
         with pytest.raises(ValueError, match=key):
             config_from_configmap({**data, key: value})
+
+
+async def test_an_api_outage_keeps_recent_callers_allowed_for_the_grace_only(env: Env) -> None:
+    """A scraper allowed before the API server went away keeps scraping for
+    auth_outage_grace_seconds (300 s) past its decision's expiry; a caller never seen,
+    and a caller denied before, still fail closed; after the grace, everyone does."""
+    env.kube.add_token("tok-alice", "alice")
+    env.kube.allow("alice", "get", path="/v1/containers")
+    env.kube.add_token("tok-bob", "bob")
+    assert (await env.get("/v1/containers", "tok-alice")).status_code == 200
+    _assert_status(await env.get("/v1/containers", "tok-bob"), 403)
+    await env.kube.pause()
+    env.clock.now += 11 + 250  # the allow decision expired 251 s ago
+    assert (await env.get("/v1/containers", "tok-alice")).status_code == 200
+    _assert_status(await env.get("/metrics", "tok-alice"), 503)  # never decided for this path
+    _assert_status(await env.get("/v1/containers", "tok-bob"), 503)
+    _assert_status(await env.get("/v1/containers", "tok-carol"), 503)
+    env.clock.now += 60
+    _assert_status(await env.get("/v1/containers", "tok-alice"), 503)
+    await env.kube.resume()
+    assert (await env.get("/v1/containers", "tok-alice")).status_code == 200
