@@ -3,8 +3,11 @@
 The command line says how the JVM was started (``-jar X``, ``-cp … MainClass``); the jar
 manifests and install trees it points at carry the versions: ``Spring-Boot-Version`` of
 the executable jar, Quarkus' fast-jar ``lib/main`` names, Tomcat's ``bootstrap.jar``, and
-the three WildFly / JBoss EAP product sources. Everything is read through the confined
-root with capped jar reads; a source that cannot be read is simply not evidence.
+the three WildFly / JBoss EAP product sources. Beyond that tool: Open Liberty (its
+``ws-server.jar`` launcher and ``lib/versions/*.properties``), Micronaut (the
+``micronaut-core`` Maven metadata a fat jar keeps, or the jar on the classpath) and
+Apache Kafka. Everything is read through the confined root with capped jar reads; a
+source that cannot be read is simply not evidence.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ _OPTS_WITH_VALUE = frozenset(
 _CLASSPATH_OPTS = frozenset({"-cp", "-classpath", "--class-path"})
 _QUARKUS_CORE = re.compile(r"^io\.quarkus\.quarkus-core-(\d[^/]*)\.jar$")
 _KAFKA_JAR = re.compile(r"(?:^|/)kafka_\d+\.\d+-(\d[\w.-]*?)\.jar$")
+_MICRONAUT_JAR = re.compile(r"(?:^|/)micronaut-core-(\d[\w.-]*?)\.jar$")
+MICRONAUT_POM = "META-INF/maven/io.micronaut/micronaut-core/pom.properties"
+LIBERTY_LAUNCHER = "/bin/tools/ws-server.jar"
+# Open Liberty first; IBM's WebSphere Liberty ships its own file beside it
+LIBERTY_VERSION_FILES = ("openliberty.properties", "WebSphereApplicationServer.properties")
 _PRODUCT_DIR = "modules/system/layers/base/org/jboss/as/product/main"
 
 
@@ -85,12 +93,7 @@ def parse_command(argv: list[str]) -> JavaCommand:
 
 
 def _manifest(root: ContainerRoot, path: str) -> dict[str, str]:
-    try:
-        return Jar(root, path).manifest()
-    except BudgetExceeded:
-        raise
-    except FingerprintError:
-        return {}
+    return _open_jar(root, path)[1]
 
 
 def _quarkus(root: ContainerRoot, run_jar: str, manifest: dict[str, str]) -> Runtime:
@@ -108,9 +111,58 @@ def _quarkus(root: ContainerRoot, run_jar: str, manifest: dict[str, str]) -> Run
     return ("Quarkus", None)
 
 
+def _properties(text: str) -> dict[str, str]:
+    """``key=value`` lines of a Java properties file (comments and blanks skipped)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")) and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _liberty(root: ContainerRoot, launcher: str) -> list[Runtime]:
+    """Open Liberty (or WebSphere Liberty): product name and version from the install."""
+    wlp = launcher.removesuffix(LIBERTY_LAUNCHER)
+    for name in LIBERTY_VERSION_FILES:
+        text = read_text(root, f"{wlp}/lib/versions/{name}")
+        if text:
+            props = _properties(text)
+            product = props.get("com.ibm.websphere.productName") or "Open Liberty"
+            return [(product, props.get("com.ibm.websphere.productVersion") or None)]
+    return [("Open Liberty", None)]
+
+
+def _micronaut_in_jar(archive: Jar | None) -> Runtime | None:
+    """Micronaut in a fat jar: the core's Maven metadata survives shading."""
+    if archive is None or not archive.has(MICRONAUT_POM):
+        return None
+    try:
+        text = archive.read(MICRONAUT_POM).decode("utf-8", "replace")
+    except BudgetExceeded:
+        raise
+    except FingerprintError:
+        return ("Micronaut", None)
+    return ("Micronaut", _properties(text).get("version") or None)
+
+
+def _open_jar(root: ContainerRoot, path: str) -> tuple[Jar | None, dict[str, str]]:
+    """The jar (None if unreadable) and its manifest ({} if none)."""
+    try:
+        archive = Jar(root, path)
+        return archive, archive.manifest()
+    except BudgetExceeded:
+        raise
+    except FingerprintError:
+        return None, {}
+
+
 def _executable_jar(view: ProcessView, jar: str) -> list[Runtime]:
     root = view.root
-    manifest = _manifest(root, jar)
+    if jar.endswith(LIBERTY_LAUNCHER):
+        return _liberty(root, jar)
+    archive, manifest = _open_jar(root, jar)
     main = manifest.get("Main-Class", "")
     if main in SPRING_LAUNCHERS or "Spring-Boot-Version" in manifest:
         return [("Spring Boot", manifest.get("Spring-Boot-Version") or None)]
@@ -123,7 +175,8 @@ def _executable_jar(view: ProcessView, jar: str) -> list[Runtime]:
             "jboss.home.dir"
         )
         return jboss_product(root, absolute(view, home) if home else posixpath.dirname(jar))
-    return []
+    micronaut = _micronaut_in_jar(archive)
+    return [micronaut] if micronaut is not None else []
 
 
 def jboss_product(root: ContainerRoot, home: str) -> list[Runtime]:
@@ -175,6 +228,10 @@ def _classpath_apps(view: ProcessView, cmd: JavaCommand) -> list[Runtime]:
             if kafka:
                 return [("Apache Kafka", kafka.group(1))]
         return [("Apache Kafka", None)]
+    for entry in classpath:
+        micronaut = _MICRONAUT_JAR.search(entry)
+        if micronaut:
+            return [("Micronaut", micronaut.group(1))]
     return []
 
 

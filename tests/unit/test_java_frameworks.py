@@ -223,3 +223,55 @@ def test_spring_boot_launcher_in_extracted_layers_uses_the_working_directory(
     )
     argv = ["java", "org.springframework.boot.loader.launch.JarLauncher"]
     assert detect_apps(_view(tmp_path, argv, cwd="/application")) == [("Spring Boot", "3.5.3")]
+
+
+@pytest.mark.parametrize(
+    ("file", "name", "product"),
+    [
+        ("openliberty.properties", "Open Liberty", "Open Liberty"),
+        ("WebSphereApplicationServer.properties", "WebSphere Application Server", None),
+    ],
+)
+def test_liberty_from_its_launcher_and_version_file(
+    tmp_path: Path, file: str, name: str, product: str | None
+) -> None:
+    """The `server` script runs `java … -jar <wlp>/bin/tools/ws-server.jar <server>`; the
+    install's lib/versions/<product>.properties names the product and its version."""
+    versions = tmp_path / "opt/ol/wlp/lib/versions"
+    versions.mkdir(parents=True)
+    (versions / file).write_text(
+        "# generated\ncom.ibm.websphere.productId=io.openliberty\n"
+        f"com.ibm.websphere.productName={name}\n"
+        "com.ibm.websphere.productVersion=24.0.0.11\n"
+    )
+    _jar(tmp_path / "opt/ol/wlp/bin/tools/ws-server.jar", {"Main-Class": "wlp.lib.extract.Main"})
+    argv = ["java", "-javaagent:/opt/ol/wlp/bin/tools/ws-javaagent.jar", "-jar",
+            "/opt/ol/wlp/bin/tools/ws-server.jar", "defaultServer"]  # fmt: skip
+    assert detect_apps(_view(tmp_path, argv)) == [(product or name, "24.0.0.11")]
+
+
+def test_liberty_without_a_version_file_is_still_named(tmp_path: Path) -> None:
+    argv = ["java", "-jar", "/opt/ol/wlp/bin/tools/ws-server.jar", "defaultServer"]
+    assert detect_apps(_view(tmp_path, argv)) == [("Open Liberty", None)]
+
+
+def test_micronaut_fat_jar_keeps_the_core_maven_metadata(tmp_path: Path) -> None:
+    _jar(
+        tmp_path / "app/app-0.1-all.jar",
+        {"Main-Class": "example.Application"},
+        {
+            "META-INF/maven/io.micronaut/micronaut-core/pom.properties": (
+                b"artifactId=micronaut-core\ngroupId=io.micronaut\nversion=4.7.6\n"
+            ),
+            "example/Application.class": b"\xca\xfe\xba\xbe",
+        },
+    )
+    argv = ["java", "-jar", "app-0.1-all.jar"]
+    assert detect_apps(_view(tmp_path, argv, cwd="/app")) == [("Micronaut", "4.7.6")]
+
+
+def test_micronaut_on_the_classpath_and_a_plain_fat_jar(tmp_path: Path) -> None:
+    argv = ["java", "-cp", "/app/lib/micronaut-core-4.7.6.jar:/app/app.jar", "example.Application"]
+    assert detect_apps(_view(tmp_path, argv)) == [("Micronaut", "4.7.6")]
+    _jar(tmp_path / "plain.jar", {"Main-Class": "example.Main"}, {"example/Main.class": b"x"})
+    assert detect_apps(_view(tmp_path, ["java", "-jar", "/plain.jar"])) == []
