@@ -31,6 +31,7 @@ from pathlib import Path
 
 from extractor.model import Fingerprint
 from fingerprints.engine import Fingerprinter
+from tests.integration.runtime_procs import catalina_base
 
 ROUNDS = 9
 WARM_ROUNDS = 50
@@ -82,16 +83,7 @@ def runtimes(workdir: Path) -> list[Runtime]:
     found: list[Runtime] = []
     java = shutil.which("java")
     if java and (TOMCAT_HOME / "bin/bootstrap.jar").is_file():
-        base = workdir / "catalina"
-        for sub in ("conf", "logs", "temp", "webapps"):
-            (base / sub).mkdir(parents=True)
-        (base / "conf/server.xml").write_text(
-            '<Server port="-1" shutdown="SHUTDOWN"><Service name="Catalina">'
-            '<Connector port="0" address="127.0.0.1" protocol="HTTP/1.1"/>'
-            '<Engine name="Catalina" defaultHost="localhost">'
-            '<Host name="localhost" appBase="webapps" autoDeploy="false"/>'
-            "</Engine></Service></Server>"
-        )
+        base = catalina_base(workdir / "catalina")
         classpath = f"{TOMCAT_HOME}/bin/bootstrap.jar:{TOMCAT_HOME}/bin/tomcat-juli.jar"
         argv = [
             java, "-classpath", classpath,

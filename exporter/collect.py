@@ -50,7 +50,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from exporter.kube_config import KubeConfigError, get_json, load_api_client
-from exporter.kubehttp import api_http_client
+from exporter.kubehttp import api_http_client, read_capped
 from exporter.portforward import TlsTarget, TunnelError, get_through_portforward, status_message
 
 EXPORTER_PATH = "/v1/pods"
@@ -248,17 +248,6 @@ def _http_error(status: int, body: bytes, via: str) -> str:
     return text
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise ValueError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _validated(body: bytes) -> dict[str, Any]:
     """The exporter's answer, checked for the shape the merge relies on."""
     try:
@@ -301,7 +290,7 @@ async def fetch_node(
         async with asyncio.timeout(timeout):
             path = _proxy_path(namespace, pod.name, port, scheme)
             async with client.stream("GET", path) as response:
-                body = await _read_capped(response)
+                body = await read_capped(response, MAX_RESPONSE_BYTES)
     except TimeoutError:
         return NodeResult(pod, error=f"no answer within {timeout:g}s")
     except httpx.HTTPError as exc:

@@ -19,6 +19,23 @@ import httpx
 from exporter.kube_config import KubeConfigError, load_api_client
 
 
+class ResponseTooLarge(ValueError):
+    """A peer or exporter answered with more bytes than the caller accepts."""
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """A streamed response's body, refusing (``ResponseTooLarge``) past ``limit`` bytes, so
+    a misbehaving exporter cannot make its caller buffer without end."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ResponseTooLarge(f"answer larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class _ConfigTokenAuth(httpx.Auth):
     """Asks the configuration for the token on every request so rotated tokens are picked up.
 

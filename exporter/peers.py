@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.kube_config import KubeConfigError, get_json, load_api_client
-from exporter.kubehttp import _ConfigTokenAuth
+from exporter.kubehttp import ResponseTooLarge, _ConfigTokenAuth, read_capped
 from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -338,14 +338,10 @@ class Peers:
                 params={**params, SCOPE_PARAM: LOCAL_SCOPE},
                 extensions={"sni_hostname": self._server_name},
             ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_PEER_RESPONSE_BYTES:
-                        raise PeerError(f"answer larger than {MAX_PEER_RESPONSE_BYTES} bytes")
-                    chunks.append(chunk)
-        body = b"".join(chunks)
+                try:
+                    body = await read_capped(response, MAX_PEER_RESPONSE_BYTES)
+                except ResponseTooLarge as exc:
+                    raise PeerError(str(exc)) from None
         if response.status_code == 404 and named:
             return []
         if response.status_code != 200:

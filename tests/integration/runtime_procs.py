@@ -11,12 +11,29 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from fingerprints import procsel
 from fingerprints.base import ProcessView
 from fingerprints.rootfs import Budget, ConfinedRoot
 
 START_TIMEOUT = 60.0
+TOMCAT_SERVER_XML = (
+    '<Server port="-1" shutdown="SHUTDOWN"><Service name="Catalina">'
+    '<Connector port="0" address="127.0.0.1" protocol="HTTP/1.1"/>'
+    '<Engine name="Catalina" defaultHost="localhost">'
+    '<Host name="localhost" appBase="webapps" autoDeploy="false"/>'
+    "</Engine></Service></Server>"
+)
+"""No shutdown port, an ephemeral loopback connector: a Tomcat that many can run at once."""
+
+
+def catalina_base(base: Path) -> Path:
+    """A minimal CATALINA_BASE for Debian's Tomcat (its conf, logs, temp, webapps)."""
+    for sub in ("conf", "logs", "temp", "webapps"):
+        (base / sub).mkdir(parents=True)
+    (base / "conf/server.xml").write_text(TOMCAT_SERVER_XML)
+    return base
 
 
 def maps_paths(pid: int) -> list[str]:

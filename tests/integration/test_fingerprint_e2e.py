@@ -33,6 +33,7 @@ from fingerprints.cli import container_of, container_pids
 from fingerprints.engine import Fingerprinter
 from fingerprints.golang import detect_go
 from fingerprints.procsel import choose
+from tests.integration.runtime_procs import catalina_base
 from tests.kernel import KubeTree, container_id, pod_uid, v1_mounts
 
 pytestmark = pytest.mark.root
@@ -469,16 +470,7 @@ def test_java_behind_a_wrapper_script(tmp_path: Path) -> None:
     tomcat_version = re.search(r"^Implementation-Version: (\S+)", manifest, re.MULTILINE)
     assert tomcat_version is not None
     root = bound_root(tmp_path)
-    base = root / "srv/catalina"
-    for sub in ("conf", "logs", "temp", "webapps"):
-        (base / sub).mkdir(parents=True)
-    (base / "conf/server.xml").write_text(
-        '<Server port="-1" shutdown="SHUTDOWN"><Service name="Catalina">'
-        '<Connector port="0" address="127.0.0.1" protocol="HTTP/1.1"/>'
-        '<Engine name="Catalina" defaultHost="localhost">'
-        '<Host name="localhost" appBase="webapps" autoDeploy="false"/>'
-        "</Engine></Service></Server>"
-    )
+    catalina_base(root / "srv/catalina")
     (root / "app/start.sh").write_text(
         "#!/bin/sh\n"
         f"CATALINA_HOME={tomcat}\n"
