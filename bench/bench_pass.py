@@ -1,12 +1,15 @@
 """One node pass (discover + account, no fingerprints) on a synthetic node.
 
 250 containers in 125 pods, 1,000 sleeping processes, in the real v1 cgroup hierarchies
-(root only). Each pod is shaped like a kubelet's: a pause sandbox (one process named
-``pause``) and an app container with seven processes. The baseline is the least any
-discovery can do: read every ``/proc/<pid>/cgroup`` once in a plain Python loop.
-Reported: the pass's cost as a ratio of that baseline, cold (``take_snapshot``, nothing
-kept) and warm (a long-lived ``Scanner``, as the agent runs), the CPU a warm pass every
-10 s costs as % of one core, and the resident memory of a fresh process doing passes.
+and the cgroup2 one, as a hybrid node has them (root only). Each pod is shaped like a
+kubelet's: a pause sandbox (one process named ``pause``) and an app container with seven
+processes. The baseline is the least any discovery can do: read every
+``/proc/<pid>/cgroup`` once in a plain Python loop. Reported: the pass's cost as a ratio
+of that baseline, cold (``take_snapshot``, nothing kept) and warm (a long-lived
+``Scanner`` with its exit watcher, as ``extractor serve`` runs, and without the watcher
+for comparison), the CPU a warm pass every 10 s costs as % of one core, what the exit
+watcher's thread spends (its first scan, and per pod that starts, exits and is removed),
+and the resident memory of a fresh process doing passes.
 Also a module: ``python -m bench.bench_pass``.
 """
 
@@ -17,16 +20,18 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 from extractor.hostpaths import HostPaths
 from extractor.snapshot import Scanner, take_snapshot
-from tests.kernel import KubeTree, container_id, pod_uid, v1_mounts
+from tests.kernel import KubeTree, container_id, hybrid_mounts, pod_uid
 
 PODS = 125
 APP_PROCESSES = 7
 ROUNDS = 15
+EXITS = 100
 PATHS = HostPaths(proc_root="/proc", cgroup_root="/sys/fs/cgroup")
 
 RSS_PROBE = """
@@ -44,7 +49,7 @@ def hwm_kib() -> int:
     return status_kib("VmHWM:")
 
 before = rss_kib()
-scanner = Scanner(HostPaths())
+scanner = Scanner(HostPaths(), watch_exits=True)
 for _ in range(5):
     snap = scanner.take()
 print(before, rss_kib(), hwm_kib(), len(snap.containers))
@@ -102,6 +107,28 @@ def build(tree: KubeTree) -> list[int]:
     return pids
 
 
+def watcher_cpu_ns() -> int:
+    """CPU the exit watcher's thread has used (schedstat: nanoseconds on a CPU)."""
+    (thread,) = [t for t in threading.enumerate() if t.name == "exit-watcher"]
+    with open(f"/proc/self/task/{thread.native_id}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def exit_cost(tree: KubeTree, scanner: Scanner) -> tuple[float, float]:
+    """(watcher CPU ms per pod that starts, exits and is removed the kubelet's way; CPU ms
+    of a warm pass while all those emptied pods' cgroups are still there to re-read)."""
+    before = watcher_cpu_ns()
+    uids = [pod_uid() for _ in range(EXITS)]
+    for uid in uids:
+        tree.run_short(tree.container_path(uid, container_id()), loops=100)
+    time.sleep(0.5)
+    passes = [timed(scanner.take)[1] for _ in range(5)]
+    for uid in uids:
+        tree.remove(tree.pod_path(uid))
+    time.sleep(0.5)
+    return (watcher_cpu_ns() - before) / 1e6 / EXITS, statistics.median(passes) * 1e3
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one call."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -109,25 +136,39 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(tree_prefix: str) -> dict[str, float]:
-    scanner = Scanner(PATHS)
+def measure(tree: KubeTree) -> dict[str, float]:
+    tree_prefix = tree.prefix
+    scanner = Scanner(PATHS, watch_exits=True)
+    first_scan_ms = watcher_cpu_ns() / 1e6  # the thread has done nothing else yet
+    bare = Scanner(PATHS)
     try:
         first = scanner.take()
         ours = {p.uid for p in first.pods if p.usage and p.usage.cgroup.startswith(tree_prefix)}
         found = [c for c in first.containers if c.pod_uid in ours]
         if len(found) != 2 * PODS or sum(c.sandbox for c in found) != PODS:
             raise SystemExit(f"pass found {len(found)} of the {2 * PODS} synthetic containers")
-        runs: dict[str, list[tuple[float, float]]] = {"base": [], "cold": [], "warm": []}
-        for _ in range(ROUNDS):  # interleaved, so load from elsewhere hits all three alike
+        bare.take()
+        runs: dict[str, list[tuple[float, float]]] = {
+            "base": [],
+            "cold": [],
+            "warm": [],
+            "bare": [],
+        }
+        for _ in range(ROUNDS):  # interleaved, so load from elsewhere hits all alike
             runs["base"].append(timed(baseline))
             runs["cold"].append(timed(lambda: take_snapshot(PATHS)))
             runs["warm"].append(timed(scanner.take))
+            runs["bare"].append(timed(bare.take))
         watched = len(scanner.watch) if scanner.watch is not None else 0
+        assert scanner.exits is not None
         out = {
             "pids": float(len(os.listdir("/proc"))),
             "kept_fds": float(len(scanner.kept)),
             "pidfds": float(watched),
+            "watches": float(scanner.exits.watches),
+            "first_scan_ms": first_scan_ms,
         }
+        out["exit_ms"], out["tombstone_pass_ms"] = exit_cost(tree, scanner)
         for name, samples in runs.items():
             out[f"{name}_wall_ms"] = statistics.median(s[0] for s in samples) * 1e3
             out[f"{name}_cpu_ms"] = statistics.median(s[1] for s in samples) * 1e3
@@ -136,6 +177,7 @@ def measure(tree_prefix: str) -> dict[str, float]:
         return out
     finally:
         scanner.close()
+        bare.close()
 
 
 def rss_probe() -> list[int]:
@@ -150,11 +192,11 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_pass: needs root (real cgroups); skipped")
         return 0
-    tree = KubeTree(v1_mounts())
+    tree = KubeTree(hybrid_mounts())
     pids: list[int] = []
     try:
         pids = build(tree)
-        r = measure(tree.prefix)
+        r = measure(tree)
         before, after, peak, found = rss_probe()
     finally:
         for pid in pids:
@@ -166,7 +208,12 @@ def main() -> int:
     print("median of", ROUNDS, "interleaved rounds; ratio = pass / baseline, CPU time (wall)")
     base_cpu, base_wall = r["base_cpu_ms"], r["base_wall_ms"]
     print(f"baseline, every /proc/<pid>/cgroup read once: {base_cpu:.1f} ms ({base_wall:.1f} ms)")
-    for name, label in (("cold", "cold pass, take_snapshot"), ("warm", "warm pass, kept Scanner")):
+    labels = (
+        ("cold", "cold pass, take_snapshot"),
+        ("warm", "warm pass, kept Scanner with exit watcher"),
+        ("bare", "warm pass, kept Scanner without exit watcher"),
+    )
+    for name, label in labels:
         cpu, wall = r[f"{name}_cpu_ms"], r[f"{name}_wall_ms"]
         print(
             f"{label}: {cpu:.1f} ms ({wall:.1f} ms), "
@@ -174,7 +221,15 @@ def main() -> int:
         )
     print(
         f"descriptors held by the warm scanner: {r['kept_fds']:.0f} counter files, "
-        f"{r['pidfds']:.0f} pidfds"
+        f"{r['pidfds']:.0f} pidfds; {r['watches']:.0f} inotify watches"
+    )
+    print(
+        f"exit watcher thread CPU: first scan {r['first_scan_ms']:.1f} ms, "
+        f"{r['exit_ms']:.2f} ms per pod started, exited and removed ({EXITS} pods)"
+    )
+    print(
+        f"warm pass while {EXITS} emptied pod cgroups await removal (each re-read): "
+        f"{r['tombstone_pass_ms']:.1f} ms"
     )
     mean = r["warm_mean_cpu_ms"]
     print(

@@ -8,6 +8,12 @@ against the cache, so pods deleted while we were away are reported as deleted in
 of living on forever. A client-side read timeout catches half-open connections the
 server-side ``timeoutSeconds`` cannot.
 
+Pods deleted from the API stay findable by UID (``get_by_uid``) for
+``deleted_retention_seconds`` (bounded by ``max_deleted``): a pod that ran between two
+polls is billed from the extractor's tombstone after the API has forgotten it, and its
+bill must still name its subject. Everything else (``pods()``, container lookups, events)
+sees live pods only.
+
 The official client is synchronous, so list and watch run in one dedicated thread; the
 cache is read under a lock, and events are handed to asyncio subscribers on the loop
 with ``call_soon_threadsafe``.
@@ -25,7 +31,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import orjson
@@ -65,14 +71,20 @@ class _WatchFailed(Exception):
 
 
 class _Cache:
-    """Pods by UID with the two lookups the exporter needs; callers hold the lock."""
+    """Pods by UID with the two lookups the exporter needs, and recently deleted pods by
+    UID (in the order they were deleted); callers hold the lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, retention_seconds: float, max_deleted: int) -> None:
         self.pods: dict[str, PodMeta] = {}
         self.by_cgroup_uid: dict[str, str] = {}
         self.by_container_id: dict[str, str] = {}
+        self.retention_seconds = retention_seconds
+        self.max_deleted = max_deleted
+        self.deleted: dict[str, tuple[float, PodMeta]] = {}
+        self.deleted_by_cgroup_uid: dict[str, str] = {}
 
     def put(self, pod: PodMeta) -> PodMeta | None:
+        self._undelete(pod.uid)
         old = self.remove(pod.uid)
         self.pods[pod.uid] = pod
         self.by_cgroup_uid[pod.cgroup_uid] = pod.uid
@@ -94,6 +106,38 @@ class _Cache:
                     del self.by_container_id[container.container_id]
         return old
 
+    def delete(self, uid: str, now: float, last: PodMeta | None = None) -> PodMeta | None:
+        """Remove a live pod, keeping it (as ``last`` seen, if given) among the recently
+        deleted."""
+        old = self.remove(uid)
+        if old is not None:
+            kept = last or old
+            self.deleted[uid] = (now, kept)
+            self.deleted_by_cgroup_uid[kept.cgroup_uid] = uid
+            self.expire(now)
+        return old
+
+    def recently_deleted(self, uid: str, now: float) -> PodMeta | None:
+        """By metadata.uid or cgroup UID, among pods deleted within the retention."""
+        self.expire(now)
+        entry = self.deleted.get(uid)
+        if entry is None and (real := self.deleted_by_cgroup_uid.get(uid)) is not None:
+            entry = self.deleted.get(real)
+        return entry[1] if entry is not None else None
+
+    def expire(self, now: float) -> None:
+        cutoff = now - self.retention_seconds
+        while self.deleted:
+            uid, (at, _) = next(iter(self.deleted.items()))
+            if at >= cutoff and len(self.deleted) <= self.max_deleted:
+                return
+            self._undelete(uid)
+
+    def _undelete(self, uid: str) -> None:
+        entry = self.deleted.pop(uid, None)
+        if entry is not None and self.deleted_by_cgroup_uid.get(entry[1].cgroup_uid) == uid:
+            del self.deleted_by_cgroup_uid[entry[1].cgroup_uid]
+
 
 class PodReflector:
     """This node's pods, kept current by list+watch, readable from asyncio code."""
@@ -108,6 +152,9 @@ class PodReflector:
         backoff_initial_seconds: float = 0.5,
         backoff_max_seconds: float = 30.0,
         queue_size: int = 1024,
+        deleted_retention_seconds: float = 600.0,
+        max_deleted: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not node_name:
             raise ValueError("node_name is required: the reflector only watches one node")
@@ -119,7 +166,8 @@ class PodReflector:
         self._backoff_max = backoff_max_seconds
         self._queue_size = queue_size
         self._lock = threading.Lock()
-        self._cache = _Cache()
+        self._cache = _Cache(deleted_retention_seconds, max_deleted)
+        self._clock = clock
         self._resource_version = ""
         self._state: ReflectorState = "starting"
         self._last_error: str | None = None
@@ -175,11 +223,14 @@ class PodReflector:
             return list(self._cache.pods.values())
 
     def get_by_uid(self, uid: str) -> PodMeta | None:
-        """By metadata.uid, or by the UID in the pod's cgroup path (static pods' hash)."""
+        """By metadata.uid, or by the UID in the pod's cgroup path (static pods' hash);
+        a pod deleted from the API within ``deleted_retention_seconds`` is still found."""
         with self._lock:
             pod = self._cache.pods.get(uid)
             if pod is None and (real := self._cache.by_cgroup_uid.get(uid)) is not None:
                 pod = self._cache.pods.get(real)
+            if pod is None:
+                pod = self._cache.recently_deleted(uid, self._clock())
             return pod
 
     def get_by_container_id(self, container_id: str) -> tuple[PodMeta, ContainerStatus] | None:
@@ -304,9 +355,10 @@ class PodReflector:
                 fresh[pod.uid] = pod
         events: list[PodEvent] = []
         with self._lock:
+            now = self._clock()
             for uid, gone in list(self._cache.pods.items()):
                 if uid not in fresh:
-                    self._cache.remove(uid)
+                    self._cache.delete(uid, now)
                     events.append(PodEvent(type="DELETED", pod=gone))
             for pod in fresh.values():
                 old = self._cache.put(pod)
@@ -380,7 +432,7 @@ class PodReflector:
                 # a deletion is honoured even when the final object does not convert:
                 # otherwise the pod would linger in the cache until the next relist
                 uid = pod.uid if pod is not None else _uid_of(obj)
-                gone = self._cache.remove(uid) if uid else None
+                gone = self._cache.delete(uid, self._clock(), pod) if uid else None
                 if gone is None:
                     return
                 out = PodEvent(type="DELETED", pod=pod or gone)

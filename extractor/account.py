@@ -12,6 +12,11 @@ the same formulas cAdvisor and the kubelet use, so numbers agree with ``kubectl 
 
 A missing or unreadable file costs only its own field: it becomes ``None`` plus an entry
 in the returned error list, so one vanished cgroup never aborts a pass.
+
+:func:`plan` and :func:`account` are what every reader of a cgroup goes through (a pass
+and the exit watcher alike), so counters of one cgroup always come from the same
+hierarchies: v2 on a pure v2 node, the v1 controllers on v1 and hybrid nodes. Mixing
+them would make deltas meaningless.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import errno
 import os
 from collections.abc import Callable, Mapping
 
+from extractor.cgroupfs import UNIFIED, Layout
 from extractor.model import Usage
 from extractor.smallread import GONE
 
@@ -28,6 +34,9 @@ Read = Callable[[str], bytes]
 
 _usage: Callable[[dict[str, object]], Usage] = Usage.model_validate
 """Usage with its Cpu and Memory in one validation: cheaper than three constructors."""
+
+VANISHED = "cgroup vanished"
+"""The error text of a file whose cgroup was removed while being read."""
 
 NO_LIMIT_V1 = 1 << 62
 """v1 reports "unlimited" as LONG_MAX rounded down to a page; anything this big is none."""
@@ -65,8 +74,26 @@ def _integer(read: Read, path: str, errors: list[str], optional: bool = False) -
 
 
 def _failed(path: str, e: OSError, errors: list[str]) -> None:
-    reason = "cgroup vanished" if e.errno in GONE else (e.strerror or str(e))
+    reason = VANISHED if e.errno in GONE else (e.strerror or str(e))
     errors.append(f"{path}: {reason}")
+
+
+def plan(layout: Layout, paths: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """(hierarchy key → cgroupfs directory, the cgroup path the Usage names) of a cgroup
+    whose path in each hierarchy is ``paths``."""
+    dirs = {k: d for k, p in paths.items() if (d := layout.directory(k, p)) is not None}
+    if layout.version == "v2":
+        return dirs, paths[UNIFIED]
+    return dirs, paths.get("cpuacct") or next(iter(paths.values()))
+
+
+def account(
+    layout: Layout, dirs: Mapping[str, str], cgroup: str, read: Read, hz: int | None
+) -> tuple[Usage, list[str]]:
+    """One cgroup's Usage from the hierarchies this layout's counters live in."""
+    if layout.version == "v2":
+        return account_v2(dirs[UNIFIED], read, cgroup)
+    return account_v1(dirs, read, cgroup, hz)
 
 
 def field_of(data: bytes, key: bytes) -> int | None:

@@ -110,7 +110,12 @@ class Container(_Model):
 
 
 class Pod(_Model):
-    """A pod's own cgroup: its counters keep the CPU of containers that already exited."""
+    """A pod's own cgroup: its counters keep the CPU of containers that already exited.
+
+    ``started_at`` and ``exited_at`` are set on exited pods (``Snapshot.exited_pods``):
+    when the extractor met the pod's cgroup (at its creation when it saw that happen) and
+    when the pod's last process was gone, read from the kernel's ``populated`` flag.
+    """
 
     uid: str
     namespace: str | None = None
@@ -118,6 +123,8 @@ class Pod(_Model):
     qos: Qos | None = None
     usage: Usage | None = None
     container_ids: list[str] = Field(default_factory=list)
+    started_at: float | None = Field(default=None, description="unix seconds")
+    exited_at: float | None = Field(default=None, description="unix seconds")
     errors: list[str] = Field(default_factory=list)
 
 
@@ -129,5 +136,11 @@ class Snapshot(_Model):
     taken_at: float = Field(description="unix seconds when the pass started")
     cgroup_version: CgroupVersion
     pods: list[Pod] = Field(default_factory=list)
+    exited_pods: list[Pod] = Field(
+        default_factory=list,
+        description="pods whose last process exited recently, with their final counters "
+        "(read when the cgroup emptied, before the kubelet removed it); repeated in every "
+        "snapshot for the retention period, never together with the same pod in ``pods``",
+    )
     containers: list[Container] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)

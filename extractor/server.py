@@ -5,7 +5,8 @@ two read-only endpoints, no network listener. A pass runs on demand, in a worker
 so the event loop keeps answering; concurrent requests share the one pass in flight and
 a finished pass is reused for ``min_interval`` seconds, so any number of scrapers costs
 at most one pass per interval. The socket is created 0660: only the owner and the group
-(the exporter's) may connect.
+(the exporter's) may connect. The one Scanner kept for the process's life also watches
+pods' exits (``extractor.exitwatch``), so each snapshot lists the pods that ended lately.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """Exit 0 after a clean shutdown; 2 with one line on stderr if serving is impossible."""
     paths = host_paths(args)
     try:
-        scanner = Scanner(paths)
+        scanner = Scanner(paths, watch_exits=True)
     except NodeUnreadable as e:
         print(f"runtime-insights extractor serve: {e}", file=sys.stderr)
         return 2

@@ -14,10 +14,15 @@ per pass) and remembers the processes it has read, watched through pidfds with t
 /proc/<pid>/cgroup kept open (all bounded by ``keep_open`` descriptors), so a
 steady-state pass reads only new processes' files and a periodic refresh one ``pread``
 per known process.
+
+The Scanner of ``extractor serve`` also owns the exit watcher (``extractor.exitwatch``):
+its tombstones of recently emptied pods are every snapshot's ``exited_pods``. One-off
+passes (``take_snapshot``) have none.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import socket
@@ -25,9 +30,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol, get_args
 
-from extractor.account import account_v1, account_v2
-from extractor.cgroupfs import UNIFIED, CgroupFsError, Layout, detect, namespace_base
+from extractor.account import account
+from extractor.account import plan as plan_dirs
+from extractor.cgroupfs import CgroupFsError, Layout, detect, namespace_base
 from extractor.discover import Discoverer, FoundContainer
+from extractor.exitwatch import ExitWatcher, PassedPod
 from extractor.hostpaths import HostPaths
 from extractor.model import Container, Fingerprint, Pod, Runtime, Snapshot, Usage
 from extractor.pidwatch import PidWatch, usable_for
@@ -35,6 +42,10 @@ from extractor.procfs import ProcReadError, boot_time, clock_ticks, read_cmdline
 from extractor.smallread import KeptFiles
 
 RUNTIMES: dict[str, Runtime] = {name: name for name in get_args(Runtime)}
+WATCHER_READY_SECONDS = 2.0
+"""How long a new Scanner waits for the exit watcher's first scan (it takes milliseconds)."""
+
+log = logging.getLogger(__name__)
 
 
 class NodeUnreadable(Exception):
@@ -80,7 +91,9 @@ def default_keep_open() -> int:
 class Scanner:
     """Takes snapshots of one node; reuse it across passes, ``close()`` it when done."""
 
-    def __init__(self, paths: HostPaths, *, keep_open: int | None = None) -> None:
+    def __init__(
+        self, paths: HostPaths, *, keep_open: int | None = None, watch_exits: bool = False
+    ) -> None:
         if not os.path.isfile(os.path.join(paths.proc_root, "stat")):
             raise NodeUnreadable(f"{paths.proc_root!r} is not a proc filesystem (no stat file)")
         try:
@@ -106,6 +119,28 @@ class Scanner:
         self.watch = PidWatch(watched) if watched and usable_for(paths.proc_root) else None
         self.discoverer = Discoverer(paths.proc_root, self.layout, bases, self.watch)
         self._plans: dict[int, tuple[dict[str, str], dict[str, str], str]] = {}
+        self.exits: ExitWatcher | None = None
+        if watch_exits:
+            self._start_exit_watcher()
+
+    def _start_exit_watcher(self) -> None:
+        if self.layout.unified is None:
+            log.warning(
+                "no cgroup2 hierarchy under %s: pods that exit between two passes lose "
+                "the CPU they used since the last one",
+                self.paths.cgroup_root,
+            )
+            return
+        watcher = ExitWatcher(self.layout, hz=self.hz, proc_root=self.paths.proc_root)
+        try:
+            watcher.start()
+        except (OSError, RuntimeError) as e:  # no descriptor or thread left: serve anyway
+            watcher.close()
+            log.error("exit watcher not started: %s", e)
+            self.errors.append(f"exit watcher not started: {e}")  # in every snapshot
+            return
+        self.exits = watcher
+        watcher.wait_ready(WATCHER_READY_SECONDS)
 
     def account(self, paths: dict[str, str]) -> tuple[Usage | None, list[str]]:
         """Usage of the cgroup whose path in each hierarchy is given."""
@@ -115,25 +150,18 @@ class Scanner:
         if plan is None or plan[0] is not paths:
             plan = self._plan(paths)
         _, dirs, cgroup = plan
-        if self.layout.version == "v2":
-            return account_v2(dirs[UNIFIED], self.kept.read, cgroup)
-        return account_v1(dirs, self.kept.read, cgroup, self.hz)
+        return account(self.layout, dirs, cgroup, self.kept.read, self.hz)
 
     def _plan(self, paths: dict[str, str]) -> tuple[dict[str, str], dict[str, str], str]:
         """Where a cgroup's files are, worked out once per ``paths`` dict: discovery hands
         the same dict for a container on every pass, so a warm pass skips this."""
         if len(self._plans) > 65536:
             self._plans.clear()
-        layout = self.layout
-        dirs = {k: d for k, p in paths.items() if (d := layout.directory(k, p)) is not None}
-        if layout.version == "v2":
-            cgroup = paths[UNIFIED]
-        else:
-            cgroup = paths.get("cpuacct") or next(iter(paths.values()))
+        dirs, cgroup = plan_dirs(self.layout, paths)
         # The dict itself is kept in the entry, so its id cannot be reused while cached.
-        plan = (paths, dirs, cgroup)
-        self._plans[id(paths)] = plan
-        return plan
+        entry = (paths, dirs, cgroup)
+        self._plans[id(paths)] = entry
+        return entry
 
     def take(
         self,
@@ -175,8 +203,25 @@ class Scanner:
             else:
                 pod.errors.append("no pod cgroup above its containers' cgroups")
             snapshot.pods.append(pod)
+        if self.exits is not None:
+            self._exited(snapshot, pods, pod_paths)
         self.kept.end_pass()
         return snapshot
+
+    def _exited(
+        self, snapshot: Snapshot, pods: dict[str, Pod], pod_paths: dict[str, dict[str, str]]
+    ) -> None:
+        """The watcher's tombstones, told what this pass read so they match it."""
+        assert self.exits is not None
+        passed = {
+            uid: PassedPod(paths, pods[uid].namespace, pods[uid].name)
+            for uid, paths in pod_paths.items()
+        }
+        try:
+            snapshot.exited_pods, errors = self.exits.collect(passed, pods.keys())
+        except Exception as e:  # the watcher must never cost a pass
+            errors = [f"exit watcher: {type(e).__name__}: {e}"]
+        snapshot.errors.extend(errors)
 
     def _container(
         self,
@@ -233,6 +278,8 @@ class Scanner:
         return argv is not None and argv[:1] == ["/pause"]
 
     def close(self) -> None:
+        if self.exits is not None:
+            self.exits.close()
         self.discoverer.close()
         self.kept.close()
         if self.watch is not None:

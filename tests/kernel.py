@@ -65,6 +65,12 @@ def v2_mounts() -> dict[str, str]:
     return {"": UNIFIED}
 
 
+def hybrid_mounts() -> dict[str, str]:
+    """The v1 controllers and systemd's cgroup2 hierarchy, as a hybrid node has them: the
+    kubelet creates a pod's cgroup in both, and its processes are in both."""
+    return {**v1_mounts(), **v2_mounts()}
+
+
 @dataclass
 class Worker:
     proc: subprocess.Popen[str]
@@ -82,6 +88,13 @@ class Worker:
     def burn(self, seconds: float) -> int:
         """CPU ns the worker spent burning, by its own clock."""
         return int(self.ask(f"burn {seconds}"))
+
+    def finish(self) -> None:
+        """End it the normal way (EOF on its stdin) and reap it."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.proc.stdout.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -156,6 +169,25 @@ class KubeTree:
         self.enter(path, worker.pid)
         return worker
 
+    def run_short(self, path: str, loops: int = 3000) -> None:
+        """A short process born in ``path`` (every hierarchy): it joins, spends a little
+        CPU and exits; reaped when this returns. Cheaper than a Worker for bursts."""
+        self.make(path)
+        procs = [f"{mount}{path}/cgroup.procs" for mount in self.mounts.values()]
+        script = (
+            'for f in "$@"; do echo $$ > "$f"; done; '
+            f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done"
+        )
+        subprocess.run(["sh", "-c", script, "sh", *procs], check=True)
+
+    def pod_cpu_ns(self, uid: str, qos: str = "burstable") -> int:
+        """The pod cgroup's CPU counter from the hierarchy a pass reads it from: v1
+        ``cpuacct.usage`` when the tree has it (v1, hybrid), else v2 ``usage_usec``."""
+        path = self.pod_path(uid, qos)
+        if "cpuacct" in self.mounts:
+            return read_int(f"{self.directory('cpuacct', path)}/cpuacct.usage")
+        return read_keyed(f"{self.directory('', path)}/cpu.stat")["usage_usec"] * 1000
+
     def remove(self, path: str) -> None:
         """rmdir ``path`` and what is below it (its processes must be gone)."""
         below = [p for p in self.created if p == path or p.startswith(path + "/")]
@@ -193,6 +225,17 @@ def _kill_members(path: str) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
     time.sleep(0.01)
+
+
+def inotify_watches() -> int:
+    """Watches this process holds in the kernel, over all its inotify instances."""
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/self/fdinfo/{fd}") as f:
+                    total += sum(1 for line in f if line.startswith("inotify wd:"))
+    return total
 
 
 def read_int(path: str) -> int:

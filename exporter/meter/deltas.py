@@ -4,15 +4,22 @@ Pure and integer-only, so that the sum of all billed deltas equals the counter's
 change to the nanosecond. The rules (shared/reference/cgroups.md section 8):
 
 * A counter seen for the first time is a baseline and bills nothing, unless its pod or
-  container started after the previous pass: then the whole counter is the delta, which
-  is how a pod that lives between two passes is still billed.
+  container started after the previous pass: then the whole counter is the delta (it
+  all came after that pass).
 * A decrease is a reset (the cgroup was recreated): new baseline, counted only when the
   container started after the previous pass.
 * A pod's cgroup keeps the CPU of its exited containers, so the pod's delta is what is
   billed; the part no live container accounts for (exited containers, the sandbox, and
   the skew of reading container counters a moment before the pod's) is the remainder.
-* A pod that vanished entirely between two passes loses its last partial window: its
-  cgroup is gone, nothing is left to read. Those are counted, never guessed.
+* An exited pod (``Snapshot.exited_pods``: its counters read by the extractor when its
+  last process exited) is a final reading. Seen before: final − mark is billed, and the
+  mark is kept as *finished*, so the same tombstone in later snapshots bills nothing more
+  (only a later, higher reading of it bills the difference) and the pod's disappearance
+  is no loss. Never seen, and its cgroup started after the previous pass: it lived
+  entirely between two passes, and its whole counter is billed. A final reading below
+  the mark is older than it: nothing is billed, the mark stays as it was.
+* A pod that vanished without such a reading loses its last partial window: its cgroup
+  is gone, nothing is left to read. Those are counted, never guessed.
 """
 
 from __future__ import annotations
@@ -38,9 +45,10 @@ class PodMark(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    at: float = Field(description="taken_at of the snapshot this reading comes from")
+    at: float = Field(description="when the reading was taken (snapshot time, or exit time)")
     cpu_ns: int | None
     containers: dict[str, ContainerMark] = Field(default_factory=dict)
+    finished: bool = Field(default=False, description="an exited pod's final reading")
 
 
 class Marks(BaseModel):
@@ -68,6 +76,8 @@ class PodWindow:
     names: dict[str, str | None]
     exited: tuple[str, ...]
     memory_working_set_bytes: int | None
+    finished: bool = False
+    """The pod has exited: whatever no live container accounts for, exited containers used."""
 
     @property
     def remainder_ns(self) -> int:
@@ -110,7 +120,18 @@ def compute(previous: Marks, snapshot: Snapshot) -> Outcome:
         out.marks.pods[pod.uid] = mark
         if window is not None:
             out.windows.append(window)
-    out.vanished_pods = sum(1 for uid in previous.pods if uid not in seen)
+    for pod in snapshot.exited_pods:
+        if pod.uid in seen:  # live in this very snapshot: its live reading is newer
+            continue
+        seen.add(pod.uid)
+        window, exited_mark = _exited(previous, snapshot, pod)
+        if exited_mark is not None:
+            out.marks.pods[pod.uid] = exited_mark
+        if window is not None:
+            out.windows.append(window)
+    out.vanished_pods = sum(
+        1 for uid, m in previous.pods.items() if uid not in seen and not m.finished
+    )
     return out
 
 
@@ -176,3 +197,44 @@ def _pod(
         memory_working_set_bytes=memory.working_set_bytes if memory is not None else None,
     )
     return window, mark
+
+
+def _exited(
+    previous: Marks, snapshot: Snapshot, pod: Pod
+) -> tuple[PodWindow | None, PodMark | None]:
+    """The window up to an exited pod's final reading, and its finished mark."""
+    old = previous.pods.get(pod.uid)
+    final = cpu_of(pod.usage)
+    if final is None:  # no final reading after all: as if the pod was not listed
+        return None, old
+    exited_at = snapshot.taken_at if pod.exited_at is None else pod.exited_at
+    if old is None:
+        if not _started_after(pod.started_at, previous.taken_at):
+            return None, PodMark(at=exited_at, cpu_ns=final, finished=True)
+        assert pod.started_at is not None
+        start, counter_start, cpu = pod.started_at, 0, final
+    elif old.cpu_ns is None:  # billed through its containers so far: their marks are gone
+        return None, PodMark(at=max(exited_at, old.at), cpu_ns=final, finished=True)
+    elif final < old.cpu_ns or (old.finished and final == old.cpu_ns):
+        return None, old  # nothing new; a reading older than the mark is not final either
+    else:
+        start, counter_start, cpu = old.at, old.cpu_ns, final - old.cpu_ns
+    end = max(exited_at, start)
+    containers = old.containers if old is not None else {}
+    memory = pod.usage.memory if pod.usage is not None else None
+    window = PodWindow(
+        pod_uid=pod.uid,
+        namespace=pod.namespace,
+        name=pod.name,
+        start=start,
+        end=end,
+        cpu_ns=cpu,
+        counter_start=counter_start,
+        counter_end=final,
+        live={},
+        names={cid: m.name for cid, m in containers.items()},
+        exited=tuple(containers),
+        memory_working_set_bytes=memory.working_set_bytes if memory is not None else None,
+        finished=True,
+    )
+    return window, PodMark(at=end, cpu_ns=final, finished=True)

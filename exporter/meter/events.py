@@ -83,7 +83,8 @@ def container_names(window: PodWindow, meta: PodMeta | None) -> dict[str, str]:
 
 def split_by_container(window: PodWindow, names: dict[str, str]) -> dict[str, int]:
     """Nanoseconds per container name; the remainder goes to the one exited container
-    (by its last known name), to ``<exited>`` if several, else to ``<pod>``."""
+    (by its last known name), to ``<exited>`` if several (or, for a pod that exited,
+    unknown ones), else to ``<pod>``."""
 
     def name(cid: str) -> str:
         return names.get(cid) or cid[:12]
@@ -96,7 +97,7 @@ def split_by_container(window: PodWindow, names: dict[str, str]) -> dict[str, in
         if len(window.exited) == 1:
             key = name(window.exited[0])
         else:
-            key = EXITED if window.exited else POD_OVERHEAD
+            key = EXITED if window.exited or window.finished else POD_OVERHEAD
         out[key] = out.get(key, 0) + remainder
     return out
 

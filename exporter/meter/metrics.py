@@ -16,7 +16,7 @@ COUNTERS = {
     "delivery_failures": "delivery rounds that ended with events still pending",
     "events_parked": "events OpenMeter refused as invalid, kept in the spool's poison/",
     "events_dropped": "undelivered events dropped because the spool was over its cap",
-    "pod_windows_lost": "pods that vanished between two passes: their last partial window",
+    "pod_windows_lost": "pods that vanished with no final reading: their last partial window",
     "counter_resets": "CPU counters that went backwards (recreated cgroups)",
     "spool_errors": "spool reads or writes that failed",
     "stale_snapshots": "snapshots not newer than the last one metered, ignored",

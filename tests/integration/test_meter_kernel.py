@@ -24,8 +24,6 @@ from tests.kernel import (
     KubeTree,
     container_id,
     pod_uid,
-    read_int,
-    read_keyed,
     v1_mounts,
     v2_mounts,
 )
@@ -41,13 +39,6 @@ def tree(request: pytest.FixtureRequest) -> Iterator[KubeTree]:
         t = KubeTree(v2_mounts(), driver="systemd")
     yield t
     t.cleanup()
-
-
-def pod_counter_ns(tree: KubeTree, uid: str) -> int:
-    """The pod cgroup's own CPU counter, straight from the kernel, in ns."""
-    if "cpuacct" in tree.mounts:
-        return read_int(f"{tree.directory('cpuacct', tree.pod_path(uid))}/cpuacct.usage")
-    return read_keyed(f"{tree.directory('', tree.pod_path(uid))}/cpu.stat")["usage_usec"] * 1000
 
 
 async def test_a_container_that_exits_between_passes_is_billed_exactly(
@@ -74,13 +65,13 @@ async def test_a_container_that_exits_between_passes_is_billed_exactly(
     async with FakeOpenMeter(token="t") as om:
         client = OpenMeterClient(om.url, token=lambda: "t")
         m = Meter(Spool(tmp_path, 1 << 20), client, interval_seconds=0.001)
-        before = pod_counter_ns(tree, uid)  # both workers idle: the counter stands still
+        before = tree.pod_cpu_ns(uid)  # both workers idle: the counter stands still
         m.observe(take_snapshot(paths), lambda u: meta if u == uid else None)
         burned = job.burn(0.3)
         job.stop()
         tree.remove(tree.container_path(uid, job_id))  # what the runtime does at exit
         m.observe(take_snapshot(paths), lambda u: meta if u == uid else None)
-        after = pod_counter_ns(tree, uid)
+        after = tree.pod_cpu_ns(uid)
         assert await m.deliver_once()
         await m.stop()
     (event,) = [e for e in om.events.values() if e["data"]["pod_uid"] == uid]

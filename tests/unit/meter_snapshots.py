@@ -28,6 +28,18 @@ class P:
     working_set: int | None = None
 
 
+@dataclass
+class X:
+    """An exited pod: its final counter, when its cgroup started and when it emptied."""
+
+    uid: str
+    cpu: int | None
+    started: float = 0.0
+    exited: float | None = None
+    name: str = "job"
+    namespace: str = "batch"
+
+
 def usage(cgroup: str, ns: int | None, working_set: int | None = None) -> Usage | None:
     if ns is None:
         return None
@@ -35,8 +47,19 @@ def usage(cgroup: str, ns: int | None, working_set: int | None = None) -> Usage 
     return Usage(cgroup=cgroup, cpu=Cpu(usage_ns=ns), memory=memory)
 
 
-def snap(at: float, *pods: P, node: str = "node-a") -> Snapshot:
+def snap(at: float, *pods: P, exited: tuple[X, ...] = (), node: str = "node-a") -> Snapshot:
     s = Snapshot(node=node, taken_at=at, cgroup_version="v1")
+    s.exited_pods = [
+        Pod(
+            uid=x.uid,
+            namespace=x.namespace,
+            name=x.name,
+            usage=usage(f"/kubepods/pod{x.uid}", x.cpu),
+            started_at=x.started,
+            exited_at=x.exited,
+        )
+        for x in exited
+    ]
     for p in pods:
         s.pods.append(
             Pod(

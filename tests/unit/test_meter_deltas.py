@@ -1,8 +1,9 @@
 """Exact per-window CPU deltas from cumulative counters (exporter.meter.deltas).
 
 Rules from shared/reference/cgroups.md section 8: first sight is a baseline, a decrease
-is a reset, the pod cgroup keeps exited containers' CPU, a vanished pod loses only its
-last partial window.
+is a reset, the pod cgroup keeps exited containers' CPU, an exited pod's final reading
+(the extractor's tombstone, repeated in every snapshot for a while) is billed exactly
+once, and only a pod that vanished without one loses its last partial window.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.meter.deltas import Marks, compute
-from tests.unit.meter_snapshots import C, P, snap
+from exporter.meter.events import EXITED, split_by_container
+from tests.unit.meter_snapshots import C, P, X, snap
 
 UID = "5b0e6c1a-0000-4000-8000-000000000001"
 
@@ -118,3 +120,117 @@ def test_billed_cpu_equals_the_pod_counter_change_exactly(
         marks = out.marks
     assert billed == pod - base
     assert isinstance(billed, int)
+
+
+def test_a_pod_seen_before_that_exits_is_billed_mark_to_final_once() -> None:
+    m1 = compute(Marks(), snap(100.0, P(UID, 10_000, [C("a", 9_000, name="app")]))).marks
+    gone = X(UID, 13_500, started=50.0, exited=140.0)
+    out = compute(m1, snap(160.0, exited=(gone,)))
+    (w,) = out.windows
+    assert (w.cpu_ns, w.start, w.end) == (3_500, 100.0, 140.0)
+    assert (w.counter_start, w.counter_end, w.live, w.exited) == (10_000, 13_500, {}, ("a",))
+    assert split_by_container(w, {"a": "app"}) == {"app": 3_500}
+    assert out.vanished_pods == 0 and out.marks.pods[UID].finished
+    # the same tombstone in the next snapshots bills nothing; then it ages out, no loss
+    again = compute(out.marks, snap(220.0, exited=(gone,)))
+    assert again.windows == [] and again.marks.pods[UID] == out.marks.pods[UID]
+    later = compute(again.marks, snap(280.0))
+    assert later.windows == [] and later.vanished_pods == 0 and later.marks.pods == {}
+
+
+def test_a_pod_that_lived_between_two_passes_is_billed_its_whole_counter_once() -> None:
+    marks = compute(Marks(), snap(100.0)).marks
+    short = X(UID, 900_000, started=120.0, exited=150.0)
+    out = compute(marks, snap(160.0, exited=(short,)))
+    (w,) = out.windows
+    assert (w.cpu_ns, w.start, w.end, w.counter_start, w.counter_end) == (
+        900_000,
+        120.0,
+        150.0,
+        0,
+        900_000,
+    )
+    assert split_by_container(w, {}) == {EXITED: 900_000}  # its containers were never seen
+    billed = w.cpu_ns
+    for at in (220.0, 280.0, 340.0):
+        out = compute(out.marks, snap(at, exited=(short,)))
+        billed += sum(x.cpu_ns for x in out.windows)
+    assert billed == 900_000 and out.vanished_pods == 0
+
+
+def test_an_exited_pod_that_started_before_the_previous_pass_is_a_baseline() -> None:
+    old = X(UID, 900_000, started=50.0, exited=150.0)
+    first = compute(Marks(), snap(100.0, exited=(old,)))  # the meter's very first pass
+    assert first.windows == [] and first.marks.pods[UID].finished
+    marks = compute(Marks(), snap(100.0)).marks
+    out = compute(marks, snap(160.0, exited=(old,)))
+    assert out.windows == [] and out.marks.pods[UID].cpu_ns == 900_000
+    assert compute(out.marks, snap(220.0)).vanished_pods == 0
+
+
+def test_a_later_higher_reading_of_a_tombstone_bills_only_the_difference() -> None:
+    m1 = compute(Marks(), snap(100.0, P(UID, 10_000, [C("a", 1)]))).marks
+    m2 = compute(m1, snap(160.0, exited=(X(UID, 13_500, exited=140.0),))).marks
+    (w,) = compute(m2, snap(220.0, exited=(X(UID, 13_600, exited=140.0),))).windows
+    assert (w.cpu_ns, w.counter_start, w.counter_end) == (100, 13_500, 13_600)
+
+
+def test_a_tombstone_older_than_the_mark_bills_nothing_and_is_not_final() -> None:
+    m1 = compute(Marks(), snap(100.0, P(UID, 10_000, [C("a", 1)]))).marks
+    out = compute(m1, snap(160.0, exited=(X(UID, 9_000, exited=90.0),)))
+    assert out.windows == [] and out.marks.pods[UID] == m1.pods[UID]
+    assert compute(out.marks, snap(220.0)).vanished_pods == 1
+
+
+def test_a_pod_live_again_after_its_tombstone_goes_on_from_the_final_reading() -> None:
+    m1 = compute(Marks(), snap(100.0, P(UID, 10_000, [C("a", 1)]))).marks
+    m2 = compute(m1, snap(160.0, exited=(X(UID, 13_500, exited=140.0),))).marks
+    out = compute(m2, snap(220.0, P(UID, 14_000, [C("b", 400, started=200.0)])))
+    (w,) = out.windows
+    assert (w.cpu_ns, w.start, w.live) == (500, 140.0, {"b": 400})
+    assert not out.marks.pods[UID].finished
+
+
+def test_a_pod_listed_live_and_exited_in_one_snapshot_is_read_once() -> None:
+    m1 = compute(Marks(), snap(100.0, P(UID, 10_000, [C("a", 1)]))).marks
+    both = snap(160.0, P(UID, 12_000, [C("a", 2)]), exited=(X(UID, 11_000),))
+    (w,) = compute(m1, both).windows
+    assert (w.cpu_ns, w.counter_end) == (2_000, 12_000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(step, max_size=8),
+    st.integers(0, 10**15),
+    st.integers(0, 10**12),
+    st.lists(st.integers(0, 10**6), max_size=3),
+)
+def test_an_exiting_pod_is_billed_exactly_up_to_its_final_reading(
+    steps: list[tuple[list[int], list[bool], int]],
+    base: int,
+    last: int,
+    rereads: list[int],
+) -> None:
+    """Live passes, then the pod's last CPU and exit; its tombstone is listed in several
+    snapshots, each reading at least the one before (the extractor re-reads it while the
+    cgroup is there); then it ages out."""
+    pod = base
+    marks = compute(Marks(), snap(0.0, P(UID, pod, [C("c", 0)]))).marks
+    billed = 0
+    n = 0
+    for n, (burns, _, extra) in enumerate(steps, start=1):
+        pod += sum(burns) + extra
+        out = compute(marks, snap(float(n), P(UID, pod, [C("c", 0)])))
+        billed += sum(w.cpu_ns for w in out.windows)
+        marks = out.marks
+    pod += last
+    for k, more in enumerate([0, *rereads], start=1):
+        pod += more
+        tomb = X(UID, pod, started=-1.0, exited=n + 0.5)
+        out = compute(marks, snap(float(n + k), exited=(tomb,)))
+        billed += sum(w.cpu_ns for w in out.windows)
+        assert out.vanished_pods == 0
+        marks = out.marks
+    out = compute(marks, snap(float(n + len(rereads) + 2)))
+    assert out.vanished_pods == 0 and out.marks.pods == {}
+    assert billed == pod - base

@@ -375,3 +375,20 @@ def test_process_exiting_between_its_reads_is_skipped(node: FakeNode) -> None:
     (c,) = snap.containers
     assert c.id == other and c.pids == [81]
     assert snap.errors == []  # gone is not an error
+
+
+def test_a_node_without_cgroup2_has_no_exit_watcher(
+    node: FakeNode, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pure v1: no cgroup.events to watch; said once in the log, passes go on as before."""
+    v1 = tmp_path / "v1"
+    for controller in ("cpu,cpuacct", "memory"):
+        (v1 / controller).mkdir(parents=True)
+        (v1 / controller / "cgroup.procs").write_text("")
+    scanner = Scanner(HostPaths(proc_root=str(node.proc), cgroup_root=str(v1)), watch_exits=True)
+    try:
+        assert scanner.layout.version == "v1" and scanner.exits is None
+        assert "no cgroup2 hierarchy" in caplog.text
+        assert scanner.take().exited_pods == []
+    finally:
+        scanner.close()

@@ -110,8 +110,11 @@ async def test_watch_delivers_add_modify_delete(
 
     api.delete_pod("default", "web")
     assert await next_events(queue, 1) == [("DELETED", "web")]
-    assert reflector.get_by_uid(pod["metadata"]["uid"]) is None
+    assert reflector.pods() == []
     assert reflector.get_by_container_id(container_id) is None
+    # kept by UID for a while, for the meter's final reading of a pod that is gone
+    gone = reflector.get_by_uid(pod["metadata"]["uid"])
+    assert gone is not None and gone.containers[0].state == "terminated"
 
 
 async def test_bookmarks_advance_the_resource_version(
@@ -164,7 +167,8 @@ async def test_expired_resource_version_relists_and_reports_missed_deletes(
 ) -> None:
     api.expired_as_http_status = as_http_status
     queue = reflector.subscribe()
-    for name in ("gone", "kept", "changed"):
+    gone_uid = api.add_pod(make_pod("gone", node=NODE))["metadata"]["uid"]
+    for name in ("kept", "changed"):
         api.add_pod(make_pod(name, node=NODE))
     await reflector.start()
     await next_events(queue, 3)
@@ -186,6 +190,8 @@ async def test_expired_resource_version_relists_and_reports_missed_deletes(
     assert sorted(p.name for p in reflector.pods()) == ["changed", "kept", "new"]
     target = str(api.resource_version)
     await wait_for(lambda: reflector.resource_version == target, "RV after relist")
+    found = reflector.get_by_uid(gone_uid)  # a deletion seen only by the relist is kept too
+    assert found is not None and found.name == "gone"
 
 
 async def test_unreachable_api_is_reported_then_recovers(
@@ -223,6 +229,54 @@ async def test_static_pod_is_found_by_its_cgroup_uid(
     by_uid = reflector.get_by_uid(raw["metadata"]["uid"])
     assert by_hash is not None and by_hash == by_uid
     assert by_hash.cgroup_uid == config_hash and by_hash.uid == raw["metadata"]["uid"]
+
+
+async def test_deleted_pods_are_found_by_uid_for_their_retention_only(
+    api: FakeApiServer, client: kubernetes.client.ApiClient
+) -> None:
+    now = [1000.0]
+    r = make_reflector(client, deleted_retention_seconds=600.0, clock=lambda: now[0])
+    config_hash = "c704ef4c297ab11032b83ce52cbfc87b"
+    raw = api.add_pod(
+        make_pod(
+            "etcd-node-a",
+            "kube-system",
+            node=NODE,
+            annotations={"kubernetes.io/config.mirror": config_hash},
+        )
+    )
+    queue = r.subscribe()
+    await r.start()
+    try:
+        await next_events(queue, 1)
+        api.delete_pod("kube-system", "etcd-node-a")
+        assert await next_events(queue, 1) == [("DELETED", "etcd-node-a")]
+        now[0] += 599.0
+        by_hash, by_uid = r.get_by_uid(config_hash), r.get_by_uid(raw["metadata"]["uid"])
+        assert by_hash is not None and by_hash == by_uid and by_hash.name == "etcd-node-a"
+        assert r.pods() == []
+        now[0] += 2.0
+        assert r.get_by_uid(config_hash) is None
+        assert r.get_by_uid(raw["metadata"]["uid"]) is None
+    finally:
+        await r.stop()
+
+
+async def test_deleted_pods_kept_are_bounded_oldest_first(
+    api: FakeApiServer, client: kubernetes.client.ApiClient
+) -> None:
+    r = make_reflector(client, max_deleted=2)
+    uids = [api.add_pod(make_pod(f"p{i}", node=NODE))["metadata"]["uid"] for i in range(3)]
+    queue = r.subscribe()
+    await r.start()
+    try:
+        await next_events(queue, 3)
+        for i in range(3):
+            api.delete_pod("default", f"p{i}")
+        await next_events(queue, 3)
+        assert [r.get_by_uid(u) is not None for u in uids] == [False, True, True]
+    finally:
+        await r.stop()
 
 
 async def test_malformed_pod_is_skipped_not_fatal(
