@@ -9,12 +9,12 @@ computed once per pass (Δusage / Δtime) and never across a counter that went b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from exporter.background import Background
 from extractor.model import Snapshot, Usage
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class State:
         self.errors = 0
         self.last_error: str | None = None
         self.last_success: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("state-poll", self.run)
 
     def record(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` current; the one it replaces becomes the base for rates.
@@ -129,12 +129,7 @@ class State:
             await asyncio.sleep(self.poll_interval_seconds)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="state-poll")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from exporter.background import Background
 from exporter.meter.accrual import PodLookup, accrue, close
 from exporter.meter.client import OpenMeterClient, Rejected, Unavailable
 from exporter.meter.deltas import compute
@@ -101,7 +102,7 @@ class Meter:
         self.last_error: str | None = None
         self._stats = MeterStats()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("meter", self.run)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Meter | None:
@@ -213,15 +214,10 @@ class Meter:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="meter")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop delivering; what is unsent stays in the spool for the next start."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         await self.sender.aclose()
         self.spool.close()
