@@ -152,8 +152,7 @@ def test_v2_cpu_stat_in_ns(v2_tree: KubeTree) -> None:
     assert c.usage.pids == 1  # no pids controller on this v2: counted from cgroup.procs
     assert c.runtime == ("containerd" if v2_tree.driver == "systemd" else "unknown")
     assert c.pod_uid == b.uid and c.qos == "burstable"
-    pod_stat = read_keyed(v2_tree.directory("", v2_tree.pod_path(b.uid)) + "/cpu.stat")
-    assert cpu_ns(pod(snap, b.uid)) == pod_stat["usage_usec"] * 1000
+    assert cpu_ns(pod(snap, b.uid)) == v2_tree.pod_cpu_ns(b.uid)
 
 
 def test_exited_container_still_counts_in_its_pod(v1_tree: KubeTree) -> None:
@@ -176,8 +175,7 @@ def test_exited_container_still_counts_in_its_pod(v1_tree: KubeTree) -> None:
     assert gone_id not in {c.id for c in second.containers}
     p = pod(second, uid)
     assert p.container_ids == [live_id]
-    pod_dir = v1_tree.directory("cpuacct", v1_tree.pod_path(uid))
-    assert cpu_ns(p) == read_int(f"{pod_dir}/cpuacct.usage")
+    assert cpu_ns(p) == v1_tree.pod_cpu_ns(uid)
     assert cpu_ns(p) >= cpu_ns(container(second, live_id)) + last
 
 
@@ -228,8 +226,7 @@ def test_pause_sandbox_recognised_and_counted_in_pod_only(v1_tree: KubeTree) -> 
     assert not workload.sandbox and workload.usage is not None
     p = pod(snap, uid)
     assert sorted(p.container_ids) == sorted([pause_id, app_id])
-    pod_dir = v1_tree.directory("cpuacct", v1_tree.pod_path(uid))
-    assert cpu_ns(p) == read_int(f"{pod_dir}/cpuacct.usage")
+    assert cpu_ns(p) == v1_tree.pod_cpu_ns(uid)
 
 
 def test_start_time_and_runtime_seconds_from_proc(v1_tree: KubeTree) -> None:
@@ -306,8 +303,7 @@ def test_v2_exited_container_still_counts_in_its_pod(v2_tree: KubeTree) -> None:
     assert gone_id not in {c.id for c in second.containers}
     p = pod(second, uid)
     assert p.container_ids == [live_id]
-    pod_dir = v2_tree.directory("", v2_tree.pod_path(uid))
-    assert cpu_ns(p) == read_keyed(f"{pod_dir}/cpu.stat")["usage_usec"] * 1000
+    assert cpu_ns(p) == v2_tree.pod_cpu_ns(uid)
     assert cpu_ns(p) >= cpu_ns(container(second, live_id)) + last
 
 
