@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CODE   := runtime_insights exporter extractor fingerprints hostfs tests bench
 
 .PHONY: run test lint bench image system-deps clean
 
@@ -25,8 +26,8 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check extractor fingerprints exporter tests bench
-	$(VENV)/bin/ruff format --check extractor fingerprints exporter tests bench
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP) system-deps

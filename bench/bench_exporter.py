@@ -32,12 +32,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from exporter.aggregate import Views, container_document
-from exporter.pod_convert import pod_meta
-from exporter.podmeta import ContainerStatus, PodMeta
-from exporter.state import State
-from extractor.model import Container, Cpu, Fingerprint, Memory, Pod, Snapshot, Usage
-from tests.fakes.apiserver import FakeApiServer, FakeContainer, make_pod
+from bench.harness import StaticPodApi, running_pod
+from exporter.http.documents import container_document
+from exporter.kube.podmeta import ContainerStatus, PodMeta
+from exporter.kube.pods import pod_meta
+from exporter.node.state import State
+from exporter.node.views import Views
+from extractor.contract import Container, Cpu, Fingerprint, Memory, Pod, Snapshot, Usage
 
 PODS = 250
 REQUESTS = 1500
@@ -60,7 +61,7 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None, access_log
 
 IMPORTS_ONLY = """
 import sys
-import extractor.cli, exporter.main
+import runtime_insights.cli, exporter.wiring
 generated = [m for m in sys.modules
              if m.startswith(("kubernetes.client.api.", "kubernetes.client.models."))]
 rss = next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]
@@ -113,15 +114,14 @@ def node(taken_at: float) -> tuple[Snapshot, list[dict[str, object]]]:
             )
         pods.append(Pod(uid=uid, namespace=ns, name=name, qos="burstable", usage=_usage(cg, i)))
         api.append(
-            make_pod(
+            running_pod(
                 name,
                 ns,
-                uid=uid,
-                node="node-a",
-                containers=[FakeContainer("app", container_id=app_id)],
+                uid,
+                app_id,
                 labels={"app": f"svc-{i}", "team": f"team-{i % 10}", "tier": "backend"},
                 annotations={"example.com/owner": f"team-{i % 10}@example.com"},
-                owner=("ReplicaSet", f"svc-{i}-7d4b9c8f6"),
+                replica_set=f"svc-{i}-7d4b9c8f6",
             )
         )
     snap = Snapshot(
@@ -172,7 +172,7 @@ async def _start_exporter(
         env["RUNTIME_INSIGHTS_KUBECONFIG"] = kubeconfig
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "extractor.cli", "exporter"],
+            [sys.executable, "-m", "runtime_insights", "exporter"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -241,9 +241,7 @@ async def _run_in(tmp: Path) -> int:
     sock = str(tmp / "extractor.sock")
     snap, api_pods = node(time.time())
     procs: list[subprocess.Popen[bytes]] = []
-    async with FakeApiServer(bookmark_interval=5.0) as api:
-        for pod in api_pods:
-            api.add_pod(pod)
+    async with StaticPodApi(api_pods) as api:
         kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
         extractor = await _extractor(sock, snap)
         try:
@@ -326,6 +324,9 @@ class _Pods:
 
     state = "synced"
     last_error = None
+    dropped_events = 0
+    conversion_errors = 0
+    generation = 0
 
     def __init__(self, pods: list[dict[str, object]]) -> None:
         metas = [pod_meta(p) for p in pods]

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from extractor.model import Fingerprint
+from bench.harness import catalina_base
+from fingerprints import Result
 from fingerprints.engine import Fingerprinter
-from tests.integration.runtime_procs import catalina_base
 
 ROUNDS = 9
 WARM_ROUNDS = 50
@@ -160,10 +160,10 @@ def _median(fn: Callable[[], object], rounds: int) -> float:
     return statistics.median(_timed(fn) for _ in range(rounds))
 
 
-def _version(fp: Fingerprint) -> str | None:
+def _version(fp: Result) -> str | None:
     """What identifies the version: kindVersion, or for a native image (whose
     insights-runtime-extractor fields carry no version) the VM it was built with."""
-    vm = (fp.model_extra or {}).get("graalvmVM")
+    vm = fp.extra.get("graalvmVM")
     return fp.kindVersion or (vm if isinstance(vm, str) else None)
 
 

@@ -24,9 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from bench.harness import SyntheticNode, container_id, pod_uid
 from extractor.hostpaths import HostPaths
-from extractor.snapshot import Scanner, take_snapshot
-from tests.kernel import KubeTree, container_id, hybrid_mounts, pod_uid
+from extractor.scanner import Scanner, take_snapshot
 
 PODS = 125
 APP_PROCESSES = 7
@@ -36,7 +36,7 @@ PATHS = HostPaths(proc_root="/proc", cgroup_root="/sys/fs/cgroup")
 
 RSS_PROBE = """
 from extractor.hostpaths import HostPaths
-from extractor.snapshot import Scanner
+from extractor.scanner import Scanner
 
 def status_kib(key: str) -> int:
     with open("/proc/self/status") as f:
@@ -91,7 +91,7 @@ def wait_for_comm(pid: int, comm: str, timeout: float = 5.0) -> None:
     raise SystemExit(f"pid {pid} never renamed itself {comm!r}")
 
 
-def build(tree: KubeTree) -> list[int]:
+def build(tree: SyntheticNode) -> list[int]:
     pids: list[int] = []
     for _ in range(PODS):
         uid = pod_uid()
@@ -114,7 +114,7 @@ def watcher_cpu_ns() -> int:
         return int(f.read().split()[0])
 
 
-def exit_cost(tree: KubeTree, scanner: Scanner) -> tuple[float, float]:
+def exit_cost(tree: SyntheticNode, scanner: Scanner) -> tuple[float, float]:
     """(watcher CPU ms per pod that starts, exits and is removed the kubelet's way; CPU ms
     of a warm pass while all those emptied pods' cgroups are still there to re-read)."""
     before = watcher_cpu_ns()
@@ -136,7 +136,7 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(tree: KubeTree) -> dict[str, float]:
+def measure(tree: SyntheticNode) -> dict[str, float]:
     tree_prefix = tree.prefix
     scanner = Scanner(PATHS, watch_exits=True)
     first_scan_ms = watcher_cpu_ns() / 1e6  # the thread has done nothing else yet
@@ -192,7 +192,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_pass: needs root (real cgroups); skipped")
         return 0
-    tree = KubeTree(hybrid_mounts())
+    tree = SyntheticNode()
     pids: list[int] = []
     try:
         pids = build(tree)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from extractor.contract import DEFAULT_SOCKET
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RUNTIME_INSIGHTS_", extra="forbid")
 
     # the extractor
-    extractor_socket: str = "/run/runtime-insights/extractor.sock"
+    extractor_socket: str = DEFAULT_SOCKET
     poll_interval_seconds: float = Field(default=10.0, gt=0)
     extractor_timeout_seconds: float = Field(default=30.0, gt=0)
 

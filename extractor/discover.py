@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from extractor.cgroupfs import Layout, path_in, resolve
-from extractor.cgroups import CgroupIdentity, parse_cgroup_path
+from extractor.cgroups.layout import Layout, path_in, resolve
+from extractor.cgroups.paths import CgroupIdentity, parse_cgroup_path
 from extractor.pidwatch import PidWatch
-from extractor.procfs import ProcReadError, ProcStat, list_pids, parse_stat
-from extractor.smallread import CHUNK, GONE, read_fd, read_small
+from hostfs import CHUNK, GONE, ProcReadError, ProcStat, list_pids, parse_stat, read_fd, read_small
 
 
 @dataclass

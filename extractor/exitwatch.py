@@ -15,7 +15,7 @@ one; a pure v1 node has none, and no watcher) with inotify:
 * IN_MODIFY on each pod directory's ``cgroup.events``.
 
 When a pod's ``populated`` is 0 and it has used CPU, its counters are read at once through
-``extractor.account``, from the hierarchies and at the very paths the passes read for that
+``extractor.cgroups.counters``, from the hierarchies and at the very paths the passes read for that
 pod (the v1 controllers on a hybrid node: counters of different hierarchies must never be
 mixed), and kept as a tombstone for ``retention_seconds``. Every snapshot in that time
 lists it, so a failed or lost fetch loses nothing. Each pass reads the tombstones of pods
@@ -55,12 +55,12 @@ from dataclasses import dataclass, field
 
 from inotify_simple import INotify, flags  # type: ignore[import-untyped]
 
-from extractor.account import VANISHED, account, field_of
-from extractor.account import plan as plan_dirs
-from extractor.cgroupfs import UNIFIED, Layout
-from extractor.cgroups import parse_cgroup_path
-from extractor.model import Pod, Qos, Usage
-from extractor.smallread import GONE, read_small
+from extractor.cgroups.counters import VANISHED, account, field_of
+from extractor.cgroups.counters import plan as plan_dirs
+from extractor.cgroups.layout import UNIFIED, Layout
+from extractor.cgroups.paths import parse_cgroup_path
+from extractor.contract import Pod, Qos, Usage
+from hostfs import GONE, read_small
 
 log = logging.getLogger(__name__)
 

@@ -1,37 +1,28 @@
-"""``runtime-insights extractor serve``: snapshots over HTTP on a unix socket.
+"""The extractor's unix-socket server: snapshots over HTTP, one pass in flight at most.
 
 The socket is the only way out of the privileged extractor, so the server is small:
 two read-only endpoints, no network listener. A pass runs on demand, in a worker thread
 so the event loop keeps answering; concurrent requests share the one pass in flight and
 a finished pass is reused for ``min_interval`` seconds, so any number of scrapers costs
 at most one pass per interval. The socket is created 0660: only the owner and the group
-(the exporter's) may connect. The one Scanner kept for the process's life also watches
-pods' exits (``extractor.exitwatch``), so each snapshot lists the pods that ended lately.
+(the exporter's) may connect.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import math
 import os
 import signal
 import stat
-import sys
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from extractor.extract_cmd import host_paths
-from extractor.hostpaths import HostPaths
-from extractor.identify import RuntimeState
-from extractor.model import Snapshot
-from extractor.snapshot import FingerprintFn, NodeUnreadable, Scanner, take_snapshot
+from extractor.contract import HEALTH_PATH, SNAPSHOT_PATH, Snapshot
 
-SNAPSHOT_PATH = "/v1/snapshot"
-HEALTH_PATH = "/healthz"
 MIN_INTERVAL = 1.0
 SOCKET_MODE = 0o660
 SHUTDOWN_TIMEOUT = 5.0
@@ -191,39 +182,3 @@ async def serve(socket_path: str, source: SnapshotSource) -> None:
         await done.wait()
     finally:
         await stop(runner, socket_path)
-
-
-def snapshot_taker(
-    paths: HostPaths, scanner: Scanner, fingerprints: bool
-) -> Callable[[], Snapshot]:
-    """One pass with runtime labels and (unless disabled) fingerprints, reusing caches."""
-    identify = RuntimeState(paths).lookup
-    fingerprint: FingerprintFn | None = None
-    if fingerprints:
-        from fingerprints.engine import Fingerprinter  # only loaded when used
-
-        fingerprint = Fingerprinter(paths.proc_root).fingerprint
-
-    def take() -> Snapshot:
-        return take_snapshot(paths, identify=identify, fingerprint=fingerprint, scanner=scanner)
-
-    return take
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """Exit 0 after a clean shutdown; 2 with one line on stderr if serving is impossible."""
-    paths = host_paths(args)
-    try:
-        scanner = Scanner(paths, watch_exits=True)
-    except NodeUnreadable as e:
-        print(f"runtime-insights extractor serve: {e}", file=sys.stderr)
-        return 2
-    try:
-        source = SnapshotSource(snapshot_taker(paths, scanner, not args.no_fingerprints))
-        asyncio.run(serve(args.socket, source))
-    except ServeError as e:
-        print(f"runtime-insights extractor serve: {e}", file=sys.stderr)
-        return 2
-    finally:
-        scanner.close()
-    return 0

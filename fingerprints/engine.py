@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 
-from extractor.model import Fingerprint, RuntimeComponent
-from extractor.procfs import ProcReadError, read_stat
 from fingerprints.base import Detection, Detector, FingerprintError, ProcessView
-from fingerprints.os_release import detect_os
-from fingerprints.procsel import MAX_PROCESSES, Candidate, choose, read_view
-from fingerprints.rootfs import Budget, BudgetExceeded, ConfinedRoot
+from fingerprints.detectors.os_release import detect_os
+from fingerprints.reading.processes import MAX_PROCESSES, Candidate, choose, read_view
+from fingerprints.reading.rootfs import Budget, BudgetExceeded, ConfinedRoot
+from fingerprints.result import Component, Result
+from hostfs import ProcReadError, read_stat
 
 MAX_CACHE = 8192
 """Hard cap on cached containers, whatever the caller's pass pattern."""
+_FIELDS = frozenset(f.name for f in fields(Result))
+"""Names a detector's ``extra`` may not take: they belong to the fixed fields."""
 
 
 @dataclass
@@ -28,7 +31,7 @@ class _Entry:
     pid: int
     start_ticks: int
     pids: list[int]
-    result: Fingerprint
+    result: Result
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Fingerprinter:
         max_processes: int = MAX_PROCESSES,
     ) -> None:
         if detectors is None:
-            from fingerprints.registry import DETECTORS
+            from fingerprints.detectors.registry import DETECTORS
 
             detectors = DETECTORS
         self.proc_root = proc_root
@@ -79,24 +82,24 @@ class Fingerprinter:
         self.computed = 0
         """How many fingerprints were computed rather than served from the cache."""
 
-    def fingerprint(self, container_id: str, pids: list[int]) -> Fingerprint:
+    def fingerprint(self, container_id: str, pids: list[int]) -> Result:
         """The container's fingerprint; errors are reported in it, never raised."""
         self._note_pass(container_id)
         entry = self._cache.get(container_id)
         if entry is not None and self._still_valid(entry, pids):
-            return entry.result.model_copy(deep=True)
+            return entry.result
         self.computed += 1
         try:
             chosen = choose(self.proc_root, pids, self.max_processes)
             result = self._compute(chosen)
         except Exception as e:  # last line: a bug must cost one container, not the pass
-            return Fingerprint(error=f"fingerprint failed: {type(e).__name__}: {e}")
+            return Result(error=f"fingerprint failed: {type(e).__name__}: {e}")
         if chosen:
             # cached even with an error: a hostile root must not cost a full budget per pass
             self._cache[container_id] = _Entry(
                 chosen[0].pid, chosen[0].start_ticks, sorted(pids), result
             )
-        return result.model_copy(deep=True)
+        return result
 
     def _note_pass(self, container_id: str) -> None:
         """A container seen twice means a new pass began: forget the ones that vanished."""
@@ -121,9 +124,9 @@ class Fingerprinter:
         # its processes change
         return entry.result.kind is not None or sorted(pids) == entry.pids
 
-    def _compute(self, chosen: list[Candidate]) -> Fingerprint:
+    def _compute(self, chosen: list[Candidate]) -> Result:
         if not chosen:
-            return Fingerprint(error="no live process to fingerprint")
+            return Result(error="no live process to fingerprint")
         budget = Budget(self.max_seconds, self.max_bytes)
         merge = _Merge()
         os_id = os_version = None
@@ -140,19 +143,16 @@ class Fingerprinter:
         except (FingerprintError, OSError) as e:
             merge.errors.append(f"pid {chosen[0].pid}: {e}")
         kind = merge.kind or Detection()
-        fp = Fingerprint(
+        return Result(
             os=os_id,
             osVersion=os_version,
             kind=kind.kind,
             kindVersion=kind.kind_version,
             kindImplementer=kind.kind_implementer,
-            runtimes=[RuntimeComponent(name=n, version=v) for n, v in merge.runtimes.items()],
+            runtimes=tuple(Component(n, v) for n, v in merge.runtimes.items()),
+            extra=MappingProxyType({k: v for k, v in merge.extra.items() if k not in _FIELDS}),
             error="; ".join(merge.errors) or None,
         )
-        for key, value in merge.extra.items():
-            if key not in Fingerprint.model_fields:
-                setattr(fp, key, value)
-        return fp
 
     def _run_detectors(
         self, cand: Candidate, root: ConfinedRoot, budget: Budget, merge: _Merge

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from exporter.kube.podmeta import PodMeta
 from exporter.meter.deltas import PodWindow
 from exporter.meter.events import (
     Event,
@@ -22,7 +23,6 @@ from exporter.meter.events import (
     split_by_container,
     subject_of,
 )
-from exporter.podmeta import PodMeta
 
 PodLookup = Callable[[str], PodMeta | None]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from extractor.model import Container, Pod, Snapshot, Usage
+from extractor.contract import Container, Pod, Snapshot, Usage
 
 
 class ContainerMark(BaseModel):

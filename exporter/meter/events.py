@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
+from exporter.kube.podmeta import PodMeta
 from exporter.meter.deltas import PodWindow
-from exporter.podmeta import PodMeta
+from extractor.contract import rfc3339_millis
 
 SUBJECT_ANNOTATION = "openmeter.io/subject"
 SUBJECT_LABEL = "k8s.openmeter.cloud/subject"
@@ -34,12 +34,6 @@ EXITED = "<exited>"
 POD_OVERHEAD = "<pod>"
 
 Event = dict[str, Any]
-
-
-def rfc3339(ts: float) -> str:
-    """UTC with milliseconds and ``Z``: the form OpenMeter's date-time validator accepts."""
-    moment = datetime.fromtimestamp(ts, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def subject_of(window: PodWindow, meta: PodMeta | None) -> str:
@@ -129,7 +123,7 @@ def cloudevent(
         cpu_ns=cpu_ns,
         cpu_seconds=cpu_ns / 1e9,
         duration_seconds=round(end - start, 3),
-        window_start=rfc3339(start),
+        window_start=rfc3339_millis(start),
         containers=containers,
     )
     if memory_working_set_bytes is not None:
@@ -141,7 +135,7 @@ def cloudevent(
         "source": source,
         "type": event_type,
         "subject": subject,
-        "time": rfc3339(end),
+        "time": rfc3339_millis(end),
         "datacontenttype": "application/json",
         "data": data,
     }

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from exporter.background import Background
+from exporter.lifecycle import Background
 from exporter.meter.accrual import PodLookup, accrue, close
 from exporter.meter.client import OpenMeterClient, Rejected, Unavailable
 from exporter.meter.deltas import compute
 from exporter.meter.events import Event
 from exporter.meter.spool import MeterState, Spool
 from exporter.settings import Settings
-from extractor.model import Snapshot
+from extractor.contract import Snapshot
 
 log = logging.getLogger(__name__)
 

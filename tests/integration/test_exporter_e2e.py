@@ -35,14 +35,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.insights_compat import hash_value
-from exporter.kube_quantity import parse_quantity
-from exporter.pod_convert import pod_meta
-from exporter.podmeta import PodMeta
-from extractor.model import Snapshot
-from tests.containerd import Containerd, ContainerdPod, burner_argv, skip_reason
-from tests.fakes.apiserver import FakeApiServer, FakeContainer, make_pod
-from tests.unit.tlscerts import make_ca, make_cert
+from exporter.http.insights import hash_value
+from exporter.kube.podmeta import PodMeta
+from exporter.kube.pods import pod_meta
+from exporter.kube.quantity import parse_quantity
+from extractor.contract import Snapshot
+from tests.support.apiserver import FakeApiServer, FakeContainer, make_pod
+from tests.support.certs import make_ca, make_cert
+from tests.support.containerd import Containerd, ContainerdPod, burner_argv, skip_reason
 
 pytestmark = [pytest.mark.root, pytest.mark.containerd]
 

@@ -1,0 +1,481 @@
+"""`runtime-insights collect`: every node's exporter merged into one cluster-wide document.
+
+Why this replaces a shell loop over `kubectl exec … curl`: the exporters are reached
+through the API server (RBAC-controlled, no exec rights and no network path to the pods
+needed), all nodes in parallel with a deadline each, and a node that cannot answer is
+reported — a merged document that silently lacks a node would under-count the cluster.
+For the same reason the nodes themselves are listed: a schedulable Linux node (the
+DaemonSet's nodeSelector) without any exporter pod — taint not tolerated, admission
+refused — is reported as failed too. Cordoned nodes are not expected to have one.
+
+Two ways through the API server (`--via`):
+
+* `port-forward` (default): a tunnel per exporter (`pods/portforward`, see
+  `exporter.kube.portforward`); TLS and the caller's bearer token reach the exporter, so it
+  works with the exporters' authentication on, as the manifests deploy them.
+* `proxy`: the pod proxy (`pods/proxy`). The API server strips the caller's token before
+  proxying, so this only works against exporters with authentication off.
+
+Each exporter is asked for `/v1/pods` — the richest view: pod totals from the pod cgroup
+(exited containers included) plus every container with CPU, memory, runtime and
+fingerprint. Output (stdout, JSON):
+
+    {"nodes": {"ok": [node, ...], "failed": [{"node", "pod", "error"}, ...]},
+     "namespaces": {ns: {pod: {..pod fields.., "node": node,
+                               "containers": {containerId: {..container fields..}}}}}}
+
+(`pod` is null for a node without an exporter pod; `failed` is sorted by node.)
+
+Exit status: 0 every expected node answered; 1 some failed (the document still holds the
+others); 2 nothing could be collected (no credentials, API server error, no exporter pods,
+nodes not listable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import orjson
+import urllib3.exceptions
+from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client.exceptions import ApiException
+
+from exporter.kube.config import KubeConfigError, get_json, load_api_client
+from exporter.kube.http import api_http_client, read_capped
+from exporter.kube.portforward import (
+    TlsTarget,
+    TunnelError,
+    get_through_portforward,
+    status_message,
+)
+
+EXPORTER_PATH = "/v1/pods"
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+PARALLEL_NODES = 32
+SERVICE_NAME = "runtime-insights"
+"""The exporters' Service (manifests/base/service.yaml): its DNS name is on their certificate."""
+LINUX_NODES = "kubernetes.io/os=linux"
+"""The DaemonSet's nodeSelector (manifests/base/daemonset.yaml): where exporters belong."""
+NODES_ROLE = "runtime-insights-collector-nodes"
+"""The ClusterRole (manifests/base/rbac.yaml) that lets the caller list nodes."""
+NO_EXPORTER = "no runtime-insights pod on this node"
+
+T = TypeVar("T")
+
+
+class CollectError(Exception):
+    """Nothing could be collected at all."""
+
+
+@dataclass(frozen=True)
+class ExporterPod:
+    """One exporter of the DaemonSet, as the pod list shows it."""
+
+    name: str
+    node: str | None
+    """Where it runs, or for a pod not scheduled yet the node its DaemonSet meant it for."""
+    phase: str | None
+    ports: tuple[tuple[str, int], ...] = ()
+    """Named container ports of the pod spec, (name, containerPort)."""
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    pod: ExporterPod
+    document: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """How to reach the exporters; see the `collect` arguments in `runtime_insights.cli`."""
+
+    namespace: str
+    port: str
+    via: str = "port-forward"
+    insecure_http: bool = False
+    timeout: float = 30.0
+    ca_file: str | None = None
+    tls_server_name: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.insecure_http else "https"
+
+    def tls(self) -> TlsTarget | None:
+        """What the exporter's certificate must satisfy (None: plain HTTP in the tunnel)."""
+        if self.insecure_http:
+            return None
+        name = self.tls_server_name or f"{SERVICE_NAME}.{self.namespace}.svc"
+        try:
+            return TlsTarget.load(self.ca_file, name)
+        except TunnelError as exc:
+            raise CollectError(str(exc)) from exc
+
+
+def _named_ports(spec: Any) -> tuple[tuple[str, int], ...]:
+    if spec is None:
+        return ()
+    return tuple(
+        (port.name, int(port.container_port))
+        for container in spec.containers or []
+        for port in container.ports or []
+        if port.name and port.container_port
+    )
+
+
+def _target_node(spec: Any) -> str | None:
+    """The pod's node; while it is not bound yet, the one the DaemonSet controller pins it
+    to (required node affinity on the field metadata.name), so it is reported there."""
+    if spec is None:
+        return None
+    if spec.node_name:
+        return str(spec.node_name)
+    affinity = spec.affinity.node_affinity if spec.affinity else None
+    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
+    for term in required.node_selector_terms if required else []:
+        for field in term.match_fields or []:
+            values = field.values or []
+            if field.key == "metadata.name" and field.operator == "In" and len(values) == 1:
+                return str(values[0])
+    return None
+
+
+def list_exporter_pods(
+    api: ApiClient, namespace: str, selector: str, timeout: float
+) -> list[ExporterPod]:
+    """The DaemonSet's pods, through the official client (kubeconfig or in-cluster)."""
+    try:
+        pods = CoreV1Api(api).list_namespaced_pod(
+            namespace, label_selector=selector, _request_timeout=timeout
+        )
+    except ApiException as exc:
+        raise CollectError(
+            f"listing pods in {namespace} failed: HTTP {exc.status} {exc.reason}"
+        ) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise CollectError(f"cannot reach the API server: {exc}") from exc
+    found = [
+        ExporterPod(
+            p.metadata.name,
+            _target_node(p.spec),
+            p.status.phase if p.status else None,
+            _named_ports(p.spec),
+        )
+        for p in pods.items
+        if p.metadata is not None and p.metadata.name
+    ]
+    if not found:
+        raise CollectError(f"no pods match {selector!r} in namespace {namespace}")
+    return sorted(found, key=lambda p: (p.node or "", p.name))
+
+
+def list_expected_nodes(api: ApiClient, timeout: float) -> list[str]:
+    """The schedulable Linux nodes: every one should run an exporter.
+
+    Read as raw JSON through the same ApiClient (no generated models: a node list can be
+    large, and only names and one flag are wanted). Cordoned nodes (`spec.unschedulable`)
+    are left out: they are being drained or repaired, and their workloads with them.
+    """
+    try:
+        listed = get_json(api, "/api/v1/nodes", [("labelSelector", LINUX_NODES)], timeout=timeout)
+    except ApiException as exc:
+        hint = (
+            f" (bind the {NODES_ROLE} ClusterRole to the caller with a ClusterRoleBinding)"
+            if exc.status == 403
+            else ""
+        )
+        raise CollectError(f"listing nodes failed: HTTP {exc.status} {exc.reason}{hint}") from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise CollectError(f"cannot reach the API server: {exc}") from exc
+    except ValueError as exc:
+        raise CollectError(f"the API server's node list is not JSON: {exc}") from exc
+    items = listed.get("items") if isinstance(listed, dict) else None
+    names: list[str] = []
+    for node in items if isinstance(items, list) else []:
+        if not isinstance(node, dict):
+            continue
+        meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+        if meta.get("name") and spec.get("unschedulable") is not True:
+            names.append(str(meta["name"]))
+    return sorted(names)
+
+
+def port_number(pod: ExporterPod, port: str) -> int:
+    """`--port` as a number: taken as is, or a container port name looked up in the pod spec.
+
+    Port-forward takes numbers only (the API server does not resolve names for it), so a
+    name is resolved here, as `kubectl port-forward` does.
+    """
+    if port.isdigit():
+        number = int(port)
+        if not 0 < number < 65536:
+            raise ValueError(f"port {port} is out of range")
+        return number
+    for name, number in pod.ports:
+        if name == port:
+            return number
+    declared = ", ".join(f"{n}={p}" for n, p in pod.ports) or "none"
+    raise ValueError(f"pod has no container port named {port!r} (named ports: {declared})")
+
+
+def _proxy_path(namespace: str, pod: str, port: str, scheme: str) -> str:
+    target = quote(f"{scheme}:{pod}:{port}", safe=":")
+    return f"/api/v1/namespaces/{quote(namespace)}/pods/{target}/proxy{EXPORTER_PATH}"
+
+
+_UNAUTHORIZED_HINTS = {
+    "proxy": "the API server's pod proxy does not pass your token on: exporters with "
+    "authentication on need --via port-forward",
+    "port-forward": "the exporter did not accept the kubeconfig's bearer token",
+    "port-forward without token": "the kubeconfig's user has no bearer token, and the "
+    "exporters authenticate callers by token only",
+}
+
+
+def _http_error(status: int, body: bytes, via: str) -> str:
+    """The exporter's error answer, with what to do about the ones a user can fix."""
+    message = status_message(body)
+    text = f"HTTP {status}" + (f": {message}" if message else "")
+    if status == 401:
+        text += f" ({_UNAUTHORIZED_HINTS[via]})"
+    elif status == 403:
+        text += " (bind the runtime-insights-reader ClusterRole to the caller)"
+    return text
+
+
+def _validated(body: bytes) -> dict[str, Any]:
+    """The exporter's answer, checked for the shape the merge relies on."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"response is not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("pods"), list):
+        raise ValueError("response has no 'pods' list")
+    for pod in doc["pods"]:
+        if not (
+            isinstance(pod, dict)
+            and isinstance(pod.get("namespace"), str)
+            and isinstance(pod.get("pod"), str)
+            and isinstance(pod.get("containers", []), list)
+            and all(isinstance(c, dict) for c in pod.get("containers", []))
+        ):
+            raise ValueError("response has a malformed pod entry")
+    return doc
+
+
+def _answered(pod: ExporterPod, status: int, body: bytes, via: str) -> NodeResult:
+    if status != 200:
+        return NodeResult(pod, error=_http_error(status, body, via))
+    try:
+        return NodeResult(pod, document=_validated(body))
+    except ValueError as exc:
+        return NodeResult(pod, error=str(exc))
+
+
+async def fetch_node(
+    client: httpx.AsyncClient,
+    namespace: str,
+    pod: ExporterPod,
+    port: str,
+    scheme: str,
+    timeout: float,
+) -> NodeResult:
+    """One exporter's `/v1/pods` through the pod proxy, or why it could not be had."""
+    try:
+        async with asyncio.timeout(timeout):
+            path = _proxy_path(namespace, pod.name, port, scheme)
+            async with client.stream("GET", path) as response:
+                body = await read_capped(response, MAX_RESPONSE_BYTES)
+    except TimeoutError:
+        return NodeResult(pod, error=f"no answer within {timeout:g}s")
+    except httpx.HTTPError as exc:
+        return NodeResult(pod, error=f"{type(exc).__name__}: {exc}")
+    except ValueError as exc:
+        return NodeResult(pod, error=str(exc))
+    return _answered(pod, response.status_code, body, "proxy")
+
+
+def _settle(future: asyncio.Future[T], value: T | None, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task gave up (deadline): nobody wants the outcome
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)  # type: ignore[arg-type]
+
+
+async def _in_daemon_thread(call: Callable[[], T]) -> T:
+    """Runs a blocking call in a daemon thread and awaits its outcome.
+
+    Why not `asyncio.to_thread`: executor threads are joined at exit, and the official
+    client's WebSocket handshake has no timeout, so one API server that never answers
+    would hold the command past its deadline; a daemon thread cannot.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        value: T | None = None
+        error: BaseException | None = None
+        try:
+            value = call()
+        except BaseException as exc:  # handed over to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, future, value, error)
+
+    threading.Thread(target=run, name="collect-node", daemon=True).start()
+    return await future
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """What every port-forward needs: the API client, the caller's token, the TLS check."""
+
+    api: ApiClient
+    authorization: str | None
+    tls: TlsTarget | None
+
+
+async def fetch_node_forwarded(
+    tunnel: Tunnel, pod: ExporterPod, options: CollectOptions
+) -> NodeResult:
+    """One exporter's `/v1/pods` through a port-forward tunnel, or why it could not be had."""
+    try:
+        port = port_number(pod, options.port)
+    except ValueError as exc:
+        return NodeResult(pod, error=str(exc))
+
+    def get() -> tuple[int, bytes]:
+        with ApiClient(tunnel.api.configuration) as own:  # per thread: portforward patches it
+            answer = get_through_portforward(
+                own,
+                options.namespace,
+                pod.name,
+                port,
+                EXPORTER_PATH,
+                authorization=tunnel.authorization,
+                tls=tunnel.tls,
+                timeout=options.timeout,
+                max_bytes=MAX_RESPONSE_BYTES,
+            )
+        return answer.status, answer.body
+
+    try:
+        async with asyncio.timeout(options.timeout):
+            status, body = await _in_daemon_thread(get)
+    except TimeoutError:
+        return NodeResult(pod, error=f"no answer within {options.timeout:g}s")
+    except TunnelError as exc:
+        return NodeResult(pod, error=str(exc))
+    via = "port-forward" if tunnel.authorization else "port-forward without token"
+    return _answered(pod, status, body, via)
+
+
+def merge(results: list[NodeResult], missing: Sequence[str] = ()) -> dict[str, Any]:
+    """One namespace → pod → container document, with the nodes that answered and those
+    not: exporters that failed, and the `missing` nodes that have no exporter at all."""
+    namespaces: dict[str, dict[str, dict[str, Any]]] = {}
+    ok: list[str] = []
+    failed: list[dict[str, str | None]] = [
+        {"node": node, "pod": None, "error": NO_EXPORTER} for node in missing
+    ]
+    for result in results:
+        node = result.pod.node
+        if result.document is None:
+            failed.append({"node": node, "pod": result.pod.name, "error": result.error})
+            continue
+        node = node or result.document.get("node")
+        ok.append(str(node))
+        for pod in result.document["pods"]:
+            fields = {k: v for k, v in pod.items() if k not in ("namespace", "pod", "containers")}
+            entry = namespaces.setdefault(pod["namespace"], {}).setdefault(
+                pod["pod"], {**fields, "node": node, "containers": {}}
+            )
+            for container in pod.get("containers", []):
+                key = str(container.get("containerId") or container.get("container"))
+                entry["containers"][key] = {
+                    k: v for k, v in container.items() if k not in ("namespace", "pod")
+                }
+    failed.sort(key=lambda f: (f["node"] or "", f["pod"] or ""))
+    return {"nodes": {"ok": ok, "failed": failed}, "namespaces": namespaces}
+
+
+async def collect(
+    api: ApiClient,
+    pods: list[ExporterPod],
+    options: CollectOptions,
+    nodes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Ask every exporter in parallel (at most PARALLEL_NODES at once) and merge; each of
+    the expected `nodes` without an exporter pod is a failure of its own."""
+    gate = asyncio.Semaphore(PARALLEL_NODES)
+    cfg = api.configuration
+    # The token is resolved once, here: the official loaders refresh an expiring one in
+    # this call, which is not meant to run in many threads at once.
+    tunnel = Tunnel(
+        api,
+        cfg.get_api_key_with_prefix("BearerToken", alias="authorization"),
+        options.tls() if options.via == "port-forward" else None,
+    )
+    async with api_http_client(cfg, timeout=options.timeout) as client:
+
+        async def one(pod: ExporterPod) -> NodeResult:
+            if pod.phase != "Running":
+                return NodeResult(
+                    pod, error=f"exporter pod is {pod.phase or 'in an unknown phase'}"
+                )
+            async with gate:
+                if options.via == "proxy":
+                    return await fetch_node(
+                        client,
+                        options.namespace,
+                        pod,
+                        options.port,
+                        options.scheme,
+                        options.timeout,
+                    )
+                return await fetch_node_forwarded(tunnel, pod, options)
+
+        results = await asyncio.gather(*(one(p) for p in pods))
+    covered = {p.node for p in pods}
+    return merge(list(results), [n for n in nodes if n not in covered])
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    """The `collect` subcommand: prints the merged document; see the module doc for exits."""
+    options = CollectOptions(
+        namespace=args.namespace,
+        port=str(args.port),
+        via=args.via,
+        insecure_http=args.insecure_http,
+        timeout=args.timeout,
+        ca_file=args.ca_file,
+        tls_server_name=args.tls_server_name,
+    )
+    try:
+        api = load_api_client(args.kubeconfig)
+        pods = list_exporter_pods(api, args.namespace, args.selector, args.timeout)
+        nodes = list_expected_nodes(api, args.timeout)
+        document = asyncio.run(collect(api, pods, options, nodes))
+    except (KubeConfigError, CollectError) as exc:
+        print(f"runtime-insights collect: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    for failure in document["nodes"]["failed"]:
+        pod = f" (pod {failure['pod']})" if failure["pod"] else ""
+        print(
+            f"runtime-insights collect: node {failure['node']}{pod}: {failure['error']}",
+            file=sys.stderr,
+        )
+    return 1 if document["nodes"]["failed"] else 0

@@ -1,0 +1,420 @@
+"""The other exporters of the DaemonSet, asked for their node's share of a custom metric.
+
+Why: the APIService routes each HPA request to one random exporter behind the Service, but
+a Deployment's pods run on many nodes. The exporter that receives the request therefore
+asks every peer for its *local* answer and merges them (`exporter.http.custom_metrics`).
+
+Peers are the DaemonSet's pods, listed through the official client in the exporter's own
+namespace with the DaemonSet's selector and cached for `PEER_LIST_TTL_SECONDS`. Each peer is
+called directly at its pod IP over TLS, verified against the CA that signed the peers'
+serving certificates under the Service's DNS name (the only name in those certificates),
+with this exporter's own service-account token: the peer authorizes it like any caller, so
+the right to read peers is ordinary RBAC. Handing our token to a peer gives it nothing new —
+every peer runs as the same service account.
+
+A peer request carries `scope=node`, which makes the peer answer from its own node and
+never fan out again, so requests cannot loop. Every peer has its own deadline; a peer that
+fails is logged and counted, and the answer is built from the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+import urllib3.exceptions
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter.kube.config import KubeConfigError, get_json, load_api_client
+from exporter.kube.http import ConfigTokenAuth, ResponseTooLarge, read_capped
+from exporter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCOPE_PARAM = "scope"
+LOCAL_SCOPE = "node"
+"""`?scope=node`: answer for this node only (what peers are asked; never fans out)."""
+
+PEER_LIST_TTL_SECONDS = 30.0
+PARALLEL_PEERS = 64
+MAX_PEER_RESPONSE_BYTES = 16 * 1024 * 1024
+Item = dict[str, Any]
+
+
+class PeerConfigError(Exception):
+    """Peers are enabled but cannot be reached with this configuration."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One other exporter pod: where it runs and where it listens."""
+
+    pod: str
+    node: str
+    address: str
+
+    def url(self, port: int, path: str) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"https://{host}:{port}{path}"
+
+
+class PeerSource(Protocol):
+    """Blocking API lookups (run in a worker thread)."""
+
+    def list_peers(self) -> list[Peer]: ...
+
+    def node_of(self, namespace: str, pod: str) -> str | None: ...
+
+
+class PeerListError(Exception):
+    """The API server did not give the list of peers."""
+
+
+class KubePeerSource:
+    """The DaemonSet's running pods on other nodes, through the official client."""
+
+    def __init__(
+        self, api: ApiClient, namespace: str, selector: str, own_node: str, timeout: float
+    ) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._selector = selector
+        self._own_node = own_node
+        self._timeout = timeout
+
+    def list_peers(self) -> list[Peer]:
+        try:
+            pods = get_json(
+                self._api,
+                "/api/v1/namespaces/{namespace}/pods",
+                [("labelSelector", self._selector), ("resourceVersion", "0")],
+                path_params={"namespace": self._namespace},
+                timeout=self._timeout,
+            )
+        except ApiException as exc:
+            raise PeerListError(
+                f"listing pods {self._selector!r} in {self._namespace}: "
+                f"HTTP {exc.status} {exc.reason}"
+            ) from exc
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise PeerListError(f"no usable pod list from the API server: {exc}") from exc
+        peers: list[Peer] = []
+        items = pods.get("items") if isinstance(pods, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            meta = item.get("metadata") or {}
+            spec = item.get("spec") or {}
+            status = item.get("status") or {}
+            node, ip = spec.get("nodeName"), status.get("podIP")
+            if (
+                meta.get("name")
+                and meta.get("deletionTimestamp") is None
+                and node
+                and node != self._own_node
+                and status.get("phase") == "Running"
+                and ip
+            ):
+                peers.append(Peer(str(meta["name"]), str(node), str(ip)))
+        return sorted(peers, key=lambda p: (p.node, p.pod))
+
+    def node_of(self, namespace: str, pod: str) -> str | None:
+        try:
+            found = get_json(
+                self._api,
+                "/api/v1/namespaces/{namespace}/pods/{name}",
+                path_params={"namespace": namespace, "name": pod},
+                timeout=self._timeout,
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            log.info("cannot tell the node of pod %s/%s: %s", namespace, pod, exc)
+            return None
+        node = (found.get("spec") or {}).get("nodeName") if isinstance(found, dict) else None
+        return str(node) if node else None
+
+
+class PeerDirectory:
+    """The peer list, refreshed at most once per TTL; a failed refresh keeps the old list."""
+
+    def __init__(
+        self,
+        source: PeerSource,
+        ttl: float = PEER_LIST_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._ttl = ttl
+        self._clock = clock
+        self._peers: list[Peer] = []
+        self._expires = float("-inf")
+        self._lock = asyncio.Lock()
+        self.list_errors = 0
+
+    async def peers(self) -> list[Peer]:
+        if self._clock() < self._expires:
+            return self._peers
+        async with self._lock:
+            if self._clock() < self._expires:
+                return self._peers
+            try:
+                self._peers = await asyncio.to_thread(self._source.list_peers)
+            except PeerListError as exc:
+                self.list_errors += 1
+                log.warning(
+                    "peer list not refreshed, using %d known peers: %s", len(self._peers), exc
+                )
+            self._expires = self._clock() + self._ttl
+            return self._peers
+
+    async def node_of(self, namespace: str, pod: str) -> str | None:
+        return await asyncio.to_thread(self._source.node_of, namespace, pod)
+
+
+class PeerError(Exception):
+    """A peer's answer could not be used."""
+
+
+class PeerCA:
+    """A client TLS context trusting the peers' CA file, re-read when the file changes.
+
+    The CA may be absent at start (injected later) and rotates; a new CA is added to the
+    trust store (OpenSSL cannot remove one), which is what a rotation overlap needs anyway.
+    """
+
+    def __init__(self, ca_file: str) -> None:
+        self._file = ca_file
+        self._state: tuple[int, int, int] | None = None
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            st = os.stat(self._file)
+        except OSError:
+            return
+        state = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if state == self._state:
+            return
+        try:
+            self.context.load_verify_locations(cafile=self._file)
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("cannot load the peers' CA %s: %s", self._file, exc)
+            return
+        self._state = state
+
+
+def _items(body: bytes, namespace: str) -> list[Item]:
+    """The items of a peer's MetricValueList, checked for the fields the merge relies on."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PeerError(f"answer is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "MetricValueList":
+        raise PeerError("answer is not a MetricValueList")
+    items = doc.get("items")
+    if not isinstance(items, list):
+        raise PeerError("answer has no items list")
+    for item in items:
+        described = item.get("describedObject") if isinstance(item, dict) else None
+        if not (
+            isinstance(described, dict)
+            and described.get("namespace") == namespace
+            and isinstance(described.get("name"), str)
+            and isinstance(item.get("metric"), dict)
+            and isinstance(item.get("timestamp"), str)
+            and isinstance(item.get("value"), str)
+        ):
+            raise PeerError("answer has a malformed or foreign item")
+    return items
+
+
+def _status_message(response: httpx.Response, body: bytes) -> str:
+    try:
+        doc = orjson.loads(body)
+        message = str(doc.get("message") or "") if isinstance(doc, dict) else ""
+    except orjson.JSONDecodeError:
+        message = body[:200].decode("utf-8", "replace").strip()
+    return f"HTTP {response.status_code}" + (f": {message}" if message else "")
+
+
+class Peers:
+    """Asks peers for their local answer to a custom metrics request, in parallel."""
+
+    def __init__(
+        self,
+        directory: PeerDirectory,
+        *,
+        port: int,
+        ca: PeerCA,
+        server_name: str,
+        auth: httpx.Auth,
+        timeout: float,
+    ) -> None:
+        self.directory = directory
+        self._port = port
+        self._ca = ca
+        self._server_name = server_name
+        self._timeout = timeout
+        self._gate = asyncio.Semaphore(PARALLEL_PEERS)
+        self._client = httpx.AsyncClient(
+            verify=ca.context,
+            auth=auth,
+            timeout=timeout,
+            headers={"Accept": "application/json"},
+            limits=httpx.Limits(max_connections=PARALLEL_PEERS),
+        )
+        self.requests: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Peers:
+        """Peers as configured; PeerConfigError names the setting that is missing."""
+        missing = [
+            name
+            for name, value in (
+                ("NODE_NAME", settings.node_name),
+                ("PEER_NAMESPACE", settings.peer_namespace),
+                ("PEER_CA_FILE", settings.peer_ca_file),
+                ("PEER_SERVER_NAME", settings.peer_server_name),
+                ("TLS_CERT_FILE", settings.tls_cert_file),
+            )
+            if not value
+        ]
+        if not settings.kube_enabled:
+            missing.append("KUBE_ENABLED=true")
+        if missing:
+            names = ", ".join(f"RUNTIME_INSIGHTS_{m}" for m in missing)
+            raise PeerConfigError(
+                f"RUNTIME_INSIGHTS_PEERS_ENABLED=true needs {names} "
+                "(peers are found through the API and called over TLS only)"
+            )
+        assert settings.node_name and settings.peer_namespace
+        assert settings.peer_ca_file and settings.peer_server_name
+        try:
+            api = load_api_client(settings.kubeconfig)
+        except KubeConfigError as exc:
+            raise PeerConfigError(str(exc)) from None
+        source = KubePeerSource(
+            api,
+            settings.peer_namespace,
+            settings.peer_selector,
+            settings.node_name,
+            settings.peer_timeout_seconds,
+        )
+        return cls(
+            PeerDirectory(source),
+            port=settings.peer_port,
+            ca=PeerCA(settings.peer_ca_file),
+            server_name=settings.peer_server_name,
+            auth=ConfigTokenAuth(api.configuration),
+            timeout=settings.peer_timeout_seconds,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _ask(
+        self, peer: Peer, path: str, params: Mapping[str, str], namespace: str, named: bool
+    ) -> list[Item]:
+        """One peer's items; a 404 for a named pod means it is not there (no items)."""
+        async with self._gate:
+            self.requests[peer.node] += 1
+            async with self._client.stream(
+                "GET",
+                peer.url(self._port, path),
+                params={**params, SCOPE_PARAM: LOCAL_SCOPE},
+                extensions={"sni_hostname": self._server_name},
+            ) as response:
+                try:
+                    body = await read_capped(response, MAX_PEER_RESPONSE_BYTES)
+                except ResponseTooLarge as exc:
+                    raise PeerError(str(exc)) from None
+        if response.status_code == 404 and named:
+            return []
+        if response.status_code != 200:
+            raise PeerError(_status_message(response, body))
+        return _items(body, namespace)
+
+    async def _guarded(
+        self, peer: Peer, path: str, params: Mapping[str, str], namespace: str, named: bool
+    ) -> list[Item]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._ask(peer, path, params, namespace, named)
+        except TimeoutError:
+            error = f"no answer within {self._timeout:g}s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except PeerError as exc:
+            error = str(exc)
+        self.errors[peer.node] += 1
+        log.warning("peer %s (pod %s at %s) failed: %s", peer.node, peer.pod, peer.address, error)
+        return []
+
+    async def gather(
+        self, path: str, query: Mapping[str, str], namespace: str, pod: str
+    ) -> list[Item]:
+        """Every reachable peer's items for `path`, in node order.
+
+        For a named pod, only the peer on that pod's node is asked when the API says where
+        the pod runs (none if that is this node); otherwise all are. `query` is forwarded
+        (minus any scope marker).
+        """
+        peers = await self.directory.peers()
+        if pod != "*":
+            node = await self.directory.node_of(namespace, pod)
+            if node is not None:
+                peers = [p for p in peers if p.node == node][:1]
+        if not peers:
+            return []
+        self._ca.refresh()
+        params = {k: v for k, v in query.items() if k != SCOPE_PARAM}
+        named = pod != "*"
+        answers = await asyncio.gather(
+            *(self._guarded(p, path, params, namespace, named) for p in peers)
+        )
+        return [item for items in answers for item in items]
+
+    def collector(self) -> Collector:
+        return _PeerCollector(self)
+
+
+class _PeerCollector(Collector):
+    def __init__(self, peers: Peers) -> None:
+        self._peers = peers
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "runtime_insights_exporter_peer_requests",
+            "custom metrics requests sent to peer exporters, by the peer's node",
+            labels=["peer"],
+        )
+        errors = CounterMetricFamily(
+            "runtime_insights_exporter_peer_errors",
+            "peer requests that failed (unreachable, refused, timed out, bad answer)",
+            labels=["peer"],
+        )
+        for node, count in sorted(self._peers.requests.items()):
+            requests.add_metric([node], count)
+        for node, count in sorted(self._peers.errors.items()):
+            errors.add_metric([node], count)
+        yield requests
+        yield errors
+        yield CounterMetricFamily(
+            "runtime_insights_exporter_peer_list_errors",
+            "failed refreshes of the peer list from the API server",
+            value=self._peers.directory.list_errors,
+        )

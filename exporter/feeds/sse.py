@@ -1,0 +1,188 @@
+"""``GET /v1/events``: container start/stop events as Server-Sent Events.
+
+A push feed lets a consumer attribute per-container usage the moment a container
+starts or stops, instead of polling and missing short-lived containers. Each stream
+subscribes to the pod reflector, remembers the pods it has seen, and turns every pod
+update into container events (exporter.feeds.lifecycle). Idle streams get a comment
+heartbeat so proxies keep them open and dead clients are noticed; all streams end
+cleanly when the application shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from exporter.feeds.lifecycle import ContainerEvent, diff, running
+from exporter.kube.podmeta import PodMeta
+from exporter.kube.reflector import PodEvent
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+MAX_STREAMS = 64
+"""Open streams at once: each holds a queue of up to 1024 pod updates and a task."""
+
+
+class PodEventSource(Protocol):
+    """What the feed needs of the pod reflector (exporter.kube.reflector.PodReflector)."""
+
+    def pods(self) -> list[PodMeta]: ...
+
+    def subscribe(self) -> asyncio.Queue[PodEvent]: ...
+
+    def unsubscribe(self, queue: asyncio.Queue[PodEvent]) -> None: ...
+
+    def overflowed(self, queue: asyncio.Queue[PodEvent]) -> bool: ...
+
+
+def add_routes(
+    app: web.Application,
+    reflector: PodEventSource,
+    *,
+    heartbeat_seconds: float = 15.0,
+    max_streams: int = MAX_STREAMS,
+) -> None:
+    """Serve ``GET /v1/events`` from this reflector; streams end on app shutdown."""
+    streams: set[asyncio.Event] = set()
+
+    async def end_streams(_: web.Application) -> None:
+        for stop in streams:
+            stop.set()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if len(streams) >= max_streams:
+            return web.json_response(
+                {"error": f"too many open event streams (at most {max_streams}); retry later"},
+                status=503,
+                headers={"Retry-After": "10"},
+            )
+        return await _stream(request, reflector, streams, heartbeat_seconds)
+
+    app.on_shutdown.append(end_streams)
+    app.router.add_get("/v1/events", handler)
+
+
+def _frame(event: ContainerEvent) -> bytes:
+    data = orjson.dumps(event.model_dump(by_alias=True, exclude_none=True))
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event.event_id.encode(),
+        event.type.encode(),
+        data,
+    )
+
+
+async def _stream(
+    request: web.Request,
+    reflector: PodEventSource,
+    streams: set[asyncio.Event],
+    heartbeat: float,
+) -> web.StreamResponse:
+    namespace = request.query.get("namespace")
+    if namespace is not None and not _NAMESPACE.match(namespace):
+        return web.json_response({"error": f"invalid namespace: {namespace!r}"}, status=400)
+    initial = request.query.get("initial", "false").lower()
+    if initial not in ("true", "false", "1", "0"):
+        return web.json_response({"error": "initial must be true or false"}, status=400)
+
+    def wanted(event: ContainerEvent) -> bool:
+        return namespace is None or event.namespace == namespace
+
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    queue = reflector.subscribe()
+    stop = asyncio.Event()
+    streams.add(stop)
+    try:
+        await response.prepare(request)
+        seen = {pod.uid: pod for pod in reflector.pods()}
+        if initial in ("true", "1"):
+            for pod in seen.values():
+                for event in filter(wanted, running(pod)):
+                    await response.write(_frame(event))
+        await response.write(b": connected\n\n")
+        await _pump(response, reflector, queue, stop, seen, wanted, heartbeat)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away: nothing to end cleanly
+    finally:
+        streams.discard(stop)
+        reflector.unsubscribe(queue)
+    return response
+
+
+RESYNC_FRAME = (
+    b"event: resync\ndata: "
+    + orjson.dumps({"type": "resync", "reason": "events were dropped for this slow consumer"})
+    + b"\n\n"
+)
+
+
+def _resync(seen: dict[str, PodMeta], reflector: PodEventSource) -> list[ContainerEvent]:
+    """Events from what this stream last saw to the reflector's current pods (``seen`` is
+    updated): after an overflow the queued pod updates are incomplete, the cache is not."""
+    current = {pod.uid: pod for pod in reflector.pods()}
+    events = [e for uid in {**seen, **current} for e in diff(seen.get(uid), current.get(uid))]
+    seen.clear()
+    seen.update(current)
+    return events
+
+
+async def _pump(
+    response: web.StreamResponse,
+    reflector: PodEventSource,
+    queue: asyncio.Queue[PodEvent],
+    stop: asyncio.Event,
+    seen: dict[str, PodMeta],
+    wanted: Callable[[ContainerEvent], bool],
+    heartbeat: float,
+) -> None:
+    """Write events until shutdown; a heartbeat comment whenever nothing happened.
+
+    A stream too slow for the pod churn loses queued updates: it then says so (a
+    ``resync`` event) and rebuilds its events from the pod cache instead, so a container
+    that started or stopped during the gap still gets its event.
+    """
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    got: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if got is None:
+                got = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait(
+                {got, stopped}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopped in done:
+                return
+            if got not in done:
+                await response.write(b": ping\n\n")
+                continue
+            pod_event: PodEvent = got.result()
+            got = None
+            if reflector.overflowed(queue):
+                while not queue.empty():
+                    queue.get_nowait()
+                await response.write(RESYNC_FRAME)
+                for event in filter(wanted, _resync(seen, reflector)):
+                    await response.write(_frame(event))
+                continue
+            old = seen.get(pod_event.pod.uid)
+            new = None if pod_event.type == "DELETED" else pod_event.pod
+            if new is None:
+                seen.pop(pod_event.pod.uid, None)
+            else:
+                seen[new.uid] = new
+            for event in filter(wanted, diff(old, new)):
+                await response.write(_frame(event))
+    finally:
+        stopped.cancel()
+        if got is not None:
+            got.cancel()

@@ -1,0 +1,13 @@
+"""The exporter's HTTP surface.
+
+``app`` builds the application and its JSON routes, ``documents`` writes the
+``/v1/containers`` and ``/v1/pods`` documents, ``errors`` the error bodies, ``limits`` the
+request limits, ``prometheus`` the ``/metrics`` exposition, ``custom_metrics`` the custom
+metrics API for the HPA, ``insights`` insights-runtime-extractor's ``/gather_runtime_info``.
+"""
+
+from exporter.http.app import build_app, readiness
+from exporter.http.errors import status_response
+from exporter.http.limits import limits_middleware
+
+__all__ = ["build_app", "limits_middleware", "readiness", "status_response"]

@@ -1,0 +1,243 @@
+"""The exporter's HTTP application: JSON API, insights-compatible endpoint, Prometheus,
+custom metrics API, health and readiness.
+
+Handlers only read the shared Views (rebuilt once per snapshot), and the unfiltered JSON
+bodies are serialised once per view with orjson, so a scrape storm costs almost nothing
+beyond the socket work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from exporter.cluster.peers import Peers
+from exporter.http import custom_metrics
+from exporter.http import insights as insights_compat
+from exporter.http.documents import container_document, pod_document
+from exporter.http.errors import status_response
+from exporter.http.prometheus import exposition, make_registry
+from exporter.kube.selectors import Selector, SelectorError, parse_selector
+from exporter.meter.metrics import MeterCollector
+from exporter.meter.pipeline import Meter
+from exporter.node.state import State
+from exporter.node.views import NodeView, PodLookup, Views
+from exporter.settings import Settings
+from extractor.contract import rfc3339
+
+log = logging.getLogger(__name__)
+
+CONTAINER_FILTERS = ("namespace", "pod", "container", "labelSelector")
+POD_FILTERS = ("namespace", "pod", "labelSelector")
+BODY_CACHE_SIZE = 64
+
+
+class _Filters:
+    """Parsed, validated query filters of /v1/containers and /v1/pods."""
+
+    def __init__(self, request: web.Request, allowed: Sequence[str]) -> None:
+        unknown = sorted(set(request.query) - set(allowed))
+        if unknown:
+            raise web.HTTPBadRequest(
+                reason=f"unknown query parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(allowed)}"
+            )
+        self.namespace = request.query.get("namespace")
+        self.pod = request.query.get("pod")
+        self.container = request.query.get("container")
+        try:
+            self.selector: Selector = parse_selector(request.query.get("labelSelector"))
+        except SelectorError as e:
+            raise web.HTTPBadRequest(reason=f"labelSelector: {e}") from None
+
+    def keep(
+        self, namespace: str, pod: str, labels: dict[str, str], container: str | None = None
+    ) -> bool:
+        return (
+            (self.namespace is None or namespace == self.namespace)
+            and (self.pod is None or pod == self.pod)
+            and (self.container is None or container == self.container)
+            and self.selector.matches(labels)
+        )
+
+
+class _BodyCache:
+    """Serialised responses per (view, query); cleared whenever the view changes."""
+
+    def __init__(self) -> None:
+        self._view: NodeView | None = None
+        self._bodies: dict[tuple[str, str], bytes] = {}
+
+    def get(self, view: NodeView, path: str, query: str, build: Callable[[], object]) -> bytes:
+        if view is not self._view:
+            self._view, self._bodies = view, {}
+        body = self._bodies.get((path, query))
+        if body is None:
+            body = orjson.dumps(build())
+            if len(self._bodies) < BODY_CACHE_SIZE:
+                self._bodies[(path, query)] = body
+        return body
+
+
+def _envelope(view: NodeView, key: str, items: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "node": view.snapshot.node,
+        "takenAt": rfc3339(view.snapshot.taken_at),
+        "metadataSource": view.metadata_source,
+        key: items,
+    }
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal is JSON ``{"error": ...}``; a crash becomes a 500, never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        if request.match_info.http_exception is not None:
+            return status_response(e.status, f"{request.method} {request.path}: {e.reason}")
+        return status_response(e.status, e.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return status_response(500, "internal error; see the exporter's log")
+
+
+def build_app(
+    state: State,
+    reflector: PodLookup | None,
+    settings: Settings,
+    *,
+    middlewares: Sequence[Middleware] = (),
+    peers: Peers | None = None,
+    meter: Meter | None = None,
+) -> web.Application:
+    """The whole HTTP surface over one State (and the pod reflector, when kube is on).
+
+    With `peers`, custom metrics cover the other nodes too and /metrics counts peer calls;
+    with `meter`, /metrics and /readyz report OpenMeter delivery.
+    """
+    views = Views(state, reflector if settings.kube_enabled else None)
+    app = web.Application(middlewares=[*middlewares, json_errors])
+    cache = _BodyCache()
+    registry = make_registry(views, settings.kube_enabled)
+    if peers is not None:
+        registry.register(peers.collector())
+    if meter is not None:
+        registry.register(MeterCollector(meter))
+
+    def current() -> NodeView:
+        view = views.current()
+        if view is None:
+            reason = state.last_error or "the extractor has not answered yet"
+            raise web.HTTPServiceUnavailable(reason=f"no snapshot from the extractor: {reason}")
+        return view
+
+    async def containers(request: web.Request) -> web.Response:
+        filters = _Filters(request, CONTAINER_FILTERS)
+        view = current()
+
+        def build() -> object:
+            items = [
+                container_document(cv)
+                for cv in view.containers
+                if filters.keep(cv.namespace, cv.pod, cv.meta.labels if cv.meta else {}, cv.name)
+            ]
+            return _envelope(view, "containers", items)
+
+        return _json(cache.get(view, request.path, request.query_string, build))
+
+    async def pods(request: web.Request) -> web.Response:
+        filters = _Filters(request, POD_FILTERS)
+        view = current()
+
+        def build() -> object:
+            items = [
+                pod_document(pv, (container_document(cv) for cv in pv.containers))
+                for pv in view.pods
+                if filters.keep(pv.namespace, pv.name, pv.meta.labels if pv.meta else {})
+            ]
+            return _envelope(view, "pods", items)
+
+        return _json(cache.get(view, request.path, request.query_string, build))
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=exposition(registry),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return _json(orjson.dumps({"status": "ok"}))
+
+    async def readyz(request: web.Request) -> web.Response:
+        body, ready = readiness(views, settings, time.time(), meter)
+        return _json(orjson.dumps(body), 200 if ready else 503)
+
+    app.router.add_get("/v1/containers", containers)
+    app.router.add_get("/v1/pods", pods)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    insights_compat.add_routes(app, views)
+    custom_metrics.add_routes(app, views, peers)
+    return app
+
+
+def readiness(
+    views: Views, settings: Settings, now: float, meter: Meter | None = None
+) -> tuple[dict[str, object], bool]:
+    """Ready once there is a snapshot and the pod list has synced (or the API is known down).
+
+    An unreachable API server does not make the exporter unready: it keeps serving with
+    the runtime's names, says so (``degraded``), and readiness explains why. Neither does
+    an unreachable OpenMeter: events wait in the spool, and readiness says how many.
+    """
+    state = views.state
+    reasons: list[str] = []
+    ready = state.snapshot is not None
+    if not ready:
+        reasons.append(
+            f"no snapshot from the extractor yet: {state.last_error or 'first pass pending'}"
+        )
+    elif state.last_error:
+        reasons.append(f"last snapshot pass failed: {state.last_error}")
+    stale_after = 3 * settings.poll_interval_seconds + settings.extractor_timeout_seconds
+    if state.last_success is not None and now - state.last_success > stale_after:
+        reasons.append(f"snapshot is {now - state.last_success:.0f}s old")
+    reflector = views.reflector
+    reflector_state = None
+    if reflector is not None:
+        reflector_state = reflector.state
+        if reflector_state == "starting":
+            ready = False
+            reasons.append("waiting for the first pod list from the API server")
+        elif reflector_state == "disconnected":
+            detail = f": {reflector.last_error}" if reflector.last_error else ""
+            reasons.append(f"API server unreachable, serving runtime names{detail}")
+    body: dict[str, object] = {
+        "status": "ok" if ready and not reasons else ("degraded" if ready else "not ready"),
+        "ready": ready,
+        "metadataSource": "api" if views.api_usable() else "runtime",
+        "reflector": reflector_state,
+        "lastSnapshot": rfc3339(state.last_success),
+        "reasons": reasons,
+    }
+    if meter is not None:
+        stats = meter.stats()
+        body["meter"] = {"pendingEvents": stats.pending, "lastError": meter.last_error}
+        if meter.last_error:
+            reasons.append(f"OpenMeter delivery postponed ({stats.pending} events kept)")
+    if reasons and ready:
+        body["status"] = "degraded"
+    return body, ready

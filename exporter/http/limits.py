@@ -1,0 +1,60 @@
+"""Request limits: body size, handler time, and JSON answers for unknown routes.
+
+Why: the exporter is the network-facing half of a privileged agent; a caller must not be
+able to make it buffer unbounded bodies or hold handlers forever, and every refusal is
+JSON so scripts and the aggregator can read it. Bodies are capped twice — a declared
+`Content-Length` over the limit is refused before anything is read, and the request's
+own read limit is lowered so a chunked body stops at the limit too.
+
+Long-lived streams (Server-Sent Events) are exempt from the handler time limit by path.
+Router 404/405 become JSON; a handler that answers 404/405 itself (the insights-compatible
+`/gather_runtime_info` does, with its own bodies) is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from exporter.http.errors import status_response
+from exporter.settings import Settings
+
+STREAMING_PATHS = frozenset({"/v1/events"})
+
+
+def limits_middleware(
+    settings: Settings, *, streaming_paths: Collection[str] = STREAMING_PATHS
+) -> Middleware:
+    """The aiohttp middleware enforcing `max_request_bytes` and `request_timeout_seconds`."""
+    max_bytes = settings.max_request_bytes
+    timeout = settings.request_timeout_seconds
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        too_large = f"request body larger than {max_bytes} bytes"
+        if request.content_length is not None and request.content_length > max_bytes:
+            return status_response(413, too_large)
+        request = request.clone(client_max_size=max_bytes)
+        routing_error = request.match_info.http_exception
+        deadline = asyncio.timeout(None if request.path in streaming_paths else timeout)
+        try:
+            async with deadline:
+                return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return status_response(413, too_large)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return status_response(504, f"request did not complete within {timeout:g}s")
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+            if routing_error is None:
+                raise
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return status_response(
+                exc.status, f"{request.method} {request.path}: {exc.reason}", headers=headers
+            )
+
+    return limit

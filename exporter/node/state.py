@@ -1,0 +1,135 @@
+"""The exporter's memory of the node: the latest snapshot, the one before, and CPU rates.
+
+Requests never wait for the extractor: a poll loop refreshes the state in the
+background and handlers read whatever is current. Rates need two snapshots; they are
+computed once per pass (Δusage / Δtime) and never across a counter that went backwards
+(a cgroup recreated under the same name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from exporter.lifecycle import Background
+from extractor.contract import Snapshot, Usage
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[], Awaitable[Snapshot]]
+Observer = Callable[[Snapshot], None]
+
+
+@dataclass(frozen=True)
+class Rates:
+    """CPU cores used between the previous and the latest snapshot."""
+
+    window_seconds: float
+    containers: dict[str, float] = field(default_factory=dict)
+    pods: dict[str, float] = field(default_factory=dict)
+
+
+def _usage_ns(usage: Usage | None) -> int | None:
+    return usage.cpu.usage_ns if usage is not None and usage.cpu is not None else None
+
+
+def _rate(before: int | None, after: int | None, seconds: float) -> float | None:
+    if before is None or after is None or after < before:
+        return None
+    return (after - before) / 1e9 / seconds
+
+
+def compute_rates(previous: Snapshot, current: Snapshot) -> Rates | None:
+    """Rates per container id and pod uid present in both snapshots; None if time ran back."""
+    window = current.taken_at - previous.taken_at
+    if window <= 0:
+        return None
+    rates = Rates(window_seconds=window)
+    before = {c.id: _usage_ns(c.usage) for c in previous.containers}
+    for c in current.containers:
+        if c.id in before:
+            r = _rate(before[c.id], _usage_ns(c.usage), window)
+            if r is not None:
+                rates.containers[c.id] = r
+    pods_before = {p.uid: _usage_ns(p.usage) for p in previous.pods}
+    for p in current.pods:
+        if p.uid in pods_before:
+            r = _rate(pods_before[p.uid], _usage_ns(p.usage), window)
+            if r is not None:
+                rates.pods[p.uid] = r
+    return rates
+
+
+class State:
+    """Latest snapshot plus pass counters; ``version`` changes with every new snapshot."""
+
+    def __init__(
+        self,
+        fetch: Fetch | None = None,
+        poll_interval_seconds: float = 10.0,
+        observers: list[Observer] | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self.poll_interval_seconds = poll_interval_seconds
+        self.observers: list[Observer] = list(observers or ())
+        self.snapshot: Snapshot | None = None
+        self.previous: Snapshot | None = None
+        self.rates: Rates | None = None
+        self.version = 0
+        self.passes = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_success: float | None = None
+        self._loop = Background("state-poll", self.run)
+
+    def record(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` current; the one it replaces becomes the base for rates.
+
+        Observers (the meter) see every snapshot exactly once, in order; one that fails is
+        logged and does not keep the snapshot from being served.
+        """
+        self.previous, self.snapshot = self.snapshot, snapshot
+        self.rates = compute_rates(self.previous, snapshot) if self.previous is not None else None
+        self.version += 1
+        self.last_success = time.time()
+        for observe in self.observers:
+            try:
+                observe(snapshot)
+            except Exception:
+                log.exception("snapshot observer %r failed", observe)
+
+    def cpu_rate(self, container_id: str) -> float | None:
+        return self.rates.containers.get(container_id) if self.rates else None
+
+    def pod_cpu_rate(self, pod_uid: str) -> float | None:
+        return self.rates.pods.get(pod_uid) if self.rates else None
+
+    async def poll_once(self) -> bool:
+        """One pass; a failure is counted and remembered, the old snapshot stays served."""
+        if self._fetch is None:
+            raise RuntimeError("this State has no snapshot source")
+        self.passes += 1
+        try:
+            snapshot = await self._fetch()
+        except Exception as e:
+            self.errors += 1
+            self.last_error = str(e) or type(e).__name__
+            log.warning("snapshot pass failed: %s", self.last_error)
+            return False
+        self.record(snapshot)
+        self.last_error = None
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.poll_interval_seconds)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()

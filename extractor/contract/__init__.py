@@ -1,0 +1,54 @@
+"""The snapshot contract between the extractor and the exporter.
+
+Everything the exporter may know of the extractor is here: the versioned ``Snapshot``
+model, the socket protocol and the JSON fields both write. It imports nothing else of the
+project (tests/test_architecture.py checks), so either side can change behind it.
+"""
+
+from extractor.contract.documents import (
+    cpu_fields,
+    fingerprint_fields,
+    memory_fields,
+    rfc3339,
+    rfc3339_millis,
+    seconds,
+)
+from extractor.contract.model import (
+    SCHEMA_VERSION,
+    CgroupVersion,
+    Container,
+    Cpu,
+    Fingerprint,
+    Memory,
+    Pod,
+    Qos,
+    Runtime,
+    RuntimeComponent,
+    Snapshot,
+    Usage,
+)
+from extractor.contract.wire import DEFAULT_SOCKET, HEALTH_PATH, SNAPSHOT_PATH
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "HEALTH_PATH",
+    "SCHEMA_VERSION",
+    "SNAPSHOT_PATH",
+    "CgroupVersion",
+    "Container",
+    "Cpu",
+    "Fingerprint",
+    "Memory",
+    "Pod",
+    "Qos",
+    "Runtime",
+    "RuntimeComponent",
+    "Snapshot",
+    "Usage",
+    "cpu_fields",
+    "fingerprint_fields",
+    "memory_fields",
+    "rfc3339",
+    "rfc3339_millis",
+    "seconds",
+]

@@ -1,0 +1,60 @@
+"""Ruby processes (CRuby): version from the ``ruby X.Y.ZpN (date revision …)`` banner.
+
+The banner that ``ruby --version`` prints is a constant in ``libruby`` (or in a static
+``ruby``); reading it needs no execution. Kind ``Ruby``, version ``3.1.2`` (RUBY_VERSION),
+patch level in ``extra``. Rails / Puma / Sinatra come from the app's ``Gemfile.lock`` when
+listed as direct dependencies (its DEPENDENCIES section).
+"""
+
+from __future__ import annotations
+
+import re
+
+from fingerprints.base import Detection, FingerprintError, ProcessView
+from fingerprints.reading.binscan import first_string
+from fingerprints.reading.evidence import exe_name, library_reader, mapped, read_text
+from fingerprints.reading.rootfs import BudgetExceeded
+
+KIND = "Ruby"
+
+_EXE = re.compile(r"^ruby(\d+(?:\.\d+)*)?$")
+_LIBRUBY = re.compile(r"/libruby(?:-\d+\.\d+)?\.so(?:[.\d]*)$")
+_BANNER = re.compile(rb"ruby (\d+\.\d+\.\d+)(p\d+|preview\d*|rc\d*|dev)? \(\d{4}-\d\d-\d\d")
+FRAMEWORKS = {"rails": "Ruby on Rails", "puma": "Puma", "sinatra": "Sinatra", "sidekiq": "Sidekiq"}
+_SPEC = re.compile(r"^    ([A-Za-z0-9_.-]+) \(([^)]+)\)$", re.MULTILINE)
+
+
+def gemfile_frameworks(lock: str) -> list[tuple[str, str | None]]:
+    """Direct dependencies of a Gemfile.lock that are known frameworks, with locked versions."""
+    specs = dict(_SPEC.findall(lock))
+    _, _, deps_section = lock.partition("\nDEPENDENCIES\n")
+    direct = {
+        line.strip().split(" ")[0].rstrip("!")
+        for line in deps_section.split("\n\n")[0].splitlines()
+        if line.startswith("  ")
+    }
+    return [(label, specs.get(gem)) for gem, label in FRAMEWORKS.items() if gem in direct]
+
+
+def detect(view: ProcessView) -> Detection | None:
+    """Kind ``Ruby`` with RUBY_VERSION."""
+    lib = mapped(view, _LIBRUBY)
+    if not _EXE.match(exe_name(view)) and lib is None:
+        return None
+    found = Detection(kind=KIND)
+    read = library_reader(view, lib[0]) if lib else view.read_exe
+    try:
+        banner = first_string(read, _BANNER)
+    except BudgetExceeded:
+        raise
+    except (FingerprintError, OSError) as exc:
+        found.extra["rubyError"] = f"ruby binary: {exc}"
+        banner = None
+    if banner is not None:
+        found.kind_version = banner.group(1).decode()
+        if banner.group(2):
+            found.extra["rubyPatchlevel"] = banner.group(2).decode()
+    lock = read_text(view.root, f"{view.cwd}/Gemfile.lock", max_bytes=1 << 20)
+    if lock:
+        found.runtimes = gemfile_frameworks(lock)
+    return found

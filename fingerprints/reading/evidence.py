@@ -1,0 +1,92 @@
+"""Small readers of process evidence shared by the language detectors.
+
+Detectors ask the same questions of a ProcessView (which library is mapped, what is the
+executable called, what does a ``KEY=value`` file say); answering them in one place keeps
+the hostile-input handling (deleted suffixes, quoting, caps) identical everywhere.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from fingerprints.base import ContainerRoot, FingerprintError, ProcessView, Reader
+from fingerprints.reading.binscan import root_reader
+from fingerprints.reading.rootfs import BudgetExceeded
+
+DELETED = " (deleted)"
+
+
+def clean_path(path: str) -> str:
+    """A maps/exe path without the kernel's `` (deleted)`` suffix."""
+    return path[: -len(DELETED)] if path.endswith(DELETED) else path
+
+
+def mapped(view: ProcessView, pattern: re.Pattern[str]) -> tuple[str, re.Match[str]] | None:
+    """The first mapped file whose path matches ``pattern`` (searched), with the match."""
+    for entry in view.maps:
+        path = clean_path(entry)
+        match = pattern.search(path)
+        if match:
+            return path, match
+    return None
+
+
+def library_reader(view: ProcessView, path: str) -> Reader:
+    """A Reader over a mapped library: the mapped inode itself through map_files when it
+    can be opened (deleted or replaced on disk, or out of reach of the root's paths),
+    else the file at that path in the confined root."""
+    return view.read_mapped(path) or root_reader(view.root, path)
+
+
+def exe_name(view: ProcessView) -> str:
+    """Basename of the running executable (falls back to argv[0], then comm)."""
+    for candidate in (view.exe, view.argv[0] if view.argv else ""):
+        name = posixpath.basename(clean_path(candidate))
+        if name:
+            return name
+    return view.comm
+
+
+def absolute(view: ProcessView, path: str) -> str:
+    """A process-relative path (argv, classpath) made absolute against its cwd."""
+    if path.startswith("/"):
+        return posixpath.normpath(path)
+    return posixpath.normpath(posixpath.join(view.cwd or "/", path))
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """``KEY=value`` / ``KEY="value"`` lines (java release, os-release style), no expansion."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def read_text(root: ContainerRoot, path: str, max_bytes: int = 64 << 10) -> str | None:
+    """A small text file from the container, or None when it cannot be read."""
+    try:
+        return root.read_text(path, max_bytes=max_bytes)
+    except BudgetExceeded:
+        raise
+    except FingerprintError:
+        return None
+
+
+def listdir(root: ContainerRoot, path: str, limit: int = 4096) -> list[str]:
+    """Directory names, or [] when the directory cannot be read."""
+    try:
+        return root.listdir(path, limit=limit)
+    except BudgetExceeded:
+        raise
+    except FingerprintError:
+        return []

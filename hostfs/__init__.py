@@ -1,0 +1,41 @@
+"""Reading the host's kernel files (/proc, cgroupfs): cheaply, and failing in one way.
+
+Shared by the extractor and the fingerprints package, below both: it imports nothing of
+the project. ``smallread`` reads small pseudo-files with as few syscalls as possible (and
+keeps the ones read every pass open); ``procfs`` reads one process's files, answering
+``None`` when the process is gone and raising ``ProcReadError`` for anything else.
+"""
+
+from hostfs.procfs import (
+    ProcReadError,
+    ProcStat,
+    boot_time,
+    clock_ticks,
+    list_pids,
+    parse_stat,
+    read_cgroup,
+    read_cmdline,
+    read_comm,
+    read_stat,
+    start_time,
+)
+from hostfs.smallread import CHUNK, GONE, KeptFiles, read_fd, read_small
+
+__all__ = [
+    "CHUNK",
+    "GONE",
+    "KeptFiles",
+    "ProcReadError",
+    "ProcStat",
+    "boot_time",
+    "clock_ticks",
+    "list_pids",
+    "parse_stat",
+    "read_cgroup",
+    "read_cmdline",
+    "read_comm",
+    "read_fd",
+    "read_small",
+    "read_stat",
+    "start_time",
+]

@@ -1,0 +1,118 @@
+"""The `runtime-insights` command: one entry point, one subcommand per job.
+
+Subcommands import their implementation lazily so that the privileged extractor never
+loads the exporter's network stack, and `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from runtime_insights import __version__
+
+
+def add_host_roots(p: argparse.ArgumentParser) -> None:
+    """Where the host's /proc, cgroupfs and runtime state live (they move in a container)."""
+    p.add_argument("--proc-root", default="/proc", help="host /proc (default: /proc)")
+    p.add_argument(
+        "--cgroup-root", default="/sys/fs/cgroup", help="host cgroupfs (default: /sys/fs/cgroup)"
+    )
+    p.add_argument(
+        "--containerd-state",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="containerd task state root, repeatable "
+        "(default: /run/containerd/io.containerd.runtime.v2.task)",
+    )
+    p.add_argument(
+        "--crio-state",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="CRI-O container state root, repeatable (default: /run/containers/storage)",
+    )
+    p.add_argument(
+        "--no-fingerprints", action="store_true", help="skip OS and language fingerprints"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runtime-insights",
+        description="Per-container runtime insights and usage metering for Kubernetes nodes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("extract", help="one pass over this machine, printed")
+    add_host_roots(p)
+    p.add_argument("--format", choices=("json", "table"), default="json")
+
+    p = sub.add_parser("fingerprint", help="fingerprint the container of one process")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--proc-root", default="/proc", help="host /proc (default: /proc)")
+
+    p = sub.add_parser("extractor", help="the privileged node agent")
+    ext = p.add_subparsers(dest="extractor_command", required=True, metavar="ACTION")
+    serve = ext.add_parser("serve", help="serve snapshots over HTTP on a unix socket")
+    add_host_roots(serve)
+    serve.add_argument("--socket", required=True, help="unix socket path to listen on")
+
+    p = sub.add_parser("exporter", help="the unprivileged, network-facing exporter")
+    p.add_argument(
+        "--env-file", default=None, help="read settings from this file as well as the environment"
+    )
+
+    p = sub.add_parser("collect", help="merge every node's exporter into one document")
+    p.add_argument("--namespace", default="runtime-insights")
+    p.add_argument("--selector", default="app.kubernetes.io/name=runtime-insights")
+    p.add_argument(
+        "--port", default="8443", help="exporter container port, number or name (default: 8443)"
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per node")
+    p.add_argument("--kubeconfig", default=None)
+    p.add_argument(
+        "--via",
+        choices=("port-forward", "proxy"),
+        default="port-forward",
+        help="reach exporters through pods/portforward (default; works with their "
+        "authentication on) or the pod proxy (only with authentication off)",
+    )
+    p.add_argument("--insecure-http", action="store_true", help="use http to reach exporters")
+    p.add_argument(
+        "--ca-file", default=None, help="CA bundle the exporters' certificate must chain to"
+    )
+    p.add_argument(
+        "--tls-server-name",
+        default=None,
+        help="name the exporters' certificate must carry "
+        "(default: runtime-insights.<namespace>.svc)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "extract":
+        from extractor.commands.extract import run_extract
+
+        return run_extract(args)
+    if args.command == "fingerprint":
+        from extractor.commands.fingerprint import run_fingerprint
+
+        return run_fingerprint(args)
+    if args.command == "extractor":
+        from extractor.commands.serve import run_serve
+
+        return run_serve(args)
+    if args.command == "exporter":
+        from exporter.wiring import run_exporter
+
+        return run_exporter(args)
+    if args.command == "collect":
+        from exporter.cluster.collect import run_collect
+
+        return run_collect(args)
+    raise AssertionError(args.command)

@@ -1,0 +1,101 @@
+"""Bad exporter configuration stops the process with exit 2 and one line naming the setting."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.wiring import run_exporter
+from tests.support.paths import REPO_ROOT
+
+SETTINGS_ENV = [k for k in os.environ if k.startswith("RUNTIME_INSIGHTS_")]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in SETTINGS_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/h5a-kubeconfig")
+
+
+def _run(env_file: str | None = None) -> int:
+    return run_exporter(argparse.Namespace(env_file=env_file))
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"RUNTIME_INSIGHTS_PORT": "99999"}, ["RUNTIME_INSIGHTS_PORT"]),
+        (
+            {"RUNTIME_INSIGHTS_POLL_INTERVAL_SECONDS": "0"},
+            ["RUNTIME_INSIGHTS_POLL_INTERVAL_SECONDS"],
+        ),
+        (
+            {"RUNTIME_INSIGHTS_PORT": "x", "RUNTIME_INSIGHTS_KUBE_ENABLED": "maybe"},
+            ["RUNTIME_INSIGHTS_PORT", "RUNTIME_INSIGHTS_KUBE_ENABLED"],
+        ),
+        ({"RUNTIME_INSIGHTS_TLS_CERT_FILE": "/x.crt"}, ["RUNTIME_INSIGHTS_TLS_KEY_FILE"]),
+        (
+            {"RUNTIME_INSIGHTS_REQUESTHEADER_ALLOWED_NAMES": "front-proxy"},
+            ["RUNTIME_INSIGHTS_REQUESTHEADER_ALLOWED_NAMES"],
+        ),
+    ],
+)
+def test_invalid_values_name_the_setting(
+    env: dict[str, str],
+    names: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert _run() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for name in names:
+        assert name in err
+
+
+def test_env_file_unknown_key_and_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = tmp_path / "exporter.env"
+    env.write_text("RUNTIME_INSIGHTS_PORTT=8080\n")
+    assert _run(str(env)) == 2
+    assert "RUNTIME_INSIGHTS_PORTT: unknown setting" in capsys.readouterr().err
+    assert _run(str(tmp_path / "absent.env")) == 2
+    assert "absent.env: no such file" in capsys.readouterr().err
+
+
+def test_kube_enabled_needs_node_name_and_credentials(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run() == 2
+    assert "RUNTIME_INSIGHTS_NODE_NAME is required" in capsys.readouterr().err
+    monkeypatch.setenv("RUNTIME_INSIGHTS_NODE_NAME", "node-a")
+    monkeypatch.setenv("RUNTIME_INSIGHTS_KUBECONFIG", "/nonexistent/h5a.kubeconfig")
+    assert _run() == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/h5a.kubeconfig" in err and "RUNTIME_INSIGHTS_KUBE_ENABLED=false" in err
+
+
+def test_cli_exit_code_and_single_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNTIME_INSIGHTS_")}
+    env["RUNTIME_INSIGHTS_PORT"] = "-1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime_insights", "exporter"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("runtime-insights exporter: invalid settings: ")
+    assert "RUNTIME_INSIGHTS_PORT" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,365 @@
+"""Pods that exit between two passes, on the real kernel: the exit watcher's tombstones.
+
+The runtime and the kubelet remove an exited pod's cgroups, and with them the CPU used
+since the last pass (shared/reference/cgroups.md section 8). The extractor's exit watcher
+reads a pod's counters when its cgroup2 ``cgroup.events`` says ``populated 0``; the bill
+must equal the kernel's counter read by the test just before the rmdir, exactly once,
+however many snapshots repeat the tombstone. Hybrid (v1 counters, v2 events: this host)
+and pure v2 (the unified hierarchy alone, as the cgroup root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.kube.podmeta import ContainerStatus, PodMeta
+from exporter.meter.client import OpenMeterClient
+from exporter.meter.pipeline import Meter
+from exporter.meter.spool import Spool
+from exporter.node.source import ExtractorClient
+from extractor.cgroups.layout import Layout
+from extractor.contract import Pod, Snapshot
+from extractor.exitwatch import ExitWatcher
+from extractor.hostpaths import HostPaths
+from extractor.scanner import Scanner
+from tests.support.kernel import (
+    UNIFIED,
+    KubeTree,
+    container_id,
+    hybrid_mounts,
+    inotify_watches,
+    pod_uid,
+    v2_mounts,
+)
+from tests.support.openmeter import FakeOpenMeter
+from tests.support.paths import REPO_ROOT
+
+pytestmark = pytest.mark.root
+
+ROOT = REPO_ROOT
+KUBELET_DELAY = 0.5
+"""The kubelet removes a pod's cgroup well after its last container exited (its
+housekeeping runs every 2 s); the watcher reads in milliseconds."""
+
+
+@pytest.fixture(params=["hybrid", "v2"])
+def layout(request: pytest.FixtureRequest) -> Iterator[tuple[KubeTree, HostPaths]]:
+    if request.param == "hybrid":
+        tree = KubeTree(hybrid_mounts(), driver="cgroupfs")
+        paths = HostPaths(cgroup_root="/sys/fs/cgroup")
+    else:
+        tree = KubeTree(v2_mounts(), driver="systemd")
+        paths = HostPaths(cgroup_root=UNIFIED)
+    yield tree, paths
+    tree.cleanup()
+
+
+@pytest.fixture
+def hybrid() -> Iterator[KubeTree]:
+    tree = KubeTree(hybrid_mounts())
+    yield tree
+    tree.cleanup()
+
+
+def exited(snapshot: Snapshot, uid: str) -> Pod:
+    (pod,) = [p for p in snapshot.exited_pods if p.uid == uid]
+    return pod
+
+
+def cpu_ns(pod: Pod) -> int:
+    assert pod.usage is not None and pod.usage.cpu is not None
+    return pod.usage.cpu.usage_ns
+
+
+def watcher_errors(snapshot: Snapshot) -> list[str]:
+    return [e for e in snapshot.errors if e.startswith("exit watcher")]
+
+
+def meta(uid: str, name: str, container: str | None = None) -> PodMeta:
+    statuses = [ContainerStatus(name="job", container_id=container)] if container else []
+    return PodMeta(
+        uid=uid,
+        cgroup_uid=uid,
+        namespace="batch",
+        name=name,
+        annotations={"openmeter.io/subject": "customer-7"},
+        containers=statuses,
+    )
+
+
+async def test_a_pod_that_lived_between_two_passes_is_billed_its_final_counter_once(
+    layout: tuple[KubeTree, HostPaths], tmp_path: Path
+) -> None:
+    tree, paths = layout
+    tree.spawn(tree.container_path(pod_uid(), container_id()))  # a pod that stays
+    scanner = Scanner(paths, keep_open=64, watch_exits=True)
+    async with FakeOpenMeter(token="t") as om:
+        client = OpenMeterClient(om.url, token=lambda: "t")
+        m = Meter(Spool(tmp_path, 1 << 20), client, interval_seconds=0.001)
+        try:
+            first = scanner.take()
+            uid = pod_uid()
+            pods = {uid: meta(uid, "report-1")}  # as the reflector keeps a deleted pod
+            m.observe(first, pods.get)
+            job = tree.spawn(tree.container_path(uid, container_id()))
+            burned = job.burn(0.2)
+            job.finish()
+            final = tree.pod_cpu_ns(uid)  # what the kernel says, just before the rmdir
+            time.sleep(KUBELET_DELAY)
+            tree.remove(tree.pod_path(uid))
+            snapshots = []
+            for _ in range(3):
+                time.sleep(0.05)
+                snapshots.append(scanner.take())
+                m.observe(snapshots[-1], pods.get)
+        finally:
+            scanner.close()
+        assert await m.deliver_once()
+        await m.stop()
+    for s in snapshots:  # every snapshot during the retention lists it, none as live
+        pod = exited(s, uid)
+        assert cpu_ns(pod) == final and final >= burned
+        assert uid not in {p.uid for p in s.pods}
+        assert watcher_errors(s) == []
+    pod = exited(snapshots[0], uid)
+    assert pod.qos == "burstable" and pod.usage is not None
+    assert pod.usage.cgroup == tree.pod_path(uid)  # the cgroup a pass names for it
+    assert pod.started_at is not None and pod.exited_at is not None
+    assert first.taken_at < pod.started_at < pod.exited_at < snapshots[0].taken_at
+    (event,) = [e for e in om.events.values() if e["data"]["pod_uid"] == uid]
+    assert event["subject"] == "customer-7"
+    assert event["data"]["cpu_ns"] == final
+    assert event["data"]["containers"] == {"<exited>": final}
+    assert m.stats().pod_windows_lost == 0
+
+
+async def test_a_pod_seen_at_a_pass_that_exits_before_the_next_is_billed_to_its_end(
+    layout: tuple[KubeTree, HostPaths], tmp_path: Path
+) -> None:
+    tree, paths = layout
+    uid, cid = pod_uid(), container_id()
+    worker = tree.spawn(tree.container_path(uid, cid))
+    worker.burn(0.05)
+    scanner = Scanner(paths, keep_open=64, watch_exits=True)
+    pods = {uid: meta(uid, "web-1", cid)}
+    async with FakeOpenMeter(token="t") as om:
+        client = OpenMeterClient(om.url, token=lambda: "t")
+        m = Meter(Spool(tmp_path, 1 << 20), client, interval_seconds=0.001)
+        try:
+            first = scanner.take()
+            m.observe(first, pods.get)
+            (seen,) = [p for p in first.pods if p.uid == uid]
+            mark = cpu_ns(seen)
+            burned = worker.burn(0.2)
+            worker.finish()
+            final = tree.pod_cpu_ns(uid)
+            time.sleep(KUBELET_DELAY)
+            tree.remove(tree.pod_path(uid))
+            later = [scanner.take() for _ in range(2)]
+            for s in later:
+                m.observe(s, pods.get)
+        finally:
+            scanner.close()
+        assert await m.deliver_once()
+        await m.stop()
+    assert all(cpu_ns(exited(s, uid)) == final for s in later)
+    (event,) = [e for e in om.events.values() if e["data"]["pod_uid"] == uid]
+    assert event["data"]["cpu_ns"] == final - mark and final - mark >= burned
+    assert event["data"]["containers"] == {"job": final - mark}  # its one exited container
+    assert m.stats().pod_windows_lost == 0
+
+
+def test_a_burst_of_short_pods_is_read_exactly_or_not_at_all(
+    layout: tuple[KubeTree, HostPaths],
+) -> None:
+    """Many pods created, run and removed quickly: a pod removed before the watcher read
+    it is lost (the documented limit), but every reading there is must be exact, the pods
+    the kubelet gives the usual moment must all be there, and no watch may leak."""
+    tree, paths = layout
+    for qos in ("burstable", "besteffort"):  # the QoS levels exist before the watcher
+        tree.make(tree.pod_path(pod_uid(), qos).rsplit("/", 1)[0])
+    scanner = Scanner(paths, keep_open=64, watch_exits=True)
+    assert scanner.exits is not None
+    watches = scanner.exits.watches
+    assert inotify_watches() == watches
+    expected: dict[str, int] = {}
+    kept: list[tuple[str, str]] = []
+    try:
+        for i in range(60):
+            uid, qos = pod_uid(), ("burstable", "besteffort", "guaranteed")[i % 3]
+            tree.run_short(tree.container_path(uid, container_id(), qos))
+            expected[uid] = tree.pod_cpu_ns(uid, qos)
+            if i % 2:
+                tree.remove(tree.pod_path(uid, qos))  # removed at once
+            else:
+                kept.append((uid, qos))
+        time.sleep(KUBELET_DELAY)
+        for uid, qos in kept:
+            tree.remove(tree.pod_path(uid, qos))
+        time.sleep(0.2)
+        snapshot = scanner.take()
+        assert scanner.exits.alive
+        got = {p.uid: cpu_ns(p) for p in snapshot.exited_pods if p.uid in expected}
+        assert {uid: expected[uid] for uid in got} == got
+        assert {uid for uid, _ in kept} <= set(got)
+        errors = watcher_errors(snapshot)
+        assert all("removed before" in e for e in errors), errors
+        assert scanner.exits.watches == watches and inotify_watches() == watches
+    finally:
+        scanner.close()
+    assert inotify_watches() == 0
+
+
+def test_the_watcher_waits_for_its_hierarchy_and_then_watches_it() -> None:
+    """A hierarchy that cannot be watched is an error for the next snapshot and a retry
+    after a back-off, never a dead thread."""
+    root = f"{UNIFIED}/ri-test-root-{os.getpid()}-{time.monotonic_ns()}"
+    watcher = ExitWatcher(Layout(root=root, version="v2", unified=root))
+    watcher.start()
+    tree = KubeTree({"": root})
+    try:
+        assert not watcher.wait_ready(0.3)
+        os.mkdir(root)
+        assert watcher.wait_ready(10.0)
+        _, errors = watcher.collect({}, ())
+        assert any("cannot watch the hierarchy" in e for e in errors)
+        assert watcher.alive and watcher.sessions >= 2
+        uid = pod_uid()
+        tree.run_short(tree.container_path(uid, container_id()))
+        final = tree.pod_cpu_ns(uid)
+        deadline = time.monotonic() + 10
+        found: list[Pod] = []
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.05)
+            found, _ = watcher.collect({}, ())
+        assert [(p.uid, cpu_ns(p)) for p in found] == [(uid, final)]
+    finally:
+        watcher.close()
+        tree.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(root)
+
+
+def _scanner_out_of_descriptors() -> Scanner:
+    """A Scanner started with one descriptor to spare (its eventfd), so the watcher's
+    first inotify_init1 fails with EMFILE. Another thread of this process (a test's
+    asyncio worker, a garbage-collected file) may free a descriptor in between; then the
+    first session succeeds and the start is tried again, until it failed as meant."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for _ in range(10):
+        gc.collect()
+        in_use = len(os.listdir("/proc/self/fd")) - 1  # less the one listdir itself used
+        resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 1, hard))  # one: the eventfd
+        try:
+            scanner = Scanner(HostPaths(), keep_open=0, watch_exits=True)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert scanner.exits is not None
+        if scanner.exits.wait_ready(20.0) and scanner.exits.sessions >= 2:
+            return scanner
+        scanner.close()
+    raise AssertionError("the watcher never met EMFILE: descriptors kept being freed")
+
+
+def test_a_watcher_out_of_descriptors_reports_it_and_recovers(hybrid: KubeTree) -> None:
+    """inotify_init1 failing (EMFILE: the process is out of descriptors) costs the watcher
+    its session, which the next snapshot reports, and never the extractor: it retries
+    after a back-off and watches again once descriptors are back."""
+    scanner = _scanner_out_of_descriptors()
+    try:
+        assert scanner.exits is not None
+        assert scanner.exits.wait_ready(20.0)
+        uid = pod_uid()
+        hybrid.run_short(hybrid.container_path(uid, container_id()))
+        final = hybrid.pod_cpu_ns(uid)
+        time.sleep(KUBELET_DELAY)
+        snapshot = scanner.take()
+        assert any("Too many open files" in e for e in watcher_errors(snapshot))
+        assert cpu_ns(exited(snapshot, uid)) == final
+    finally:
+        scanner.close()
+
+
+def fetch(socket_path: str) -> Snapshot:
+    async def once() -> Snapshot:
+        client = ExtractorClient(socket_path, 30.0)
+        try:
+            return await client.fetch()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(once())
+
+
+def wait_for_exit(socket_path: str, uid: str, errors: list[str]) -> Pod:
+    """Snapshots until one lists ``uid`` as exited; every error seen is added to ``errors``."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        snapshot = fetch(socket_path)
+        errors.extend(snapshot.errors)
+        found = [p for p in snapshot.exited_pods if p.uid == uid]
+        if found:
+            return found[0]
+        time.sleep(0.3)
+    raise AssertionError(f"pod {uid} never listed as exited")
+
+
+def test_the_serving_extractor_survives_overflow_and_pods_gone_before_watched(
+    hybrid: KubeTree, tmp_path: Path
+) -> None:
+    """``extractor serve`` stopped (SIGSTOP) while pods come and go: one is removed before
+    its watch could be added, more events arrive than the inotify queue holds (the kernel
+    then reports IN_Q_OVERFLOW), and a pod exits whose only trace is its directory."""
+    socket_path = str(tmp_path / "extractor.sock")
+    burstable = hybrid.pod_path(pod_uid()).rsplit("/", 1)[0]
+    hybrid.make(burstable)
+    argv = ["extractor", "serve", "--no-fingerprints", "--socket", socket_path]
+    server = subprocess.Popen([sys.executable, "-m", "runtime_insights", *argv], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(socket_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fetch(socket_path)
+        with open("/proc/sys/fs/inotify/max_queued_events") as f:
+            queue = int(f.read())
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            early = hybrid.pod_path(pod_uid())
+            hybrid.make(early)
+            hybrid.remove(early)
+            flood = hybrid.directory("", burstable)
+            for i in range(queue // 2 + 64):
+                os.mkdir(f"{flood}/flood-{i}")
+                os.rmdir(f"{flood}/flood-{i}")
+            uid = pod_uid()
+            hybrid.run_short(hybrid.container_path(uid, container_id()))
+            final = hybrid.pod_cpu_ns(uid)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        errors: list[str] = []
+        assert cpu_ns(wait_for_exit(socket_path, uid, errors)) == final
+        assert any("overflowed" in e for e in errors)
+        hybrid.remove(hybrid.pod_path(uid))
+        # and it goes on watching: a new short pod is read as usual
+        again = pod_uid()
+        hybrid.run_short(hybrid.container_path(again, container_id()))
+        final_again = hybrid.pod_cpu_ns(again)
+        time.sleep(KUBELET_DELAY)
+        hybrid.remove(hybrid.pod_path(again))
+        assert cpu_ns(wait_for_exit(socket_path, again, errors)) == final_again
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(15)

@@ -1,0 +1,29 @@
+"""README.md is the users' reference: every setting and custom metric it must name is there.
+
+Why: a setting added to the code but not to the table is a setting nobody can find.
+"""
+
+from __future__ import annotations
+
+from exporter.http.custom_metrics import METRICS
+from exporter.settings import Settings
+from tests.support.paths import REPO_ROOT
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def test_every_exporter_setting_is_in_the_configuration_table() -> None:
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in Settings.model_fields if f"`{name.upper()}`" not in section]
+    assert not missing, f"settings without a row in README's Configuration: {missing}"
+
+
+def test_every_custom_metric_is_documented() -> None:
+    section = README.split("**Custom metrics API**", 1)[1]
+    assert all(f"`{name}`" in section for name in METRICS)
+
+
+def test_the_two_commands_come_first() -> None:
+    first_screen = README.split("\n## ", 2)
+    assert first_screen[1].startswith("Two commands")
+    assert "make run" in first_screen[1] and "make test" in first_screen[1]
