@@ -1,10 +1,14 @@
 """Exporter configuration from the environment (prefix ``RUNTIME_INSIGHTS_``).
 
-Bad values stop the process at start with a message naming the setting: a node agent
-that silently falls back to defaults is worse than one that does not start.
+One flat model, grouped by the part each setting configures; every check that spans
+settings is a validator here, so a bad combination stops the process at start with a
+message naming the variables. The wiring (exporter/wiring.py) hands each part plain
+values from here; no part reads the settings itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,25 +107,77 @@ class Settings(BaseSettings):
     meter_spool_dir: str = "/var/lib/runtime-insights/meter"
     meter_spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
 
-    @model_validator(mode="after")
-    def _tls_pair(self) -> Settings:
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError(
-                "RUNTIME_INSIGHTS_TLS_CERT_FILE and RUNTIME_INSIGHTS_TLS_KEY_FILE go together"
-            )
-        return self
+    @property
+    def needs_api_server(self) -> bool:
+        """Whether any part calls the API server (then credentials are loaded, once)."""
+        return self.kube_enabled or self.auth_enabled or self.peers_enabled
+
+    @property
+    def stale_after_seconds(self) -> float:
+        """A snapshot older than this means polling is stuck: three missed polls."""
+        return 3 * self.poll_interval_seconds + self.extractor_timeout_seconds
 
     @model_validator(mode="after")
-    def _openmeter(self) -> Settings:
-        url = self.openmeter_url
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"RUNTIME_INSIGHTS_OPENMETER_URL (or OPENMETER_URL): {url!r} is not an http(s) URL "
-                "(e.g. https://openmeter.cloud)"
-            )
-        if self.openmeter_token is not None and self.openmeter_token_file is not None:
-            raise ValueError(
-                "RUNTIME_INSIGHTS_OPENMETER_TOKEN and RUNTIME_INSIGHTS_OPENMETER_TOKEN_FILE "
-                "exclude each other"
-            )
+    def _combinations(self) -> Settings:
+        """Every check that spans settings; all problems are named at once."""
+        problems = [p for check in _CHECKS if (p := check(self))]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+
+def _node_name(s: Settings) -> str | None:
+    if s.kube_enabled and not s.node_name:
+        return (
+            "RUNTIME_INSIGHTS_NODE_NAME is required when RUNTIME_INSIGHTS_KUBE_ENABLED is "
+            "true (set it from the downward API, spec.nodeName)"
+        )
+    return None
+
+
+def _peers(s: Settings) -> str | None:
+    if not s.peers_enabled:
+        return None
+    missing = [
+        f"RUNTIME_INSIGHTS_{name}"
+        for name, value in (
+            ("NODE_NAME", s.node_name),
+            ("PEER_NAMESPACE", s.peer_namespace),
+            ("PEER_CA_FILE", s.peer_ca_file),
+            ("PEER_SERVER_NAME", s.peer_server_name),
+            ("TLS_CERT_FILE", s.tls_cert_file),
+        )
+        if not value
+    ]
+    if not s.kube_enabled:
+        missing.append("RUNTIME_INSIGHTS_KUBE_ENABLED=true")
+    if missing:
+        return (
+            f"RUNTIME_INSIGHTS_PEERS_ENABLED=true needs {', '.join(missing)} "
+            "(peers are found through the API and called over TLS only)"
+        )
+    return None
+
+
+def _tls_pair(s: Settings) -> str | None:
+    if bool(s.tls_cert_file) != bool(s.tls_key_file):
+        return "RUNTIME_INSIGHTS_TLS_CERT_FILE and RUNTIME_INSIGHTS_TLS_KEY_FILE go together"
+    return None
+
+
+def _openmeter(s: Settings) -> str | None:
+    url = s.openmeter_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        return (
+            f"RUNTIME_INSIGHTS_OPENMETER_URL (or OPENMETER_URL): {url!r} is not an http(s) URL "
+            "(e.g. https://openmeter.cloud)"
+        )
+    if s.openmeter_token is not None and s.openmeter_token_file is not None:
+        return (
+            "RUNTIME_INSIGHTS_OPENMETER_TOKEN and RUNTIME_INSIGHTS_OPENMETER_TOKEN_FILE "
+            "exclude each other"
+        )
+    return None
+
+
+_CHECKS: tuple[Callable[[Settings], str | None], ...] = (_node_name, _peers, _tls_pair, _openmeter)

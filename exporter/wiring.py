@@ -1,4 +1,10 @@
-"""``runtime-insights exporter``: settings, background loops, the HTTP server, shutdown.
+"""``runtime-insights exporter``: every part built once from the settings, run, stopped.
+
+This is the only module that reads the settings (exporter/settings.py) and the only one
+that builds parts: credentials for the API server are loaded once and one API client is
+shared by the pod reflector, authentication, front-proxy trust and the peers; each part
+gets plain values. Every part that runs or holds something open is on one ``Lifecycle``
+list, started in order and stopped in reverse.
 
 Everything that can be wrong before serving (a bad setting, no credentials for the API
 server, an unreadable certificate, a busy port) ends the process with exit code 2 and
@@ -13,6 +19,7 @@ import logging
 import re
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -20,18 +27,24 @@ from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from exporter.cluster.peers import PeerConfigError, Peers
-from exporter.feeds import sse as events
+from exporter.cluster.peers import KubePeerSource, PeerCA, PeerDirectory, Peers
 from exporter.http.app import build_app
 from exporter.http.limits import limits_middleware
-from exporter.kube.config import KubeConfigError, load_api_client
+from exporter.kube.client import KubeClient, KubeConfigError, TokenAuth, load_configuration
 from exporter.kube.reflector import PodReflector
-from exporter.meter.pipeline import Meter
-from exporter.meter.spool import SpoolError
+from exporter.lifecycle import Lifecycle
+from exporter.meter.client import OpenMeterClient
+from exporter.meter.pipeline import Meter, token_source
+from exporter.meter.spool import Spool, SpoolError
 from exporter.node.source import ExtractorClient
 from exporter.node.state import State
-from exporter.security.auth import AuthApi, auth_middleware
-from exporter.security.tls import TLSConfigError, ssl_context
+from exporter.security.auth import AuthApi, AuthPolicy, auth_middleware
+from exporter.security.front_proxy import (
+    ClusterRequestHeader,
+    FileRequestHeader,
+    RequestHeaderSource,
+)
+from exporter.security.tls import ServerContext, TLSConfigError, server_context
 from exporter.settings import Settings
 
 log = logging.getLogger("runtime_insights.exporter")
@@ -74,70 +87,187 @@ def load_settings(env_file: str | None) -> Settings:
         ) from None
 
 
-def _reflector(settings: Settings) -> PodReflector | None:
-    if not settings.kube_enabled:
+def kube_client(settings: Settings) -> KubeClient | None:
+    """The one API client, when any part needs the API server; StartupError without
+    usable credentials, naming what needed them."""
+    if not settings.needs_api_server:
         return None
-    if not settings.node_name:
-        raise StartupError(
-            "RUNTIME_INSIGHTS_NODE_NAME is required when RUNTIME_INSIGHTS_KUBE_ENABLED is true "
-            "(set it from the downward API, spec.nodeName)"
-        )
     try:
-        api_client = load_api_client(settings.kubeconfig)
+        return KubeClient(load_configuration(settings.kubeconfig))
     except KubeConfigError as e:
+        needs = []
+        if settings.kube_enabled:
+            needs.append("pod metadata (off: RUNTIME_INSIGHTS_KUBE_ENABLED=false)")
+        if settings.auth_enabled:
+            trust = (
+                ""
+                if settings.requestheader_client_ca_file
+                else " and front-proxy trust from ConfigMap "
+                "kube-system/extension-apiserver-authentication (or set "
+                "RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE)"
+            )
+            needs.append(f"authentication (off: RUNTIME_INSIGHTS_AUTH_ENABLED=false){trust}")
+        if settings.peers_enabled:
+            needs.append("peers (RUNTIME_INSIGHTS_PEERS_ENABLED)")
         raise StartupError(
-            f"{e}; set RUNTIME_INSIGHTS_KUBECONFIG or disable with "
-            "RUNTIME_INSIGHTS_KUBE_ENABLED=false"
+            f"{e}; needed for {', '.join(needs)}: set RUNTIME_INSIGHTS_KUBECONFIG or turn those off"
         ) from None
-    return PodReflector(
-        api_client,
-        settings.node_name,
-        watch_timeout_seconds=settings.watch_timeout_seconds,
-        read_timeout_seconds=settings.api_read_timeout_seconds,
+
+
+def front_proxy(
+    settings: Settings, kube: KubeClient | None
+) -> FileRequestHeader | ClusterRequestHeader | None:
+    """Where the aggregation layer's client certificates are trusted from: the CA file when
+    set, else the cluster's ConfigMap (with authentication on), else nowhere."""
+    if settings.requestheader_client_ca_file:
+        try:
+            return FileRequestHeader(
+                settings.requestheader_client_ca_file,
+                frozenset(settings.requestheader_allowed_names),
+            )
+        except ValueError as e:
+            raise StartupError(f"RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE: {e}") from None
+    if not settings.auth_enabled or kube is None:
+        return None
+    return ClusterRequestHeader(kube, timeout=settings.auth_review_timeout_seconds)
+
+
+def server_tls(settings: Settings, trusted: RequestHeaderSource | None) -> ServerContext | None:
+    """The serving context, or None for plain HTTP (no certificate configured)."""
+    if not (settings.tls_cert_file and settings.tls_key_file):
+        return None
+    try:
+        return server_context(settings.tls_cert_file, settings.tls_key_file, trusted)
+    except TLSConfigError as e:
+        raise StartupError(str(e)) from None
+
+
+def auth_policy(settings: Settings) -> AuthPolicy:
+    return AuthPolicy(
+        cache_ttl_seconds=settings.auth_cache_ttl_seconds,
+        cache_negative_ttl_seconds=settings.auth_cache_negative_ttl_seconds,
+        cache_max_entries=settings.auth_cache_max_entries,
+        outage_grace_seconds=settings.auth_outage_grace_seconds,
     )
 
 
-def _peers(settings: Settings) -> Peers | None:
-    if not settings.peers_enabled:
+def auth_api(settings: Settings, kube: KubeClient) -> AuthApi:
+    return AuthApi(
+        kube,
+        timeout=settings.auth_review_timeout_seconds,
+        audiences=settings.auth_token_audiences,
+    )
+
+
+def peers(settings: Settings, kube: KubeClient | None) -> Peers | None:
+    if not settings.peers_enabled or kube is None:
+        return None
+    # the settings' validator made sure these are set
+    assert settings.node_name and settings.peer_namespace
+    assert settings.peer_ca_file and settings.peer_server_name
+    source = KubePeerSource(
+        kube,
+        settings.peer_namespace,
+        settings.peer_selector,
+        settings.node_name,
+        settings.peer_timeout_seconds,
+    )
+    return Peers(
+        PeerDirectory(source),
+        port=settings.peer_port,
+        ca=PeerCA(settings.peer_ca_file),
+        server_name=settings.peer_server_name,
+        auth=TokenAuth(kube.configuration),
+        timeout=settings.peer_timeout_seconds,
+    )
+
+
+def meter(settings: Settings) -> Meter | None:
+    """None when metering is off (no OpenMeter URL)."""
+    if settings.openmeter_url is None:
         return None
     try:
-        return Peers.from_settings(settings)
-    except PeerConfigError as e:
-        raise StartupError(str(e)) from None
-
-
-def _meter(settings: Settings) -> Meter | None:
-    try:
-        return Meter.from_settings(settings)
+        spool = Spool(settings.meter_spool_dir, settings.meter_spool_max_bytes)
     except SpoolError as e:
         raise StartupError(f"RUNTIME_INSIGHTS_METER_SPOOL_DIR: {e}") from None
+    secret = settings.openmeter_token
+    client = OpenMeterClient(
+        settings.openmeter_url,
+        token=token_source(
+            secret.get_secret_value() if secret is not None else None,
+            settings.openmeter_token_file,
+        ),
+        timeout_seconds=settings.openmeter_timeout_seconds,
+        max_attempts=settings.meter_max_attempts,
+    )
+    return Meter(
+        spool,
+        client,
+        source=settings.meter_source,
+        event_type=settings.meter_event_type,
+        interval_seconds=settings.meter_interval_seconds,
+        batch_size=settings.meter_batch_size,
+        retry_seconds=min(settings.meter_interval_seconds, 30.0),
+    )
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set; StartupError if the server cannot come up."""
-    reflector = _reflector(settings)
-    try:
-        tls = ssl_context(settings)
-    except TLSConfigError as e:
-        raise StartupError(str(e)) from None
-    peers = _peers(settings)
-    meter = _meter(settings)
-    auth_api = AuthApi.from_settings(settings) if settings.auth_enabled else None
-    middlewares: list[Middleware] = []
-    if auth_api is not None:
-        middlewares.append(auth_middleware(settings, auth_api))
-    middlewares.append(limits_middleware(settings))
+@dataclass
+class Exporter:
+    """Every part, built; ``lifecycle`` runs them, ``app`` and ``tls`` are served."""
+
+    app: web.Application
+    tls: ServerContext | None
+    lifecycle: Lifecycle
+
+
+def build(settings: Settings, parts: Lifecycle) -> Exporter:
+    """Every part from the settings, once, each put on ``parts``; StartupError names what
+    to fix (the caller stops ``parts``, which closes whatever was built before)."""
+    kube = kube_client(settings)
+    if kube is not None:
+        parts.add("API client", kube.aclose)
     client = ExtractorClient(settings.extractor_socket, settings.extractor_timeout_seconds)
+    parts.add("extractor client", client.aclose)
+    trusted = front_proxy(settings, kube)
+    tls = server_tls(settings, trusted)
+    if isinstance(trusted, ClusterRequestHeader):
+        parts.add("front-proxy trust", trusted.stop, trusted.start)
+    fan_out = peers(settings, kube)
+    if fan_out is not None:
+        parts.add("peers", fan_out.aclose)
+    reflector = None
+    if settings.kube_enabled and kube is not None:
+        assert settings.node_name  # the settings' validator made sure
+        reflector = PodReflector(
+            kube,
+            settings.node_name,
+            watch_timeout_seconds=settings.watch_timeout_seconds,
+            read_timeout_seconds=settings.api_read_timeout_seconds,
+        )
+    usage = meter(settings)
     state = State(client.fetch, settings.poll_interval_seconds)
-    if meter is not None:
+    if usage is not None:
         lookup = reflector.get_by_uid if reflector is not None else (lambda uid: None)
-        state.observers.append(lambda snapshot: meter.observe(snapshot, lookup))
-    app = build_app(state, reflector, settings, middlewares=middlewares, peers=peers, meter=meter)
-    if reflector is not None:
-        events.add_routes(app, reflector)
+        state.observers.append(lambda snapshot: usage.observe(snapshot, lookup))
+    middlewares: list[Middleware] = []
+    if settings.auth_enabled and kube is not None:
+        middlewares.append(auth_middleware(auth_policy(settings), auth_api(settings, kube)))
+    middlewares.append(
+        limits_middleware(settings.max_request_bytes, settings.request_timeout_seconds)
+    )
+    app = build_app(
+        state,
+        reflector,
+        events=reflector,
+        stale_after_seconds=settings.stale_after_seconds,
+        middlewares=middlewares,
+        peers=fan_out,
+        meter=usage,
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
+
+    async def listen() -> None:
+        await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
         try:
             await site.start()
@@ -146,25 +276,26 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         scheme = "https" if tls else "http"
         for address in runner.addresses:
             log.info("listening on %s://%s:%s", scheme, address[0], address[1])
-        if reflector is not None:
-            await reflector.start()
-        state.start()
-        if meter is not None:
-            meter.start()
+
+    parts.add("HTTP server", runner.cleanup, listen)
+    if reflector is not None:
+        parts.add("pod reflector", reflector.stop, reflector.start)
+    parts.add("snapshot polling", state.stop, state.start)
+    if usage is not None:
+        parts.add("meter", usage.stop, usage.start)
+    return Exporter(app, tls, parts)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set; StartupError if the server cannot come up."""
+    parts = Lifecycle()
+    try:
+        build(settings, parts)
+        await parts.start()
         await stop.wait()
         log.info("stopping")
     finally:
-        await state.stop()
-        if meter is not None:
-            await meter.stop()
-        if reflector is not None:
-            await reflector.stop()
-        await runner.cleanup()
-        await client.aclose()
-        if peers is not None:
-            await peers.aclose()
-        if auth_api is not None:
-            await auth_api.aclose()
+        await parts.stop()
 
 
 async def _main(settings: Settings) -> None:

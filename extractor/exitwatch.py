@@ -201,6 +201,12 @@ class ExitWatcher:
         with self._lock:
             return len(self._dirs) + len(self._events)
 
+    def watched(self) -> list[str]:
+        """What is watched now, as paths in the hierarchy: directories, and each pod's
+        directory once more for its cgroup.events."""
+        with self._lock:
+            return [*self._dirs.values(), *(pod.rel for pod in self._events.values())]
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -44,13 +44,18 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+import kubernetes.client
 import orjson
-import urllib3.exceptions
-from kubernetes.client import ApiClient, CoreV1Api
-from kubernetes.client.exceptions import ApiException
 
-from exporter.kube.config import KubeConfigError, get_json, load_api_client
-from exporter.kube.http import api_http_client, read_capped
+from exporter.cluster.daemonset import ExporterPod
+from exporter.cluster.daemonset import list_exporter_pods as list_daemonset_pods
+from exporter.kube.client import (
+    ApiError,
+    KubeClient,
+    KubeConfigError,
+    load_configuration,
+    read_capped,
+)
 from exporter.kube.portforward import (
     TlsTarget,
     TunnelError,
@@ -74,18 +79,6 @@ T = TypeVar("T")
 
 class CollectError(Exception):
     """Nothing could be collected at all."""
-
-
-@dataclass(frozen=True)
-class ExporterPod:
-    """One exporter of the DaemonSet, as the pod list shows it."""
-
-    name: str
-    node: str | None
-    """Where it runs, or for a pod not scheduled yet the node its DaemonSet meant it for."""
-    phase: str | None
-    ports: tuple[tuple[str, int], ...] = ()
-    """Named container ports of the pod spec, (name, containerPort)."""
 
 
 @dataclass(frozen=True)
@@ -122,80 +115,41 @@ class CollectOptions:
             raise CollectError(str(exc)) from exc
 
 
-def _named_ports(spec: Any) -> tuple[tuple[str, int], ...]:
-    if spec is None:
-        return ()
-    return tuple(
-        (port.name, int(port.container_port))
-        for container in spec.containers or []
-        for port in container.ports or []
-        if port.name and port.container_port
-    )
-
-
-def _target_node(spec: Any) -> str | None:
-    """The pod's node; while it is not bound yet, the one the DaemonSet controller pins it
-    to (required node affinity on the field metadata.name), so it is reported there."""
-    if spec is None:
-        return None
-    if spec.node_name:
-        return str(spec.node_name)
-    affinity = spec.affinity.node_affinity if spec.affinity else None
-    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
-    for term in required.node_selector_terms if required else []:
-        for field in term.match_fields or []:
-            values = field.values or []
-            if field.key == "metadata.name" and field.operator == "In" and len(values) == 1:
-                return str(values[0])
-    return None
-
-
-def list_exporter_pods(
-    api: ApiClient, namespace: str, selector: str, timeout: float
+async def list_exporter_pods(
+    client: KubeClient, namespace: str, selector: str, timeout: float
 ) -> list[ExporterPod]:
-    """The DaemonSet's pods, through the official client (kubeconfig or in-cluster)."""
+    """The DaemonSet's pods; CollectError when there are none or the API says no."""
     try:
-        pods = CoreV1Api(api).list_namespaced_pod(
-            namespace, label_selector=selector, _request_timeout=timeout
-        )
-    except ApiException as exc:
+        found = await list_daemonset_pods(client, namespace, selector, timeout=timeout)
+    except ApiError as exc:
         raise CollectError(
             f"listing pods in {namespace} failed: HTTP {exc.status} {exc.reason}"
         ) from exc
-    except urllib3.exceptions.HTTPError as exc:
+    except httpx.HTTPError as exc:
         raise CollectError(f"cannot reach the API server: {exc}") from exc
-    found = [
-        ExporterPod(
-            p.metadata.name,
-            _target_node(p.spec),
-            p.status.phase if p.status else None,
-            _named_ports(p.spec),
-        )
-        for p in pods.items
-        if p.metadata is not None and p.metadata.name
-    ]
     if not found:
         raise CollectError(f"no pods match {selector!r} in namespace {namespace}")
-    return sorted(found, key=lambda p: (p.node or "", p.name))
+    return found
 
 
-def list_expected_nodes(api: ApiClient, timeout: float) -> list[str]:
+async def list_expected_nodes(client: KubeClient, timeout: float) -> list[str]:
     """The schedulable Linux nodes: every one should run an exporter.
 
-    Read as raw JSON through the same ApiClient (no generated models: a node list can be
-    large, and only names and one flag are wanted). Cordoned nodes (`spec.unschedulable`)
-    are left out: they are being drained or repaired, and their workloads with them.
+    Cordoned nodes (`spec.unschedulable`) are left out: they are being drained or
+    repaired, and their workloads with them.
     """
     try:
-        listed = get_json(api, "/api/v1/nodes", [("labelSelector", LINUX_NODES)], timeout=timeout)
-    except ApiException as exc:
+        listed = await client.get_json(
+            "/api/v1/nodes", [("labelSelector", LINUX_NODES)], timeout=timeout
+        )
+    except ApiError as exc:
         hint = (
             f" (bind the {NODES_ROLE} ClusterRole to the caller with a ClusterRoleBinding)"
             if exc.status == 403
             else ""
         )
         raise CollectError(f"listing nodes failed: HTTP {exc.status} {exc.reason}{hint}") from exc
-    except urllib3.exceptions.HTTPError as exc:
+    except httpx.HTTPError as exc:
         raise CollectError(f"cannot reach the API server: {exc}") from exc
     except ValueError as exc:
         raise CollectError(f"the API server's node list is not JSON: {exc}") from exc
@@ -283,7 +237,7 @@ def _answered(pod: ExporterPod, status: int, body: bytes, via: str) -> NodeResul
 
 
 async def fetch_node(
-    client: httpx.AsyncClient,
+    client: KubeClient,
     namespace: str,
     pod: ExporterPod,
     port: str,
@@ -294,7 +248,7 @@ async def fetch_node(
     try:
         async with asyncio.timeout(timeout):
             path = _proxy_path(namespace, pod.name, port, scheme)
-            async with client.stream("GET", path) as response:
+            async with client.stream(path, allow_errors=True) as response:
                 body = await read_capped(response, MAX_RESPONSE_BYTES)
     except TimeoutError:
         return NodeResult(pod, error=f"no answer within {timeout:g}s")
@@ -340,9 +294,9 @@ async def _in_daemon_thread(call: Callable[[], T]) -> T:
 
 @dataclass(frozen=True)
 class Tunnel:
-    """What every port-forward needs: the API client, the caller's token, the TLS check."""
+    """What every port-forward needs: the credentials, the caller's token, the TLS check."""
 
-    api: ApiClient
+    configuration: kubernetes.client.Configuration
     authorization: str | None
     tls: TlsTarget | None
 
@@ -357,7 +311,9 @@ async def fetch_node_forwarded(
         return NodeResult(pod, error=str(exc))
 
     def get() -> tuple[int, bytes]:
-        with ApiClient(tunnel.api.configuration) as own:  # per thread: portforward patches it
+        # The official client speaks the port-forward websocket; one per thread, since its
+        # stream support patches the client it is given.
+        with kubernetes.client.ApiClient(tunnel.configuration) as own:
             answer = get_through_portforward(
                 own,
                 options.namespace,
@@ -412,7 +368,7 @@ def merge(results: list[NodeResult], missing: Sequence[str] = ()) -> dict[str, A
 
 
 async def collect(
-    api: ApiClient,
+    client: KubeClient,
     pods: list[ExporterPod],
     options: CollectOptions,
     nodes: Sequence[str] = (),
@@ -420,36 +376,38 @@ async def collect(
     """Ask every exporter in parallel (at most PARALLEL_NODES at once) and merge; each of
     the expected `nodes` without an exporter pod is a failure of its own."""
     gate = asyncio.Semaphore(PARALLEL_NODES)
-    cfg = api.configuration
+    cfg = client.configuration
     # The token is resolved once, here: the official loaders refresh an expiring one in
     # this call, which is not meant to run in many threads at once.
     tunnel = Tunnel(
-        api,
+        cfg,
         cfg.get_api_key_with_prefix("BearerToken", alias="authorization"),
         options.tls() if options.via == "port-forward" else None,
     )
-    async with api_http_client(cfg, timeout=options.timeout) as client:
 
-        async def one(pod: ExporterPod) -> NodeResult:
-            if pod.phase != "Running":
-                return NodeResult(
-                    pod, error=f"exporter pod is {pod.phase or 'in an unknown phase'}"
+    async def one(pod: ExporterPod) -> NodeResult:
+        if pod.phase != "Running":
+            return NodeResult(pod, error=f"exporter pod is {pod.phase or 'in an unknown phase'}")
+        async with gate:
+            if options.via == "proxy":
+                return await fetch_node(
+                    client, options.namespace, pod, options.port, options.scheme, options.timeout
                 )
-            async with gate:
-                if options.via == "proxy":
-                    return await fetch_node(
-                        client,
-                        options.namespace,
-                        pod,
-                        options.port,
-                        options.scheme,
-                        options.timeout,
-                    )
-                return await fetch_node_forwarded(tunnel, pod, options)
+            return await fetch_node_forwarded(tunnel, pod, options)
 
-        results = await asyncio.gather(*(one(p) for p in pods))
+    results = await asyncio.gather(*(one(p) for p in pods))
     covered = {p.node for p in pods}
     return merge(list(results), [n for n in nodes if n not in covered])
+
+
+async def _collect_all(args: argparse.Namespace, options: CollectOptions) -> dict[str, Any]:
+    client = KubeClient(load_configuration(args.kubeconfig), timeout=options.timeout)
+    try:
+        pods = await list_exporter_pods(client, args.namespace, args.selector, args.timeout)
+        nodes = await list_expected_nodes(client, args.timeout)
+        return await collect(client, pods, options, nodes)
+    finally:
+        await client.aclose()
 
 
 def run_collect(args: argparse.Namespace) -> int:
@@ -464,10 +422,7 @@ def run_collect(args: argparse.Namespace) -> int:
         tls_server_name=args.tls_server_name,
     )
     try:
-        api = load_api_client(args.kubeconfig)
-        pods = list_exporter_pods(api, args.namespace, args.selector, args.timeout)
-        nodes = list_expected_nodes(api, args.timeout)
-        document = asyncio.run(collect(api, pods, options, nodes))
+        document = asyncio.run(_collect_all(args, options))
     except (KubeConfigError, CollectError) as exc:
         print(f"runtime-insights collect: {exc}", file=sys.stderr)
         return 2

@@ -4,8 +4,8 @@ Why: the APIService routes each HPA request to one random exporter behind the Se
 a Deployment's pods run on many nodes. The exporter that receives the request therefore
 asks every peer for its *local* answer and merges them (`exporter.http.custom_metrics`).
 
-Peers are the DaemonSet's pods, listed through the official client in the exporter's own
-namespace with the DaemonSet's selector and cached for `PEER_LIST_TTL_SECONDS`. Each peer is
+Peers are the DaemonSet's pods (exporter/cluster/daemonset.py), listed in the exporter's
+own namespace with the DaemonSet's selector and cached for `PEER_LIST_TTL_SECONDS`. Each peer is
 called directly at its pod IP over TLS, verified against the CA that signed the peers'
 serving certificates under the Service's DNS name (the only name in those certificates),
 with this exporter's own service-account token: the peer authorizes it like any caller, so
@@ -31,15 +31,11 @@ from typing import Any, Protocol
 
 import httpx
 import orjson
-import urllib3.exceptions
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.kube.config import KubeConfigError, get_json, load_api_client
-from exporter.kube.http import ConfigTokenAuth, ResponseTooLarge, read_capped
-from exporter.settings import Settings
+from exporter.cluster.daemonset import list_exporter_pods
+from exporter.kube.client import ApiError, KubeClient, ResponseTooLarge, api_path, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +47,6 @@ PEER_LIST_TTL_SECONDS = 30.0
 PARALLEL_PEERS = 64
 MAX_PEER_RESPONSE_BYTES = 16 * 1024 * 1024
 Item = dict[str, Any]
-
-
-class PeerConfigError(Exception):
-    """Peers are enabled but cannot be reached with this configuration."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +63,11 @@ class Peer:
 
 
 class PeerSource(Protocol):
-    """Blocking API lookups (run in a worker thread)."""
+    """The API lookups the fan-out needs."""
 
-    def list_peers(self) -> list[Peer]: ...
+    async def list_peers(self) -> list[Peer]: ...
 
-    def node_of(self, namespace: str, pod: str) -> str | None: ...
+    async def node_of(self, namespace: str, pod: str) -> str | None: ...
 
 
 class PeerListError(Exception):
@@ -83,62 +75,40 @@ class PeerListError(Exception):
 
 
 class KubePeerSource:
-    """The DaemonSet's running pods on other nodes, through the official client."""
+    """The DaemonSet's running pods on other nodes, from the API server."""
 
     def __init__(
-        self, api: ApiClient, namespace: str, selector: str, own_node: str, timeout: float
+        self, client: KubeClient, namespace: str, selector: str, own_node: str, timeout: float
     ) -> None:
-        self._api = api
+        self._client = client
         self._namespace = namespace
         self._selector = selector
         self._own_node = own_node
         self._timeout = timeout
 
-    def list_peers(self) -> list[Peer]:
+    async def list_peers(self) -> list[Peer]:
         try:
-            pods = get_json(
-                self._api,
-                "/api/v1/namespaces/{namespace}/pods",
-                [("labelSelector", self._selector), ("resourceVersion", "0")],
-                path_params={"namespace": self._namespace},
-                timeout=self._timeout,
+            pods = await list_exporter_pods(
+                self._client, self._namespace, self._selector, timeout=self._timeout, cached=True
             )
-        except ApiException as exc:
+        except ApiError as exc:
             raise PeerListError(
                 f"listing pods {self._selector!r} in {self._namespace}: "
                 f"HTTP {exc.status} {exc.reason}"
             ) from exc
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        except (httpx.HTTPError, OSError, ValueError) as exc:
             raise PeerListError(f"no usable pod list from the API server: {exc}") from exc
-        peers: list[Peer] = []
-        items = pods.get("items") if isinstance(pods, dict) else None
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            meta = item.get("metadata") or {}
-            spec = item.get("spec") or {}
-            status = item.get("status") or {}
-            node, ip = spec.get("nodeName"), status.get("podIP")
-            if (
-                meta.get("name")
-                and meta.get("deletionTimestamp") is None
-                and node
-                and node != self._own_node
-                and status.get("phase") == "Running"
-                and ip
-            ):
-                peers.append(Peer(str(meta["name"]), str(node), str(ip)))
-        return sorted(peers, key=lambda p: (p.node, p.pod))
+        return [
+            Peer(p.name, p.node, p.address)
+            for p in pods
+            if p.serving and p.node and p.node != self._own_node and p.address
+        ]
 
-    def node_of(self, namespace: str, pod: str) -> str | None:
+    async def node_of(self, namespace: str, pod: str) -> str | None:
+        path = api_path("/api/v1/namespaces/{namespace}/pods/{name}", namespace=namespace, name=pod)
         try:
-            found = get_json(
-                self._api,
-                "/api/v1/namespaces/{namespace}/pods/{name}",
-                path_params={"namespace": namespace, "name": pod},
-                timeout=self._timeout,
-            )
-        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            found = await self._client.get_json(path, timeout=self._timeout)
+        except (ApiError, httpx.HTTPError, OSError, ValueError) as exc:
             log.info("cannot tell the node of pod %s/%s: %s", namespace, pod, exc)
             return None
         node = (found.get("spec") or {}).get("nodeName") if isinstance(found, dict) else None
@@ -169,7 +139,7 @@ class PeerDirectory:
             if self._clock() < self._expires:
                 return self._peers
             try:
-                self._peers = await asyncio.to_thread(self._source.list_peers)
+                self._peers = await self._source.list_peers()
             except PeerListError as exc:
                 self.list_errors += 1
                 log.warning(
@@ -179,7 +149,7 @@ class PeerDirectory:
             return self._peers
 
     async def node_of(self, namespace: str, pod: str) -> str | None:
-        return await asyncio.to_thread(self._source.node_of, namespace, pod)
+        return await self._source.node_of(namespace, pod)
 
 
 class PeerError(Exception):
@@ -278,50 +248,6 @@ class Peers:
         )
         self.requests: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Peers:
-        """Peers as configured; PeerConfigError names the setting that is missing."""
-        missing = [
-            name
-            for name, value in (
-                ("NODE_NAME", settings.node_name),
-                ("PEER_NAMESPACE", settings.peer_namespace),
-                ("PEER_CA_FILE", settings.peer_ca_file),
-                ("PEER_SERVER_NAME", settings.peer_server_name),
-                ("TLS_CERT_FILE", settings.tls_cert_file),
-            )
-            if not value
-        ]
-        if not settings.kube_enabled:
-            missing.append("KUBE_ENABLED=true")
-        if missing:
-            names = ", ".join(f"RUNTIME_INSIGHTS_{m}" for m in missing)
-            raise PeerConfigError(
-                f"RUNTIME_INSIGHTS_PEERS_ENABLED=true needs {names} "
-                "(peers are found through the API and called over TLS only)"
-            )
-        assert settings.node_name and settings.peer_namespace
-        assert settings.peer_ca_file and settings.peer_server_name
-        try:
-            api = load_api_client(settings.kubeconfig)
-        except KubeConfigError as exc:
-            raise PeerConfigError(str(exc)) from None
-        source = KubePeerSource(
-            api,
-            settings.peer_namespace,
-            settings.peer_selector,
-            settings.node_name,
-            settings.peer_timeout_seconds,
-        )
-        return cls(
-            PeerDirectory(source),
-            port=settings.peer_port,
-            ca=PeerCA(settings.peer_ca_file),
-            server_name=settings.peer_server_name,
-            auth=ConfigTokenAuth(api.configuration),
-            timeout=settings.peer_timeout_seconds,
-        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -17,6 +17,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter.cluster.peers import Peers
+from exporter.feeds import sse
+from exporter.feeds.sse import PodEventSource
 from exporter.http import custom_metrics
 from exporter.http import insights as insights_compat
 from exporter.http.documents import container_document, pod_document
@@ -27,7 +29,6 @@ from exporter.meter.metrics import MeterCollector
 from exporter.meter.pipeline import Meter
 from exporter.node.state import State
 from exporter.node.views import NodeView, PodLookup, Views
-from exporter.settings import Settings
 from extractor.contract import rfc3339
 
 log = logging.getLogger(__name__)
@@ -115,22 +116,26 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def build_app(
     state: State,
-    reflector: PodLookup | None,
-    settings: Settings,
+    lookup: PodLookup | None,
     *,
+    stale_after_seconds: float,
+    events: PodEventSource | None = None,
     middlewares: Sequence[Middleware] = (),
     peers: Peers | None = None,
     meter: Meter | None = None,
 ) -> web.Application:
-    """The whole HTTP surface over one State (and the pod reflector, when kube is on).
+    """The whole HTTP surface over one State, every route of it.
 
-    With `peers`, custom metrics cover the other nodes too and /metrics counts peer calls;
-    with `meter`, /metrics and /readyz report OpenMeter delivery.
+    `lookup` is the pod reflector when the API server is used (None: runtime names only);
+    `events` serves the lifecycle feed from it. With `peers`, custom metrics cover the
+    other nodes too and /metrics counts peer calls; with `meter`, /metrics and /readyz
+    report OpenMeter delivery. A snapshot older than `stale_after_seconds` makes the
+    exporter degraded.
     """
-    views = Views(state, reflector if settings.kube_enabled else None)
+    views = Views(state, lookup)
     app = web.Application(middlewares=[*middlewares, json_errors])
     cache = _BodyCache()
-    registry = make_registry(views, settings.kube_enabled)
+    registry = make_registry(views, lookup is not None)
     if peers is not None:
         registry.register(peers.collector())
     if meter is not None:
@@ -181,7 +186,7 @@ def build_app(
         return _json(orjson.dumps({"status": "ok"}))
 
     async def readyz(request: web.Request) -> web.Response:
-        body, ready = readiness(views, settings, time.time(), meter)
+        body, ready = readiness(views, stale_after_seconds, time.time(), meter)
         return _json(orjson.dumps(body), 200 if ready else 503)
 
     app.router.add_get("/v1/containers", containers)
@@ -191,11 +196,13 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     insights_compat.add_routes(app, views)
     custom_metrics.add_routes(app, views, peers)
+    if events is not None:
+        sse.add_routes(app, events)
     return app
 
 
 def readiness(
-    views: Views, settings: Settings, now: float, meter: Meter | None = None
+    views: Views, stale_after: float, now: float, meter: Meter | None = None
 ) -> tuple[dict[str, object], bool]:
     """Ready once there is a snapshot and the pod list has synced (or the API is known down).
 
@@ -212,7 +219,6 @@ def readiness(
         )
     elif state.last_error:
         reasons.append(f"last snapshot pass failed: {state.last_error}")
-    stale_after = 3 * settings.poll_interval_seconds + settings.extractor_timeout_seconds
     if state.last_success is not None and now - state.last_success > stale_after:
         reasons.append(f"snapshot is {now - state.last_success:.0f}s old")
     reflector = views.reflector

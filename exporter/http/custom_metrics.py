@@ -174,7 +174,7 @@ def add_routes(app: web.Application, views: Views, peers: Peers | None = None) -
         view = views.current()
         if view is None and local_only:
             return status_response(503, "no snapshot from the extractor yet")
-        rates = views.state.rates
+        rates = view.reading.rates if view is not None else None
         window = rates.window_seconds if rates else None
         items = metric_values(view, window, ns, name, metric, pods, series)
         if peers is not None and not local_only and (name == "*" or not items):

@@ -20,17 +20,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter.http.errors import status_response
-from exporter.settings import Settings
 
 STREAMING_PATHS = frozenset({"/v1/events"})
 
 
 def limits_middleware(
-    settings: Settings, *, streaming_paths: Collection[str] = STREAMING_PATHS
+    max_bytes: int, timeout: float, *, streaming_paths: Collection[str] = STREAMING_PATHS
 ) -> Middleware:
-    """The aiohttp middleware enforcing `max_request_bytes` and `request_timeout_seconds`."""
-    max_bytes = settings.max_request_bytes
-    timeout = settings.request_timeout_seconds
+    """The aiohttp middleware refusing bodies over ``max_bytes`` and handlers running
+    longer than ``timeout`` seconds."""
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:

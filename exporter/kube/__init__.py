@@ -1,17 +1,19 @@
 """Everything the exporter asks of the Kubernetes API server.
 
-``config`` loads credentials (in-cluster or a kubeconfig), ``http`` makes async requests
+``client`` loads credentials once (in-cluster or a kubeconfig) and makes every request
 with them, ``reflector`` keeps this node's pods by list+watch, ``pods`` converts Pod JSON
 into ``podmeta`` models, ``selectors`` parses label selectors, ``quantity`` and
 ``quantity_format`` read and write resource quantities, ``portforward`` tunnels one
 request to a pod.
 """
 
-from exporter.kube.config import KubeConfigError, get_json, load_api_client
-from exporter.kube.http import (
-    ConfigTokenAuth,
+from exporter.kube.client import (
+    ApiError,
+    KubeClient,
+    KubeConfigError,
     ResponseTooLarge,
-    api_http_client,
+    TokenAuth,
+    api_path,
     load_configuration,
     read_capped,
 )
@@ -23,8 +25,9 @@ from exporter.kube.reflector import PodEvent, PodReflector
 from exporter.kube.selectors import Selector, SelectorError, parse_selector
 
 __all__ = [
-    "ConfigTokenAuth",
+    "ApiError",
     "ContainerStatus",
+    "KubeClient",
     "KubeConfigError",
     "Owner",
     "PodConversionError",
@@ -35,11 +38,10 @@ __all__ = [
     "ResponseTooLarge",
     "Selector",
     "SelectorError",
-    "api_http_client",
+    "TokenAuth",
+    "api_path",
     "byte_count",
     "format_quantity",
-    "get_json",
-    "load_api_client",
     "load_configuration",
     "millicores",
     "parse_quantity",

@@ -27,20 +27,18 @@ resident memory, and the reflector parses the JSON itself into ``PodMeta``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
+import httpx
 import orjson
-import urllib3
-from kubernetes.client.api_client import ApiClient
-from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict
 
-from exporter.kube.config import Query, open_get
+from exporter.kube.client import ApiError, KubeClient, Query, describe_error
 from exporter.kube.podmeta import ContainerStatus, PodMeta
 from exporter.kube.pods import PodConversionError, pod_meta, split_container_id
 
@@ -72,7 +70,7 @@ class _WatchFailed(Exception):
 
 class _Cache:
     """Pods by UID with the two lookups the exporter needs, and recently deleted pods by
-    UID (in the order they were deleted); callers hold the lock."""
+    UID (in the order they were deleted)."""
 
     def __init__(self, retention_seconds: float, max_deleted: int) -> None:
         self.pods: dict[str, PodMeta] = {}
@@ -144,7 +142,7 @@ class PodReflector:
 
     def __init__(
         self,
-        api_client: ApiClient,
+        client: KubeClient,
         node_name: str,
         *,
         watch_timeout_seconds: int = 300,
@@ -158,24 +156,20 @@ class PodReflector:
     ) -> None:
         if not node_name:
             raise ValueError("node_name is required: the reflector only watches one node")
-        self._api = api_client
+        self._api = client
         self._field_selector = f"spec.nodeName={node_name}"
         self._watch_timeout = watch_timeout_seconds
         self._read_timeout = read_timeout_seconds
         self._backoff_initial = backoff_initial_seconds
         self._backoff_max = backoff_max_seconds
         self._queue_size = queue_size
-        self._lock = threading.Lock()
         self._cache = _Cache(deleted_retention_seconds, max_deleted)
         self._clock = clock
         self._resource_version = ""
         self._state: ReflectorState = "starting"
         self._last_error: str | None = None
         self._synced = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._response: urllib3.HTTPResponse | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
         self._subscribers: list[asyncio.Queue[PodEvent]] = []
         self._overflowed: set[int] = set()
         self.dropped_events = 0
@@ -186,18 +180,16 @@ class PodReflector:
 
     async def start(self) -> None:
         """Begin list+watch in the background; returns at once (see ``state``)."""
-        if self._thread is not None:
+        if self._task is not None:
             raise RuntimeError("PodReflector already started")
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="pod-reflector", daemon=True)
-        self._thread.start()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="pod-reflector")
 
     async def stop(self) -> None:
-        """End the watch and wait for the thread, interrupting a blocked read."""
-        self._stop.set()
-        self._interrupt()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 10.0)
+        """End the watch, interrupting a read that is waiting for the next event."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     @property
     def state(self) -> ReflectorState:
@@ -219,26 +211,23 @@ class PodReflector:
         return self._resource_version
 
     def pods(self) -> list[PodMeta]:
-        with self._lock:
-            return list(self._cache.pods.values())
+        return list(self._cache.pods.values())
 
     def get_by_uid(self, uid: str) -> PodMeta | None:
         """By metadata.uid, or by the UID in the pod's cgroup path (static pods' hash);
         a pod deleted from the API within ``deleted_retention_seconds`` is still found."""
-        with self._lock:
-            pod = self._cache.pods.get(uid)
-            if pod is None and (real := self._cache.by_cgroup_uid.get(uid)) is not None:
-                pod = self._cache.pods.get(real)
-            if pod is None:
-                pod = self._cache.recently_deleted(uid, self._clock())
-            return pod
+        pod = self._cache.pods.get(uid)
+        if pod is None and (real := self._cache.by_cgroup_uid.get(uid)) is not None:
+            pod = self._cache.pods.get(real)
+        if pod is None:
+            pod = self._cache.recently_deleted(uid, self._clock())
+        return pod
 
     def get_by_container_id(self, container_id: str) -> tuple[PodMeta, ContainerStatus] | None:
         """By bare container ID (a ``runtime://`` prefix is stripped)."""
         bare = split_container_id(container_id)[1] or ""
-        with self._lock:
-            uid = self._cache.by_container_id.get(bare)
-            pod = self._cache.pods.get(uid) if uid is not None else None
+        uid = self._cache.by_container_id.get(bare)
+        pod = self._cache.pods.get(uid) if uid is not None else None
         if pod is None:
             return None
         status = next(c for c in pod.containers if c.container_id == bare)
@@ -268,7 +257,9 @@ class PodReflector:
         return False
 
     def _publish(self, events: list[PodEvent]) -> None:
-        """Runs on the loop: fan out, dropping the oldest event for slow consumers."""
+        """Fan out, dropping the oldest event for slow consumers."""
+        if not events:
+            return
         for queue in list(self._subscribers):
             for event in events:
                 if queue.full():
@@ -277,26 +268,18 @@ class PodReflector:
                     self._overflowed.add(id(queue))
                 queue.put_nowait(event)
 
-    # -- the reflector thread
+    # -- list and watch
 
-    def _emit(self, events: list[PodEvent]) -> None:
-        if not events or self._loop is None:
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._publish, events)
-        except RuntimeError:
-            log.debug("event loop closed; %d pod events not delivered", len(events))
-
-    def _run(self) -> None:
+    async def _run(self) -> None:
         need_list = True
         failures = 0
-        while not self._stop.is_set():
+        while True:
             just_listed = need_list
             try:
                 if need_list:
-                    self._list()
+                    await self._list()
                     need_list = False
-                healthy = self._watch()
+                healthy = await self._watch()
                 failures = 0 if healthy else failures + 1
             except _Expired:
                 log.info("pod watch resourceVersion %s expired; re-listing", self._resource_version)
@@ -306,45 +289,35 @@ class PodReflector:
                     continue
                 failures += 1  # expired straight after a list: do not hammer the server
             except Exception as err:
-                if self._stop.is_set():
-                    break
                 failures += 1
                 if failures == 1 and self._state == "synced":
                     # Load balancers and API server restarts cut watches routinely: resume
                     # at once, and only call the API unreachable if that fails too, so a
                     # routine cut never flips every response to runtime names.
-                    log.info("pod watch interrupted (%s); resuming", _describe(err))
+                    log.info("pod watch interrupted (%s); resuming", describe_error(err))
                     continue
                 self._state = "disconnected"
-                self._last_error = _describe(err)
+                self._last_error = describe_error(err)
                 log.warning("pod list/watch failed: %s", self._last_error)
             if failures:
-                self._stop.wait(self._backoff(failures))
+                await asyncio.sleep(self._backoff(failures))
 
     def _backoff(self, failures: int) -> float:
         """Exponential back-off with jitter, so a fleet of nodes does not retry in step."""
         ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(failures - 1, 20))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _timeouts(self) -> tuple[float, float]:
-        return (min(10.0, self._read_timeout), self._read_timeout)
+    def _timeout(self) -> httpx.Timeout:
+        """Connecting gives up within 10 s; a read within the client-side read timeout,
+        which catches half-open connections the server-side timeout cannot."""
+        return httpx.Timeout(self._read_timeout, connect=min(10.0, self._read_timeout))
 
-    def _get(self, query: Query) -> urllib3.HTTPResponse:
-        """GET this node's pods (list or watch); the response is left unread."""
-        return open_get(self._api, PODS_PATH, query, timeout=self._timeouts())
-
-    def _list(self) -> None:
+    async def _list(self) -> None:
         """LIST and replace the cache, emitting the difference as events."""
         query: list[tuple[str, str | int | bool]] = [("fieldSelector", self._field_selector)]
         if not self._synced:
             query.append(("resourceVersion", "0"))  # served from the watch cache, not etcd
-        response = self._get(query)
-        self._response = response
-        try:
-            body = orjson.loads(response.data)
-        finally:
-            response.release_conn()
-            self._response = None
+        body = await self._api.get_json(PODS_PATH, query, timeout=self._timeout())
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise ValueError("pod list response has no items list")
@@ -354,26 +327,25 @@ class PodReflector:
             if pod is not None:
                 fresh[pod.uid] = pod
         events: list[PodEvent] = []
-        with self._lock:
-            now = self._clock()
-            for uid, gone in list(self._cache.pods.items()):
-                if uid not in fresh:
-                    self._cache.delete(uid, now)
-                    events.append(PodEvent(type="DELETED", pod=gone))
-            for pod in fresh.values():
-                old = self._cache.put(pod)
-                if old is None:
-                    events.append(PodEvent(type="ADDED", pod=pod))
-                elif old.resource_version != pod.resource_version:
-                    events.append(PodEvent(type="MODIFIED", pod=pod))
-            self._resource_version = str(body.get("metadata", {}).get("resourceVersion", ""))
-            if events:
-                self.generation += 1
+        now = self._clock()
+        for uid, gone in list(self._cache.pods.items()):
+            if uid not in fresh:
+                self._cache.delete(uid, now)
+                events.append(PodEvent(type="DELETED", pod=gone))
+        for pod in fresh.values():
+            old = self._cache.put(pod)
+            if old is None:
+                events.append(PodEvent(type="ADDED", pod=pod))
+            elif old.resource_version != pod.resource_version:
+                events.append(PodEvent(type="MODIFIED", pod=pod))
+        self._resource_version = str(body.get("metadata", {}).get("resourceVersion", ""))
+        if events:
+            self.generation += 1
         self._synced = True
         self._mark_healthy()
-        self._emit(events)
+        self._publish(events)
 
-    def _watch(self) -> bool:
+    async def _watch(self) -> bool:
         """One WATCH from the last resourceVersion; True unless it ended at once, empty.
 
         A quiet watch that the server closes at ``timeoutSeconds`` is healthy; one that
@@ -381,32 +353,24 @@ class PodReflector:
         misbehaving server is not hammered.
         """
         began = time.monotonic()
+        query: Query = [
+            ("fieldSelector", self._field_selector),
+            ("watch", True),
+            ("resourceVersion", self._resource_version),
+            ("allowWatchBookmarks", True),
+            ("timeoutSeconds", self._watch_timeout),
+        ]
+        received = False
         try:
-            response = self._get(
-                [
-                    ("fieldSelector", self._field_selector),
-                    ("watch", True),
-                    ("resourceVersion", self._resource_version),
-                    ("allowWatchBookmarks", True),
-                    ("timeoutSeconds", self._watch_timeout),
-                ]
-            )
-        except ApiException as err:
+            async with self._api.stream(PODS_PATH, query, timeout=self._timeout()) as response:
+                self._mark_healthy()
+                async for line in _lines(response):
+                    received = True
+                    self._handle(line)
+        except ApiError as err:
             if err.status == 410:
                 raise _Expired from err
             raise
-        self._response = response
-        self._mark_healthy()
-        received = False
-        try:
-            for line in _lines(response):
-                received = True
-                self._handle(line)
-                if self._stop.is_set():
-                    break
-        finally:
-            self._response = None
-            response.release_conn()
         return received or time.monotonic() - began >= QUIET_WATCH_SECONDS
 
     def _handle(self, line: bytes) -> None:
@@ -425,24 +389,23 @@ class PodReflector:
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             raise _WatchFailed(f"unknown watch event type {kind!r}")
         pod = self._convert(obj)
-        with self._lock:
-            if rv:
-                self._resource_version = rv
-            if kind == "DELETED":
-                # a deletion is honoured even when the final object does not convert:
-                # otherwise the pod would linger in the cache until the next relist
-                uid = pod.uid if pod is not None else _uid_of(obj)
-                gone = self._cache.delete(uid, self._clock(), pod) if uid else None
-                if gone is None:
-                    return
-                out = PodEvent(type="DELETED", pod=pod or gone)
-            elif pod is None:
+        if rv:
+            self._resource_version = rv
+        if kind == "DELETED":
+            # a deletion is honoured even when the final object does not convert:
+            # otherwise the pod would linger in the cache until the next relist
+            uid = pod.uid if pod is not None else _uid_of(obj)
+            gone = self._cache.delete(uid, self._clock(), pod) if uid else None
+            if gone is None:
                 return
-            else:
-                old = self._cache.put(pod)
-                out = PodEvent(type="ADDED" if old is None else "MODIFIED", pod=pod)
-            self.generation += 1
-        self._emit([out])
+            out = PodEvent(type="DELETED", pod=pod or gone)
+        elif pod is None:
+            return
+        else:
+            old = self._cache.put(pod)
+            out = PodEvent(type="ADDED" if old is None else "MODIFIED", pod=pod)
+        self.generation += 1
+        self._publish([out])
 
     def _convert(self, obj: Any) -> PodMeta | None:
         """A pod the converter rejects is skipped and counted, never fatal."""
@@ -457,15 +420,6 @@ class PodReflector:
         self._state = "synced"
         self._last_error = None
 
-    def _interrupt(self) -> None:
-        """Shut the socket of a blocked read so stop() need not wait for the timeout."""
-        response = self._response
-        if response is not None:
-            try:
-                response.shutdown()
-            except Exception as err:
-                log.debug("closing the watch connection: %s", err)
-
 
 def _uid_of(obj: Any) -> str | None:
     meta = obj.get("metadata") if isinstance(obj, dict) else None
@@ -473,16 +427,14 @@ def _uid_of(obj: Any) -> str | None:
     return uid if isinstance(uid, str) and uid else None
 
 
-def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:
-    """Newline-delimited watch events; urllib3 reassembles lines split across chunks."""
-    for line in response:
-        line = line.strip()
-        if line:
-            yield line
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, ApiException):
-        return f"API server answered {err.status} {err.reason}".strip()
-    text = str(err) or type(err).__name__
-    return f"{type(err).__name__}: {text}"
+async def _lines(response: httpx.Response) -> AsyncIterator[bytes]:
+    """Newline-delimited watch events, reassembled across chunk boundaries."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line.strip()
+    if pending.strip():
+        yield pending.strip()

@@ -20,11 +20,10 @@ from typing import Protocol
 
 from exporter.lifecycle import Background
 from exporter.meter.accrual import PodLookup, accrue, close
-from exporter.meter.client import OpenMeterClient, Rejected, Unavailable
+from exporter.meter.client import Rejected, Unavailable
 from exporter.meter.deltas import compute
 from exporter.meter.events import Event
 from exporter.meter.spool import MeterState, Spool
-from exporter.settings import Settings
 from extractor.contract import Snapshot
 
 log = logging.getLogger(__name__)
@@ -56,14 +55,14 @@ def _batches(events: list[Event], size: int) -> Iterator[list[Event]]:
         yield events[i : i + size]
 
 
-def token_source(settings: Settings) -> Callable[[], str | None]:
+def token_source(token: str | None, token_file: str | None) -> Callable[[], str | None]:
     """The token from the setting, or re-read from its file before every request.
 
     A token file that does not exist means no token: the manifests mount an optional
     Secret, and self-hosted OpenMeter takes none. Any other read error is raised.
     """
-    if settings.openmeter_token_file is not None:
-        path = Path(settings.openmeter_token_file)
+    if token_file is not None:
+        path = Path(token_file)
 
         def from_file() -> str | None:
             try:
@@ -72,9 +71,7 @@ def token_source(settings: Settings) -> Callable[[], str | None]:
                 return None
 
         return from_file
-    secret = settings.openmeter_token
-    value = secret.get_secret_value() if secret is not None else None
-    return lambda: value
+    return lambda: token
 
 
 class Meter:
@@ -103,28 +100,6 @@ class Meter:
         self._stats = MeterStats()
         self._wake = asyncio.Event()
         self._loop = Background("meter", self.run)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Meter | None:
-        """None when metering is off (no ``openmeter_url``); SpoolError if unusable."""
-        if settings.openmeter_url is None:
-            return None
-        spool = Spool(settings.meter_spool_dir, settings.meter_spool_max_bytes)
-        client = OpenMeterClient(
-            settings.openmeter_url,
-            token=token_source(settings),
-            timeout_seconds=settings.openmeter_timeout_seconds,
-            max_attempts=settings.meter_max_attempts,
-        )
-        return cls(
-            spool,
-            client,
-            source=settings.meter_source,
-            event_type=settings.meter_event_type,
-            interval_seconds=settings.meter_interval_seconds,
-            batch_size=settings.meter_batch_size,
-            retry_seconds=min(settings.meter_interval_seconds, 30.0),
-        )
 
     def stats(self) -> MeterStats:
         s = self._stats

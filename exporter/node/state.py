@@ -1,9 +1,11 @@
-"""The exporter's memory of the node: the latest snapshot, the one before, and CPU rates.
+"""The exporter's memory of the node: each snapshot recorded once into a ``Reading``.
 
 Requests never wait for the extractor: a poll loop refreshes the state in the
-background and handlers read whatever is current. Rates need two snapshots; they are
-computed once per pass (Δusage / Δtime) and never across a counter that went backwards
-(a cgroup recreated under the same name).
+background and handlers read the current ``Reading`` — the latest snapshot, the one
+before, their CPU rates and a version number — which never changes once made, so a
+handler reads one consistent moment. Rates need two snapshots; they are computed once per
+pass (Δusage / Δtime) and never across a counter that went backwards (a cgroup recreated
+under the same name).
 """
 
 from __future__ import annotations
@@ -63,8 +65,24 @@ def compute_rates(previous: Snapshot, current: Snapshot) -> Rates | None:
     return rates
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One recorded snapshot with what is derived from it; ``version`` counts recordings."""
+
+    snapshot: Snapshot
+    previous: Snapshot | None
+    rates: Rates | None
+    version: int
+
+    def cpu_rate(self, container_id: str) -> float | None:
+        return self.rates.containers.get(container_id) if self.rates else None
+
+    def pod_cpu_rate(self, pod_uid: str) -> float | None:
+        return self.rates.pods.get(pod_uid) if self.rates else None
+
+
 class State:
-    """Latest snapshot plus pass counters; ``version`` changes with every new snapshot."""
+    """The current Reading plus pass counters."""
 
     def __init__(
         self,
@@ -75,37 +93,45 @@ class State:
         self._fetch = fetch
         self.poll_interval_seconds = poll_interval_seconds
         self.observers: list[Observer] = list(observers or ())
-        self.snapshot: Snapshot | None = None
-        self.previous: Snapshot | None = None
-        self.rates: Rates | None = None
-        self.version = 0
+        self.reading: Reading | None = None
         self.passes = 0
         self.errors = 0
         self.last_error: str | None = None
         self.last_success: float | None = None
         self._loop = Background("state-poll", self.run)
 
-    def record(self, snapshot: Snapshot) -> None:
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.reading.snapshot if self.reading is not None else None
+
+    @property
+    def previous(self) -> Snapshot | None:
+        return self.reading.previous if self.reading is not None else None
+
+    @property
+    def rates(self) -> Rates | None:
+        return self.reading.rates if self.reading is not None else None
+
+    @property
+    def version(self) -> int:
+        return self.reading.version if self.reading is not None else 0
+
+    def record(self, snapshot: Snapshot) -> Reading:
         """Make ``snapshot`` current; the one it replaces becomes the base for rates.
 
         Observers (the meter) see every snapshot exactly once, in order; one that fails is
         logged and does not keep the snapshot from being served.
         """
-        self.previous, self.snapshot = self.snapshot, snapshot
-        self.rates = compute_rates(self.previous, snapshot) if self.previous is not None else None
-        self.version += 1
+        previous = self.snapshot
+        rates = compute_rates(previous, snapshot) if previous is not None else None
+        self.reading = reading = Reading(snapshot, previous, rates, self.version + 1)
         self.last_success = time.time()
         for observe in self.observers:
             try:
                 observe(snapshot)
             except Exception:
                 log.exception("snapshot observer %r failed", observe)
-
-    def cpu_rate(self, container_id: str) -> float | None:
-        return self.rates.containers.get(container_id) if self.rates else None
-
-    def pod_cpu_rate(self, pod_uid: str) -> float | None:
-        return self.rates.pods.get(pod_uid) if self.rates else None
+        return reading
 
     async def poll_once(self) -> bool:
         """One pass; a failure is counted and remembered, the old snapshot stays served."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from exporter.kube.podmeta import ContainerStatus, PodMeta
-from exporter.node.state import State
+from exporter.node.state import Reading, State
 from extractor.contract import Container, Pod, Snapshot
 
 MetadataSource = Literal["api", "runtime"]
@@ -93,6 +93,7 @@ class PodView:
 
 @dataclass(frozen=True)
 class NodeView:
+    reading: Reading
     snapshot: Snapshot
     version: int
     metadata_source: MetadataSource
@@ -143,12 +144,11 @@ def _pod_names(
     return namespace, name
 
 
-def build_view(
-    snapshot: Snapshot, version: int, state: State, lookup: PodLookup | None
-) -> NodeView:
-    """Join one snapshot with the reflector (None = API not usable: runtime names only)."""
+def build_view(reading: Reading, lookup: PodLookup | None) -> NodeView:
+    """Join one reading with the reflector (None = API not usable: runtime names only)."""
+    snapshot = reading.snapshot
     views = [
-        _container_view(c, lookup, state.cpu_rate(c.id))
+        _container_view(c, lookup, reading.cpu_rate(c.id))
         for c in snapshot.containers
         if not c.sandbox
     ]
@@ -178,13 +178,14 @@ def build_view(
                 meta=meta,
                 pod=pod,
                 containers=tuple(members),
-                cpu_rate=state.pod_cpu_rate(uid),
+                cpu_rate=reading.pod_cpu_rate(uid),
                 sandboxes=tuple(sandboxes.get(uid, ())),
             )
         )
     return NodeView(
+        reading=reading,
         snapshot=snapshot,
-        version=version,
+        version=reading.version,
         metadata_source="api" if lookup is not None else "runtime",
         containers=tuple(views),
         pods=tuple(pods),
@@ -205,15 +206,13 @@ class Views:
         return self.reflector is not None and self.reflector.state in USABLE_REFLECTOR_STATES
 
     def current(self) -> NodeView | None:
-        snapshot = self.state.snapshot
-        if snapshot is None:
+        reading = self.state.reading
+        if reading is None:
             return None
         usable = self.api_usable()
         generation = self.reflector.generation if usable and self.reflector is not None else 0
-        key = (self.state.version, usable, generation)
+        key = (reading.version, usable, generation)
         if key != self._key or self._view is None:
-            self._view = build_view(
-                snapshot, self.state.version, self.state, self.reflector if usable else None
-            )
+            self._view = build_view(reading, self.reflector if usable else None)
             self._key = key
         return self._view

@@ -5,7 +5,17 @@ caller with the API server (TokenReview, SubjectAccessReview); ``front_proxy`` t
 aggregation layer's client certificate as the cluster says.
 """
 
-from exporter.security.auth import AuthApi, auth_middleware
-from exporter.security.tls import TLSConfigError, ssl_context
+from exporter.security.auth import AuthApi, AuthPolicy, auth_middleware
+from exporter.security.front_proxy import ClusterRequestHeader, FileRequestHeader
+from exporter.security.tls import ServerContext, TLSConfigError, server_context
 
-__all__ = ["AuthApi", "TLSConfigError", "auth_middleware", "ssl_context"]
+__all__ = [
+    "AuthApi",
+    "AuthPolicy",
+    "ClusterRequestHeader",
+    "FileRequestHeader",
+    "ServerContext",
+    "TLSConfigError",
+    "auth_middleware",
+    "server_context",
+]

@@ -15,8 +15,8 @@ Decisions are cached briefly (allow and deny separately, bounded LRU) so a scrap
 cost two API calls per scrape. When the API server cannot answer, requests fail with 503:
 an outage must never open the data to everyone.
 
-The API calls go through httpx with the credentials `kubernetes.config` resolves (see
-`exporter.kube.http`): natively async, one timeout per call, no thread per request.
+The API calls go through the exporter's one async API client (exporter/kube/client.py):
+one timeout per call, no thread per request.
 """
 
 from __future__ import annotations
@@ -37,10 +37,9 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
 from exporter.http.errors import status_response
-from exporter.kube.http import api_http_client, load_configuration
+from exporter.kube.client import ApiError, KubeClient
 from exporter.security.front_proxy import RequestHeaderConfig
 from exporter.security.tls import front_proxy_source
-from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,19 @@ USER_KEY = web.RequestKey("user", str)
 
 _TOKEN_REVIEW = "/apis/authentication.k8s.io/v1/tokenreviews"
 _ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    """How long decisions are remembered, and what an API outage still allows."""
+
+    cache_ttl_seconds: float = 10.0
+    """An allow is reused this long (k8s.io/apiserver: 10 s)."""
+    cache_negative_ttl_seconds: float = 10.0
+    """A 401/403 is reused this long (k8s.io/apiserver: 10 s)."""
+    cache_max_entries: int = 4096
+    outage_grace_seconds: float = 300.0
+    """While the API server cannot answer, an allow is honoured this long past its expiry."""
 
 
 class ApiUnavailable(Exception):
@@ -80,29 +92,20 @@ class Decision:
 class AuthApi:
     """TokenReview and SubjectAccessReview against the API server."""
 
-    def __init__(self, client: httpx.AsyncClient, *, audiences: Sequence[str] = ()) -> None:
+    def __init__(
+        self, client: KubeClient, *, timeout: float, audiences: Sequence[str] = ()
+    ) -> None:
         self._client = client
+        self._timeout = timeout
         self._audiences = list(audiences)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AuthApi:
-        """In-cluster service account (or `settings.kubeconfig`) credentials."""
-        cfg = load_configuration(settings.kubeconfig)
-        client = api_http_client(cfg, timeout=settings.auth_review_timeout_seconds)
-        return cls(client, audiences=settings.auth_token_audiences)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await self._client.post(path, json=body)
+            data = await self._client.post_json(path, body, timeout=self._timeout)
         except httpx.HTTPError as exc:
             raise ApiUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code not in (200, 201):
-            raise ApiUnavailable(f"{path} answered HTTP {response.status_code}")
-        try:
-            data = response.json()
+        except ApiError as exc:
+            raise ApiUnavailable(f"{path} answered HTTP {exc.status}") from exc
         except ValueError as exc:
             raise ApiUnavailable(f"{path} answered with invalid JSON") from exc
         status = data.get("status") if isinstance(data, dict) else None
@@ -286,13 +289,13 @@ def _front_proxy_identity(
 class _Authorizer:
     """The per-request decision with its cache; one per application."""
 
-    def __init__(self, settings: Settings, api: AuthApi, clock: Callable[[], float]) -> None:
+    def __init__(self, policy: AuthPolicy, api: AuthApi, clock: Callable[[], float]) -> None:
         self._api = api
         self._clock = clock
-        self._cache = DecisionCache(settings.auth_cache_max_entries)
-        self._allow_ttl = settings.auth_cache_ttl_seconds
-        self._deny_ttl = settings.auth_cache_negative_ttl_seconds
-        self._outage_grace = settings.auth_outage_grace_seconds
+        self._cache = DecisionCache(policy.cache_max_entries)
+        self._allow_ttl = policy.cache_ttl_seconds
+        self._deny_ttl = policy.cache_negative_ttl_seconds
+        self._outage_grace = policy.outage_grace_seconds
         self._inflight: dict[str, asyncio.Future[Decision]] = {}
 
     async def _once(self, key: str, compute: Callable[[], Awaitable[Decision]]) -> Decision:
@@ -377,21 +380,13 @@ class _Authorizer:
 
 
 def auth_middleware(
-    settings: Settings, api: AuthApi, *, clock: Callable[[], float] = time.monotonic
+    policy: AuthPolicy, api: AuthApi, *, clock: Callable[[], float] = time.monotonic
 ) -> Middleware:
-    """The aiohttp middleware; a pass-through when `settings.auth_enabled` is false.
+    """The aiohttp middleware (the wiring adds it only with authentication on).
 
     The authenticated username is left in `request[USER_KEY]` for handlers and logs.
     """
-    if not settings.auth_enabled:
-
-        @web.middleware
-        async def no_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await handler(request)
-
-        return no_auth
-
-    authorizer = _Authorizer(settings, api, clock)
+    authorizer = _Authorizer(policy, api, clock)
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -10,7 +10,7 @@ stale at the first rotation and header names hard-coded to one cluster's flags.
 Which source wins, as in k8s.io/apiserver: an explicit
 ``RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE`` (for clusters where the ConfigMap cannot
 be read) is used alone — that file, ``RUNTIME_INSIGHTS_REQUESTHEADER_ALLOWED_NAMES`` and the
-standard ``X-Remote-*`` headers; without it the ConfigMap is read in a background thread at
+standard ``X-Remote-*`` headers; without it the ConfigMap is read by a background task at
 start and every ``REFRESH_SECONDS``. A failed read keeps the last good copy (an
 API outage must not lock the aggregator out) and is retried sooner; until a first read
 succeeds, client certificates are refused and bearer tokens keep working. A ConfigMap
@@ -19,23 +19,21 @@ without a front-proxy CA is an answer, not a failure: nothing is trusted then.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import httpx
 import orjson
-import urllib3.exceptions
-from kubernetes.client.api_client import ApiClient
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from exporter.kube.config import get_json, load_api_client
-from exporter.settings import Settings
+from exporter.kube.client import ApiError, KubeClient, api_path
+from exporter.lifecycle import Background
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +182,7 @@ class FileRequestHeader:
         return config
 
 
-def _failure_hint(exc: ApiException) -> str:
+def _failure_hint(exc: ApiError) -> str:
     if exc.status == 403:
         return (
             f"; bind Role {READER_ROLE} in {CONFIGMAP_NAMESPACE} to the exporter's service "
@@ -202,39 +200,40 @@ def _failure_hint(exc: ApiException) -> str:
 class ClusterRequestHeader:
     """ConfigMap kube-system/extension-apiserver-authentication, re-read periodically.
 
-    `current()` is read from the event loop (TLS handshakes, requests) while the refresh
-    thread replaces the copy: one attribute, swapped whole, so no lock is needed. The copy
-    is replaced only when its content changed, so an unchanged ConfigMap rebuilds nothing.
+    `current()` is read by TLS handshakes and requests while the refresh task replaces the
+    copy: one attribute, swapped whole. The copy is replaced only when its content
+    changed, so an unchanged ConfigMap rebuilds nothing.
     """
 
-    def __init__(self, api: ApiClient, *, refresh_seconds: float, timeout: float) -> None:
-        self._api = api
-        self._refresh_seconds = refresh_seconds
+    def __init__(
+        self, client: KubeClient, *, timeout: float, refresh_seconds: float | None = None
+    ) -> None:
+        self._client = client
+        self._refresh_seconds = REFRESH_SECONDS if refresh_seconds is None else refresh_seconds
         self._timeout = timeout
         self._config: RequestHeaderConfig | None = None
         self._read_at: float | None = None
         self._failure: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Background("front-proxy-trust", self._run)
 
     def current(self) -> RequestHeaderConfig | None:
         return self._config
 
-    def refresh(self) -> bool:
-        """Read the ConfigMap once (blocking); True when the copy in force is now current,
-        False when the read failed and the last good copy (or none) stays in force."""
+    async def refresh(self) -> bool:
+        """Read the ConfigMap once; True when the copy in force is now current, False when
+        the read failed and the last good copy (or none) stays in force."""
+        path = api_path(
+            "/api/v1/namespaces/{namespace}/configmaps/{name}",
+            namespace=CONFIGMAP_NAMESPACE,
+            name=CONFIGMAP_NAME,
+        )
         try:
-            found = get_json(
-                self._api,
-                "/api/v1/namespaces/{namespace}/configmaps/{name}",
-                path_params={"namespace": CONFIGMAP_NAMESPACE, "name": CONFIGMAP_NAME},
-                timeout=self._timeout,
-            )
+            found = await self._client.get_json(path, timeout=self._timeout)
             data = found.get("data") if isinstance(found, dict) else None
             config = config_from_configmap(data if isinstance(data, dict) else {})
-        except ApiException as exc:
+        except ApiError as exc:
             return self._failed(f"HTTP {exc.status} {exc.reason}{_failure_hint(exc)}")
-        except urllib3.exceptions.HTTPError as exc:
+        except httpx.HTTPError as exc:
             return self._failed(f"cannot reach the API server: {exc}")
         except (OSError, ConfigException) as exc:  # a token file or exec plugin refreshing
             return self._failed(f"no usable credentials: {exc}")
@@ -268,49 +267,18 @@ class ClusterRequestHeader:
         return False
 
     def start(self) -> None:
-        """Read now and then periodically, in a daemon thread (the client is blocking)."""
-        if self._thread is not None:
-            raise RuntimeError("ClusterRequestHeader already started")
-        self._thread = threading.Thread(target=self._run, name="requestheader", daemon=True)
-        self._thread.start()
+        """Read now and then periodically, in the background."""
+        self._loop.start()
 
-    def stop(self) -> None:
-        """Ask the thread to end at its next wake-up; safe from any thread, never blocks."""
-        self._stop.set()
+    async def stop(self) -> None:
+        await self._loop.stop()
 
-    def close(self) -> None:
-        """Stop and wait for the thread (an unanswered read ends within its timeout)."""
-        self.stop()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
+    async def _run(self) -> None:
         failures = 0
-        delay = 0.0
-        while not self._stop.wait(delay):
-            if self.refresh():
+        while True:
+            if await self.refresh():
                 failures, delay = 0, self._refresh_seconds
             else:
                 failures += 1
                 delay = min(self._refresh_seconds, RETRY_SECONDS * 2 ** (failures - 1))
-
-
-def source_from_settings(settings: Settings) -> FileRequestHeader | ClusterRequestHeader | None:
-    """The front-proxy source the settings call for (a cluster one is not started yet).
-
-    None when nothing is to be trusted: no CA file and authentication off (the headers
-    are only ever read by the authentication middleware). Raises ValueError for a CA
-    file that does not load, KubeConfigError when the ConfigMap is needed but no
-    credentials are found.
-    """
-    if settings.requestheader_client_ca_file:
-        return FileRequestHeader(
-            settings.requestheader_client_ca_file, frozenset(settings.requestheader_allowed_names)
-        )
-    if not settings.auth_enabled:
-        return None
-    return ClusterRequestHeader(
-        load_api_client(settings.kubeconfig),
-        refresh_seconds=REFRESH_SECONDS,
-        timeout=settings.auth_review_timeout_seconds,
-    )
+            await asyncio.sleep(delay)

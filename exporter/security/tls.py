@@ -24,19 +24,13 @@ from __future__ import annotations
 
 import logging
 import ssl
-import weakref
 
-from exporter.kube.config import KubeConfigError
 from exporter.security.front_proxy import (
-    CONFIGMAP,
-    ClusterRequestHeader,
     FileState,
     RequestHeaderConfig,
     RequestHeaderSource,
     file_state,
-    source_from_settings,
 )
-from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -124,27 +118,9 @@ class ReloadingContext:
         conn.context = self.current()
 
 
-def ssl_context(settings: Settings) -> ServerContext | None:
-    """The listening context, or None when no certificate is configured (plain HTTP).
-
-    With authentication on and no front-proxy CA file, this starts the thread that reads
-    the cluster's front-proxy configuration; it stops once the context is discarded.
-    Raises TLSConfigError when the configured files (or the credentials needed to read
-    that configuration) cannot be loaded at start.
-    """
-    if not (settings.tls_cert_file and settings.tls_key_file):
-        return None
-    try:
-        front_proxy = source_from_settings(settings)
-    except KubeConfigError as exc:
-        raise TLSConfigError(
-            f"front-proxy trust is read from {CONFIGMAP}: {exc}; or set "
-            "RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE"
-        ) from exc
-    except ValueError as exc:
-        raise TLSConfigError(str(exc)) from exc
-    reloading = ReloadingContext(settings.tls_cert_file, settings.tls_key_file, front_proxy)
-    if isinstance(front_proxy, ClusterRequestHeader):
-        weakref.finalize(reloading.listening, front_proxy.stop)
-        front_proxy.start()
-    return reloading.listening
+def server_context(
+    cert_file: str, key_file: str, front_proxy: RequestHeaderSource | None
+) -> ServerContext:
+    """The listening context; it follows the files and ``front_proxy`` (which the wiring
+    starts and stops). TLSConfigError when the files cannot be loaded at start."""
+    return ReloadingContext(cert_file, key_file, front_proxy).listening

@@ -242,8 +242,7 @@ def test_exporter_environment_is_valid_settings(pod_spec: Obj) -> None:
     assert (
         env["RUNTIME_INSIGHTS_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     )
-    values = {n.removeprefix(prefix).lower(): e["value"] for n, e in env.items() if "value" in e}
-    settings = Settings.model_validate(values)
+    settings = _env_settings(exporter)
     assert settings.auth_enabled is True
     assert settings.tls_cert_file and settings.tls_key_file
     (port,) = exporter["ports"]
@@ -354,11 +353,21 @@ def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
     ]
 
 
+DOWNWARD_API = {"spec.nodeName": "node-a", "metadata.namespace": "runtime-insights"}
+"""What the kubelet fills in for the downward-API fields the manifests use."""
+
+
 def _env_settings(exporter: Obj) -> Settings:
+    """The exporter's settings as a node would start it: literal values, and the
+    downward-API fields as the kubelet resolves them (optional ConfigMap/Secret keys unset)."""
     prefix = "RUNTIME_INSIGHTS_"
-    values = {
-        e["name"].removeprefix(prefix).lower(): e["value"] for e in exporter["env"] if "value" in e
-    }
+    values: dict[str, str] = {}
+    for e in exporter["env"]:
+        field_ref = e.get("valueFrom", {}).get("fieldRef")
+        if "value" in e:
+            values[e["name"].removeprefix(prefix).lower()] = e["value"]
+        elif field_ref is not None:
+            values[e["name"].removeprefix(prefix).lower()] = DOWNWARD_API[field_ref["fieldPath"]]
     return Settings.model_validate(values)
 
 

@@ -227,7 +227,7 @@ def api_meta_for(snap: Snapshot) -> list[PodMeta]:
 async def client_for(
     state: State, lookup: FakeLookup | None = None, **settings: object
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    cfg = Settings(kube_enabled=lookup is not None, **settings)  # type: ignore[arg-type]
-    app = build_app(state, lookup, cfg)
+    cfg = Settings(kube_enabled=lookup is not None, node_name="node-a", **settings)  # type: ignore[arg-type]
+    app = build_app(state, lookup, stale_after_seconds=cfg.stale_after_seconds)
     async with TestClient(TestServer(app)) as client:
         yield client

@@ -31,18 +31,17 @@ from exporter.cluster.collect import (
     NO_EXPORTER,
     NODES_ROLE,
     CollectOptions,
-    ExporterPod,
     Tunnel,
     fetch_node_forwarded,
     run_collect,
 )
-from exporter.kube.config import load_api_client
-from exporter.security.auth import USER_KEY, AuthApi, auth_middleware
-from exporter.security.tls import ssl_context
-from exporter.settings import Settings
+from exporter.cluster.daemonset import ExporterPod
+from exporter.kube.client import load_configuration
+from exporter.security.auth import USER_KEY
 from runtime_insights.cli import build_parser
 from tests.support.apiserver import FakeApiServer, make_node, make_pod
 from tests.support.certs import CertPair, make_ca, make_cert
+from tests.support.parts import Parts, settings_for
 
 NS = "runtime-insights"
 LABELS = {"app.kubernetes.io/name": "runtime-insights"}
@@ -132,7 +131,7 @@ class Cluster:
         self.kubeconfig = kubeconfig
         self.tmp = tmp
         self._runners: list[web.AppRunner] = []
-        self._auth_apis: list[AuthApi] = []
+        self._parts: list[Parts] = []
 
     async def exporter(
         self, name: str, node: str, backend: Backend, phase: str = "Running"
@@ -161,14 +160,15 @@ class Cluster:
         https=8443 reachable through the fake's port-forward and pod proxy."""
         reviewer = reviews or self.kube
         kubeconfig = reviewer.write_kubeconfig(self.tmp / f"exporter-{name}.kubeconfig")
-        settings = Settings(
-            auth_enabled=True,
-            kubeconfig=str(kubeconfig),
-            tls_cert_file=str(pki.server.cert) if pki else None,
-            tls_key_file=str(pki.server.key) if pki else None,
+        parts = Parts(
+            settings_for(
+                auth_enabled=True,
+                kubeconfig=str(kubeconfig),
+                tls_cert_file=str(pki.server.cert) if pki else None,
+                tls_key_file=str(pki.server.key) if pki else None,
+            )
         )
-        api = AuthApi.from_settings(settings)
-        self._auth_apis.append(api)
+        self._parts.append(parts)
         seen = Seen()
 
         async def recording(request: web.Request) -> web.StreamResponse:
@@ -181,11 +181,11 @@ class Cluster:
             response: web.StreamResponse = await handler(request)
             return response
 
-        app = web.Application(middlewares=[raw_header, auth_middleware(settings, api)])
+        app = web.Application(middlewares=[raw_header, parts.auth_middleware()])
         app.router.add_get("/{tail:.*}", recording)
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context(settings)).start()
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=parts.tls()).start()
         self._runners.append(runner)
         (address,) = runner.addresses
         pod = make_pod(name, NS, node=node, labels=LABELS)
@@ -201,8 +201,8 @@ class Cluster:
     async def close(self) -> None:
         for runner in self._runners:
             await runner.cleanup()
-        for api in self._auth_apis:
-            await api.aclose()
+        for parts in self._parts:
+            await parts.aclose()
 
     async def collect(
         self, *extra: str, timeout: str = "5"
@@ -530,10 +530,10 @@ async def test_tokens_the_exporter_rejects_or_lacks_are_explained(cluster: Clust
             "(the exporter did not accept the kubeconfig's bearer token)"
         )
 
-        with load_api_client(str(cluster.kubeconfig)) as api:  # a client-certificate user
-            options = CollectOptions(NS, "8443", insecure_http=True, timeout=5)
-            pod = ExporterPod("ri-a", "node-a", "Running")
-            result = await fetch_node_forwarded(Tunnel(api, None, None), pod, options)
+        configuration = load_configuration(str(cluster.kubeconfig))  # a client-certificate user
+        options = CollectOptions(NS, "8443", insecure_http=True, timeout=5)
+        pod = ExporterPod("ri-a", "node-a", "Running")
+        result = await fetch_node_forwarded(Tunnel(configuration, None, None), pod, options)
 
         assert result.error is not None and result.error.startswith(
             "HTTP 401: Unauthorized: a bearer token is required (the kubeconfig's user has no "

@@ -27,19 +27,19 @@ import jsonschema
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from pydantic import ValidationError
 
-from exporter.cluster.peers import Peer, PeerConfigError, PeerDirectory, PeerListError, Peers
+from exporter.cluster.peers import Peer, PeerDirectory, PeerListError, Peers
 from exporter.http.app import build_app
 from exporter.kube.quantity import parse_quantity
 from exporter.node.state import State
-from exporter.security.auth import AuthApi, auth_middleware
-from exporter.security.tls import ssl_context
 from exporter.settings import Settings
-from exporter.wiring import StartupError, serve
+from exporter.wiring import StartupError, load_settings
 from tests.exporter.http.test_custom_metrics import METRIC_VALUE_LIST, STATUS
 from tests.support.apiserver import FakeApiServer, make_pod
 from tests.support.certs import CertPair, make_ca, make_cert
 from tests.support.exporter_doubles import FakeLookup, api_meta_for, pod_with, snapshot
+from tests.support.parts import Parts
 
 ROOT = "/apis/custom.metrics.k8s.io/v1beta2"
 SERVER_NAME = "localhost"  # a DNS name in the test serving certificate, like the Service's
@@ -157,26 +157,28 @@ def _settings(cluster_dir: Path, node: Node, port: int, **over: Any) -> Settings
 
 
 async def _exporter(
-    stack: AsyncExitStack, settings: Settings, node: Node, auth_api: AuthApi
+    stack: AsyncExitStack, settings: Settings, node: Node, reviews: Settings | None = None
 ) -> None:
-    """One node's real exporter application, listening with TLS on its own address."""
+    """One node's real exporter application, listening with TLS on its own address; its
+    callers are reviewed with ``reviews``' credentials (default: its own)."""
     assert node.state is not None and node.state.snapshot is not None
-    node.peers = Peers.from_settings(settings)
+    parts = Parts(settings)
+    stack.push_async_callback(parts.aclose)
+    reviewer = Parts(reviews or settings)
+    stack.push_async_callback(reviewer.aclose)
+    node.peers = parts.peers()
     stack.push_async_callback(node.peers.aclose)
-    stack.push_async_callback(auth_api.aclose)
     app = build_app(
         node.state,
         FakeLookup(api_meta_for(node.state.snapshot)),
-        settings,
-        middlewares=[_counting(node), auth_middleware(settings, auth_api)],
+        stale_after_seconds=settings.stale_after_seconds,
+        middlewares=[_counting(node), reviewer.auth_middleware()],
         peers=node.peers,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    await web.TCPSite(
-        runner, node.address, settings.port, ssl_context=ssl_context(settings)
-    ).start()
+    await web.TCPSite(runner, node.address, settings.port, ssl_context=parts.tls()).start()
 
 
 async def _hanging(stack: AsyncExitStack, address: str, port: int) -> None:
@@ -272,15 +274,17 @@ async def _cluster(
             cfg = _settings(cluster_dir, node, probe, **settings)
             if name in healthy:
                 node.state = _state(name, healthy[name])
-                await _exporter(stack, cfg, node, AuthApi.from_settings(cfg))
+                await _exporter(stack, cfg, node)
             elif name in denying:
                 node.state = _state(name, 1_000_000_000)
                 other = cfg.model_copy(update={"kubeconfig": str(other_kubeconfig)})
-                await _exporter(stack, cfg, node, AuthApi.from_settings(other))
+                await _exporter(stack, cfg, node, reviews=other)
             elif name in hanging:
                 await _hanging(stack, node.address, probe)
             elif name in malformed:
-                tls = ssl_context(cfg)
+                tls_parts = Parts(cfg)
+                stack.push_async_callback(tls_parts.aclose)
+                tls = tls_parts.tls()
                 assert tls is not None
                 await _malformed(stack, node.address, probe, tls)
         trust = ssl.create_default_context(cafile=str(ca.cert))
@@ -466,14 +470,17 @@ def test_incomplete_peer_settings_name_what_is_missing(
         "tls_key_file": str(tmp_path / "tls.key"),
         "kubeconfig": str(tmp_path / "no-kubeconfig"),
     }
-    with pytest.raises(PeerConfigError, match=named):
-        Peers.from_settings(Settings(**(complete | missing)))
+    with pytest.raises(ValidationError, match=named):
+        Settings(**(complete | missing))
 
 
-async def test_serve_refuses_to_start_with_incomplete_peer_settings() -> None:
-    settings = Settings(kube_enabled=False, peers_enabled=True, host="127.0.0.1", port=0)
+def test_the_exporter_refuses_to_start_with_incomplete_peer_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"KUBE_ENABLED": "false", "PEERS_ENABLED": "true", "PORT": "0"}.items():
+        monkeypatch.setenv(f"RUNTIME_INSIGHTS_{name}", value)
     with pytest.raises(StartupError, match="RUNTIME_INSIGHTS_PEER_NAMESPACE"):
-        await serve(settings, asyncio.Event())
+        load_settings(None)
 
 
 class _Source:
@@ -483,14 +490,14 @@ class _Source:
         self.results = list(results)
         self.calls = 0
 
-    def list_peers(self) -> list[Peer]:
+    async def list_peers(self) -> list[Peer]:
         self.calls += 1
         result = self.results.pop(0)
         if isinstance(result, PeerListError):
             raise result
         return result
 
-    def node_of(self, namespace: str, pod: str) -> str | None:
+    async def node_of(self, namespace: str, pod: str) -> str | None:
         return None
 
 
@@ -515,7 +522,7 @@ async def test_an_exporter_without_a_snapshot_still_serves_its_peers_pods(tmp_pa
     async with _cluster(tmp_path, {"node-a": 3_000_000_000, "node-b": 5_000_000_000}) as cluster:
         state_a, state_b = cluster.nodes["node-a"].state, cluster.nodes["node-b"].state
         assert state_a is not None and state_b is not None
-        state_a.snapshot = None  # the extractor has not answered node-a yet
+        state_a.reading = None  # the extractor has not answered node-a yet
         path = f"{ROOT}/namespaces/shop/pods/*/cpu_usage_rate"
         resp = await cluster.get("node-a", path)
         assert resp.status_code == 200, resp.text

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.feeds.lifecycle import diff
 from exporter.feeds.sse import add_routes
-from exporter.kube.config import load_api_client
+from exporter.kube.client import KubeClient, load_configuration
 from exporter.kube.pods import pod_meta
 from exporter.kube.reflector import PodReflector
 from tests.support.apiserver import FakeApiServer, FakeContainer, make_pod
@@ -75,12 +75,13 @@ async def api() -> AsyncIterator[FakeApiServer]:
 
 @pytest.fixture
 async def reflector(api: FakeApiServer, tmp_path: Path) -> AsyncIterator[PodReflector]:
-    client = load_api_client(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+    client = KubeClient(load_configuration(str(api.write_kubeconfig(tmp_path / "kubeconfig"))))
     r = PodReflector(client, NODE, watch_timeout_seconds=1, read_timeout_seconds=3)
     await r.start()
     await wait_for_value(lambda: r.synced, "reflector sync")
     yield r
     await r.stop()
+    await client.aclose()
 
 
 @pytest.fixture
@@ -250,7 +251,7 @@ async def test_a_consumer_that_falls_behind_is_resynced_from_the_cache(
     """A relist hands a stream many pod updates at once; with a small queue most are
     dropped. The stream says so (``resync``) and still delivers every container's start,
     rebuilt from the reflector's cache."""
-    client = load_api_client(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+    client = KubeClient(load_configuration(str(api.write_kubeconfig(tmp_path / "kubeconfig"))))
     reflector = PodReflector(
         client, NODE, watch_timeout_seconds=1, read_timeout_seconds=3, queue_size=2
     )
@@ -274,6 +275,7 @@ async def test_a_consumer_that_falls_behind_is_resynced_from_the_cache(
             assert reflector.dropped_events >= 4
     finally:
         await reflector.stop()
+        await client.aclose()
 
 
 async def test_streams_beyond_the_cap_are_refused_until_one_closes(

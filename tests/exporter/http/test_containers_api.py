@@ -372,11 +372,12 @@ async def test_containers_outside_kubernetes_group_under_their_runtime() -> None
 def test_readiness_names_a_stale_snapshot_and_a_failing_extractor() -> None:
     state = _two_passes()
     settings = Settings(kube_enabled=False, poll_interval_seconds=10, extractor_timeout_seconds=5)
+    stale_after = settings.stale_after_seconds
     assert state.last_success is not None
-    body, ready = readiness(Views(state, None), settings, state.last_success + 1)
+    body, ready = readiness(Views(state, None), stale_after, state.last_success + 1)
     assert ready and body["reasons"] == []
     state.last_error = "extractor socket /x: no answer within 5s"
-    body, ready = readiness(Views(state, None), settings, state.last_success + 36)
+    body, ready = readiness(Views(state, None), stale_after, state.last_success + 36)
     assert ready and body["status"] == "degraded"
     assert body["reasons"] == [
         "last snapshot pass failed: extractor socket /x: no answer within 5s",

@@ -10,7 +10,6 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.http.limits import limits_middleware
-from exporter.settings import Settings
 
 MAX = 1024
 
@@ -46,8 +45,7 @@ async def _gather(request: web.Request) -> web.Response:
 
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    settings = Settings(max_request_bytes=MAX, request_timeout_seconds=1.0)
-    app = web.Application(middlewares=[limits_middleware(settings)])
+    app = web.Application(middlewares=[limits_middleware(MAX, 1.0)])
     app.router.add_post("/echo", _echo)
     app.router.add_get("/slow", _slow)
     app.router.add_get("/own-timeout", _own_timeout)

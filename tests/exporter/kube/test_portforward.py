@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import kubernetes.client
 import pytest
 
-from exporter.kube.config import load_api_client
+from exporter.kube.client import load_configuration
 from exporter.kube.portforward import Answer, TlsTarget, TunnelError, get_through_portforward
 from tests.support.apiserver import FakeApiServer, make_pod
 from tests.support.certs import make_ca
@@ -64,7 +65,7 @@ class Pods:
         self, pod: str, *, tls: TlsTarget | None = None, max_bytes: int = 1 << 20
     ) -> Answer:
         """The real blocking call, in a thread (the fake serves on this loop)."""
-        api = load_api_client(str(self.kubeconfig))
+        api = kubernetes.client.ApiClient(load_configuration(str(self.kubeconfig)))
 
         def call() -> Answer:
             with api:

@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import kubernetes.client
 import pytest
-from kubernetes.client.exceptions import ApiException
 
-from exporter.kube.config import KubeConfigError, get_json, load_api_client
+from exporter.kube.client import (
+    ApiError,
+    KubeClient,
+    KubeConfigError,
+    api_path,
+    load_configuration,
+)
 from exporter.kube.reflector import PodEvent, PodReflector
 from tests.support.apiserver import FakeApiServer, FakeContainer, make_pod
 from tests.support.paths import REPO_ROOT
@@ -47,11 +51,13 @@ async def api() -> AsyncIterator[FakeApiServer]:
 
 
 @pytest.fixture
-def client(api: FakeApiServer, tmp_path: Path) -> kubernetes.client.ApiClient:
-    return load_api_client(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+async def client(api: FakeApiServer, tmp_path: Path) -> AsyncIterator[KubeClient]:
+    kube = KubeClient(load_configuration(str(api.write_kubeconfig(tmp_path / "kubeconfig"))))
+    yield kube
+    await kube.aclose()
 
 
-def make_reflector(client: kubernetes.client.ApiClient, **kw: Any) -> PodReflector:
+def make_reflector(client: KubeClient, **kw: Any) -> PodReflector:
     return PodReflector(
         client,
         NODE,
@@ -64,7 +70,7 @@ def make_reflector(client: kubernetes.client.ApiClient, **kw: Any) -> PodReflect
 
 
 @pytest.fixture
-async def reflector(client: kubernetes.client.ApiClient) -> AsyncIterator[PodReflector]:
+async def reflector(client: KubeClient) -> AsyncIterator[PodReflector]:
     r = make_reflector(client)
     yield r
     await r.stop()
@@ -233,7 +239,7 @@ async def test_static_pod_is_found_by_its_cgroup_uid(
 
 
 async def test_deleted_pods_are_found_by_uid_for_their_retention_only(
-    api: FakeApiServer, client: kubernetes.client.ApiClient
+    api: FakeApiServer, client: KubeClient
 ) -> None:
     now = [1000.0]
     r = make_reflector(client, deleted_retention_seconds=600.0, clock=lambda: now[0])
@@ -264,7 +270,7 @@ async def test_deleted_pods_are_found_by_uid_for_their_retention_only(
 
 
 async def test_deleted_pods_kept_are_bounded_oldest_first(
-    api: FakeApiServer, client: kubernetes.client.ApiClient
+    api: FakeApiServer, client: KubeClient
 ) -> None:
     r = make_reflector(client, max_deleted=2)
     uids = [api.add_pod(make_pod(f"p{i}", node=NODE))["metadata"]["uid"] for i in range(3)]
@@ -295,7 +301,7 @@ async def test_malformed_pod_is_skipped_not_fatal(
 
 
 async def test_slow_subscriber_loses_the_oldest_events_and_they_are_counted(
-    api: FakeApiServer, client: kubernetes.client.ApiClient
+    api: FakeApiServer, client: KubeClient
 ) -> None:
     reflector = make_reflector(client, queue_size=2)
     queue = reflector.subscribe()
@@ -315,25 +321,23 @@ async def test_slow_subscriber_loses_the_oldest_events_and_they_are_counted(
         await reflector.stop()
 
 
-async def test_stop_interrupts_an_open_watch(
-    api: FakeApiServer, client: kubernetes.client.ApiClient
-) -> None:
+async def test_stop_interrupts_an_open_watch(api: FakeApiServer, client: KubeClient) -> None:
     reflector = PodReflector(client, NODE, watch_timeout_seconds=600, read_timeout_seconds=900)
     await reflector.start()
     await wait_for(lambda: api.calls["watch"] == 1, "watch opened")
     await reflector.stop()
-    thread = reflector._thread
-    assert thread is not None and not thread.is_alive()
+    task = reflector._task
+    assert task is not None and task.done()
 
 
 def test_bad_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(KubeConfigError, match="nope"):
-        load_api_client(str(missing))
+        load_configuration(str(missing))
     garbage = tmp_path / "garbage"
     garbage.write_text("clusters: 3\n")
     with pytest.raises(KubeConfigError):
-        load_api_client(str(garbage))
+        load_configuration(str(garbage))
 
 
 def test_in_cluster_config_is_used_without_a_kubeconfig(
@@ -346,9 +350,9 @@ def test_in_cluster_config_is_used_without_a_kubeconfig(
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_TOKEN_FILENAME", str(token))
     monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_CERT_FILENAME", str(ca))
-    client = load_api_client(None)
-    assert client.configuration.host == "https://10.96.0.1:443"
-    bearer = client.configuration.auth_settings()["BearerToken"]
+    configuration = load_configuration(None)
+    assert configuration.host == "https://10.96.0.1:443"
+    bearer = configuration.auth_settings()["BearerToken"]
     assert (bearer["key"], bearer["value"]) == ("authorization", "bearer in-cluster-token")
 
 
@@ -356,10 +360,10 @@ def test_kubeconfig_that_is_not_yaml_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.write_text("clusters: [\n")
     with pytest.raises(KubeConfigError, match="broken"):
-        load_api_client(str(broken))
+        load_configuration(str(broken))
 
 
-def test_backoff_grows_with_jitter_and_stays_bounded(client: kubernetes.client.ApiClient) -> None:
+def test_backoff_grows_with_jitter_and_stays_bounded(client: KubeClient) -> None:
     r = PodReflector(client, NODE, backoff_initial_seconds=0.5, backoff_max_seconds=30)
     delays = [r._backoff(n) for n in (1, 2, 3, 10, 100_000)]
     assert 0.25 <= delays[0] <= 0.5
@@ -419,7 +423,7 @@ async def test_list_and_watch_send_the_parameters_the_api_concepts_call_for(
 
 
 async def test_rejected_credentials_are_reported_with_the_api_status(
-    api: FakeApiServer, client: kubernetes.client.ApiClient
+    api: FakeApiServer, client: KubeClient
 ) -> None:
     api.token = "not-the-token-in-the-kubeconfig"
     reflector = make_reflector(client)
@@ -433,32 +437,31 @@ async def test_rejected_credentials_are_reported_with_the_api_status(
 
 
 async def test_get_json_goes_through_the_clients_auth_and_raises_api_errors(
-    api: FakeApiServer, client: kubernetes.client.ApiClient
+    api: FakeApiServer, client: KubeClient
 ) -> None:
     api.add_pod(make_pod("web-1", "team-a", node=NODE))
     path = "/api/v1/namespaces/{namespace}/pods/{name}"
-    pod = await asyncio.to_thread(
-        get_json, client, path, path_params={"namespace": "team-a", "name": "web-1"}, timeout=5
-    )
+    pod = await client.get_json(api_path(path, namespace="team-a", name="web-1"), timeout=5)
     assert (pod["kind"], pod["metadata"]["name"]) == ("Pod", "web-1")
-    with pytest.raises(ApiException) as missing:
-        await asyncio.to_thread(
-            get_json, client, path, path_params={"namespace": "team-a", "name": "nope"}, timeout=5
-        )
-    assert missing.value.status == 404 and missing.value.body is not None
+    with pytest.raises(ApiError) as missing:
+        await client.get_json(api_path(path, namespace="team-a", name="nope"), timeout=5)
+    assert missing.value.status == 404 and missing.value.body
     assert json.loads(missing.value.body)["message"] == 'pods "nope" not found'
+    assert missing.value.message == 'pods "nope" not found'
 
 
 async def test_a_rotated_token_is_asked_for_on_every_request(
-    api: FakeApiServer, client: kubernetes.client.ApiClient
+    api: FakeApiServer, client: KubeClient
 ) -> None:
     """The official loaders rotate tokens through the configuration's refresh hook; the
     raw GET path must consult it per request, as the generated methods do."""
     cfg = client.configuration
     assert "BearerToken" in cfg.api_key
-    cfg.refresh_api_key_hook = lambda c: c.api_key.__setitem__("BearerToken", f"Bearer {api.token}")
+    cfg.refresh_api_key_hook = lambda c: c.api_key.__setitem__(  # type: ignore[assignment]
+        "BearerToken", f"Bearer {api.token}"
+    )
     api.token = "rotated-token"
-    body = await asyncio.to_thread(get_json, client, "/api/v1/pods", timeout=5)
+    body = await client.get_json("/api/v1/pods", timeout=5)
     assert body["kind"] == "PodList"
     assert api.calls["unauthorized"] == 0
 
@@ -472,17 +475,19 @@ async def test_the_reflector_imports_no_generated_api_or_model_module(
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
     script = f"""
 import asyncio, sys
-from exporter.kube.config import load_api_client
+from exporter.kube.client import KubeClient, load_configuration
 from exporter.kube.reflector import PodReflector
 
 async def main():
-    r = PodReflector(load_api_client(sys.argv[1]), {NODE!r}, watch_timeout_seconds=1)
+    kube = KubeClient(load_configuration(sys.argv[1]))
+    r = PodReflector(kube, {NODE!r}, watch_timeout_seconds=1)
     await r.start()
     for _ in range(750):
         if len(r.pods()) == 3:
             break
         await asyncio.sleep(0.02)
     await r.stop()
+    await kube.aclose()
     prefixes = ("kubernetes.client.api.", "kubernetes.client.models.")
     print(len(r.pods()), sorted(m for m in sys.modules if m.startswith(prefixes)))
 
@@ -547,13 +552,13 @@ async def test_a_deletion_whose_final_object_is_malformed_still_removes_the_pod(
 
 
 async def test_quiet_watches_that_time_out_are_not_backed_off(
-    client: kubernetes.client.ApiClient, tmp_path: Path
+    client: KubeClient, tmp_path: Path
 ) -> None:
     """A server that sends no bookmarks closes a quiet watch at timeoutSeconds with no
     event at all: that is health, and the next watch starts at once, not after a
     growing back-off (events would wait that long)."""
     async with FakeApiServer(bookmark_interval=3600) as quiet:
-        api_client = load_api_client(str(quiet.write_kubeconfig(tmp_path / "quiet")))
+        api_client = KubeClient(load_configuration(str(quiet.write_kubeconfig(tmp_path / "quiet"))))
         reflector = PodReflector(
             api_client,
             NODE,
@@ -570,3 +575,4 @@ async def test_quiet_watches_that_time_out_are_not_backed_off(
             assert await next_events(queue, 1) == [("ADDED", "late")]
         finally:
             await reflector.stop()
+            await api_client.aclose()

@@ -16,13 +16,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter import wiring
 from exporter.kube.podmeta import PodMeta
 from exporter.meter import spool as spool_module
 from exporter.meter.client import OpenMeterClient, Rejected
 from exporter.meter.metrics import MeterCollector
 from exporter.meter.pipeline import Meter, token_source
 from exporter.meter.spool import MeterState, Spool, SpoolError
-from exporter.settings import Settings
 from exporter.wiring import StartupError, load_settings
 from extractor.contract import Snapshot
 from tests.support.meter_snapshots import C, P, snap
@@ -326,11 +326,12 @@ async def test_seed_env_names_work_and_the_meter_is_off_without_a_url(
     for key in list(os.environ):
         if key.startswith(("RUNTIME_INSIGHTS_", "OPENMETER_")):
             monkeypatch.delenv(key)
-    assert Meter.from_settings(load_settings(None)) is None
+    monkeypatch.setenv("RUNTIME_INSIGHTS_KUBE_ENABLED", "false")
+    assert wiring.meter(load_settings(None)) is None
     monkeypatch.setenv("OPENMETER_URL", om.url)
     monkeypatch.setenv("OPENMETER_TOKEN", TOKEN)
     monkeypatch.setenv("RUNTIME_INSIGHTS_METER_SPOOL_DIR", str(tmp_path))
-    m = Meter.from_settings(load_settings(None))
+    m = wiring.meter(load_settings(None))
     assert m is not None
     feed(m, range(7))
     assert await m.deliver_once()  # the fake checks the bearer token
@@ -379,8 +380,7 @@ def test_the_token_file_is_reread_and_may_be_absent(tmp_path: Path) -> None:
     """The manifests mount an optional Secret: no file means no token (self-hosted
     OpenMeter takes none); a rotated file is picked up at the next request."""
     token_file = tmp_path / "token"
-    settings = Settings(openmeter_url="http://127.0.0.1:1", openmeter_token_file=str(token_file))
-    token = token_source(settings)
+    token = token_source(None, str(token_file))
     assert token() is None
     token_file.write_text("om_first\n")
     assert token() == "om_first"

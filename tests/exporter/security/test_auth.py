@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import json
 import logging
 import shutil
 import ssl
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +22,19 @@ import httpx
 import pytest
 from aiohttp import web
 
+from exporter import wiring
+from exporter.lifecycle import Lifecycle
 from exporter.security import front_proxy as requestheader
 from exporter.security.auth import (
     USER_KEY,
-    AuthApi,
     Decision,
     DecisionCache,
-    auth_middleware,
     request_attributes,
 )
 from exporter.security.front_proxy import ClusterRequestHeader, config_from_configmap
-from exporter.security.tls import ssl_context
-from exporter.settings import Settings
 from tests.support.apiserver import FakeApiServer
 from tests.support.certs import CertPair, make_ca, make_cert
+from tests.support.parts import Parts, settings_for
 
 CM_PATH = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/*/cpu_usage_rate"
 
@@ -56,8 +53,8 @@ async def _whoami(request: web.Request) -> web.Response:
     return web.json_response({"user": request.get(USER_KEY)})
 
 
-def _app(settings: Settings, api: AuthApi, clock: FakeClock) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware(settings, api, clock=clock)])
+def _app(parts: Parts, clock: FakeClock) -> web.Application:
+    app = web.Application(middlewares=[parts.auth_middleware(clock=clock)])
     app.router.add_get("/healthz", _whoami)
     app.router.add_get("/v1/containers", _whoami)
     app.router.add_get("/metrics", _whoami)
@@ -96,14 +93,13 @@ def _port(runner: web.AppRunner) -> int:
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     async with FakeApiServer() as kube:
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-        settings = Settings(auth_enabled=True, kubeconfig=str(kubeconfig))
-        api = AuthApi.from_settings(settings)
+        parts = Parts(settings_for(auth_enabled=True, kubeconfig=str(kubeconfig)))
         clock = FakeClock()
-        runner = await _serve(_app(settings, api, clock))
+        runner = await _serve(_app(parts, clock))
         async with httpx.AsyncClient(timeout=10) as http:
             yield Env(kube, clock, f"http://127.0.0.1:{_port(runner)}", http)
         await runner.cleanup()
-        await api.aclose()
+        await parts.aclose()
 
 
 def _assert_status(response: httpx.Response, code: int) -> dict[str, object]:
@@ -212,9 +208,8 @@ async def test_rejected_own_credentials_are_503_not_401(tmp_path: Path) -> None:
         kubeconfig = tmp_path / "kubeconfig"
         kube.write_kubeconfig(kubeconfig)
         kubeconfig.write_text(kubeconfig.read_text().replace(kube.token, "revoked-sa-token"))
-        settings = Settings(auth_enabled=True, kubeconfig=str(kubeconfig))
-        api = AuthApi.from_settings(settings)
-        runner = await _serve(_app(settings, api, FakeClock()))
+        parts = Parts(settings_for(auth_enabled=True, kubeconfig=str(kubeconfig)))
+        runner = await _serve(_app(parts, FakeClock()))
         try:
             async with httpx.AsyncClient() as http:
                 response = await http.get(
@@ -225,25 +220,28 @@ async def test_rejected_own_credentials_are_503_not_401(tmp_path: Path) -> None:
             assert "401" in str(body["message"])
         finally:
             await runner.cleanup()
-            await api.aclose()
+            await parts.aclose()
 
 
-async def test_auth_disabled_is_a_pass_through(tmp_path: Path) -> None:
+async def test_auth_disabled_adds_no_check(tmp_path: Path) -> None:
+    """With authentication off the wiring puts no authentication on the app: a request
+    without credentials is served and the API server is never asked."""
     async with FakeApiServer() as kube:
-        settings = Settings(
-            auth_enabled=False, kubeconfig=str(kube.write_kubeconfig(tmp_path / "k"))
+        settings = settings_for(
+            auth_enabled=False,
+            kubeconfig=str(kube.write_kubeconfig(tmp_path / "k")),
+            extractor_socket=str(tmp_path / "none.sock"),
         )
-        api = AuthApi.from_settings(settings)
-        runner = await _serve(_app(settings, api, FakeClock()))
+        built = wiring.build(settings, Lifecycle())
+        runner = await _serve(built.app)
         try:
             async with httpx.AsyncClient() as http:
-                url = f"http://127.0.0.1:{_port(runner)}/v1/containers"
-                response = await http.get(url)
-            assert response.status_code == 200
+                response = await http.get(f"http://127.0.0.1:{_port(runner)}/v1/containers")
+            assert response.status_code == 503  # served: no snapshot yet, but no 401
             assert kube.calls["tokenreviews"] == 0
         finally:
             await runner.cleanup()
-            await api.aclose()
+            await built.lifecycle.stop()
 
 
 def test_cache_is_a_bounded_lru() -> None:
@@ -317,21 +315,22 @@ async def proxy_env(tmp_path: Path) -> AsyncIterator[ProxyEnv]:
     front_proxy = make_cert(tmp_path, proxy_ca, "front-proxy-client", client=True)
     intruder = make_cert(tmp_path, proxy_ca, "some-other-client", client=True)
     async with FakeApiServer() as kube:
-        settings = Settings(
-            auth_enabled=True,
-            kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
-            tls_cert_file=str(server.cert),
-            tls_key_file=str(server.key),
-            requestheader_client_ca_file=str(proxy_ca.cert),
-            requestheader_allowed_names=["front-proxy-client"],
+        parts = Parts(
+            settings_for(
+                auth_enabled=True,
+                kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+                tls_cert_file=str(server.cert),
+                tls_key_file=str(server.key),
+                requestheader_client_ca_file=str(proxy_ca.cert),
+                requestheader_allowed_names=["front-proxy-client"],
+            )
         )
-        api = AuthApi.from_settings(settings)
-        runner = await _serve(_app(settings, api, FakeClock()), ssl_context(settings))
+        runner = await _serve(_app(parts, FakeClock()), parts.tls())
         yield ProxyEnv(
             kube, f"https://127.0.0.1:{_port(runner)}", serving_ca, front_proxy, intruder, tmp_path
         )
         await runner.cleanup()
-        await api.aclose()
+        await parts.aclose()
 
 
 async def test_front_proxy_user_and_groups_are_authorized(proxy_env: ProxyEnv) -> None:
@@ -416,13 +415,14 @@ async def test_tokens_must_carry_a_configured_audience(tmp_path: Path) -> None:
         kube.add_token("tok-scoped", "prometheus", audiences=["runtime-insights"])
         kube.add_token("tok-api", "prometheus")  # valid for the API server only
         kube.allow("prometheus", "get", path="/metrics")
-        settings = Settings(
-            auth_enabled=True,
-            kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
-            auth_token_audiences=["runtime-insights"],
+        parts = Parts(
+            settings_for(
+                auth_enabled=True,
+                kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+                auth_token_audiences=["runtime-insights"],
+            )
         )
-        api = AuthApi.from_settings(settings)
-        runner = await _serve(_app(settings, api, FakeClock()))
+        runner = await _serve(_app(parts, FakeClock()))
         try:
             async with httpx.AsyncClient() as http:
                 url = f"http://127.0.0.1:{_port(runner)}/metrics"
@@ -432,7 +432,7 @@ async def test_tokens_must_carry_a_configured_audience(tmp_path: Path) -> None:
             _assert_status(general, 401)
         finally:
             await runner.cleanup()
-            await api.aclose()
+            await parts.aclose()
 
 
 # -- front-proxy trust from ConfigMap kube-system/extension-apiserver-authentication
@@ -530,25 +530,25 @@ async def _cluster_exporter(
 ) -> AsyncIterator[ClusterEnv]:
     """An exporter as the manifests deploy it: TLS, auth on, no CA file — so its front-proxy
     trust comes from the ConfigMap; `loaded` waits for the first read to succeed."""
-    settings = Settings(
-        auth_enabled=True,
-        kubeconfig=str(kube.write_kubeconfig(pki.tmp / "kubeconfig")),
-        tls_cert_file=str(pki.server.cert),
-        tls_key_file=str(pki.server.key),
+    parts = Parts(
+        settings_for(
+            auth_enabled=True,
+            kubeconfig=str(kube.write_kubeconfig(pki.tmp / "kubeconfig")),
+            tls_cert_file=str(pki.server.cert),
+            tls_key_file=str(pki.server.key),
+        )
     )
-    api = AuthApi.from_settings(settings)
-    ctx = ssl_context(settings)
+    ctx = parts.tls()
     assert ctx is not None and isinstance(ctx.front_proxy, ClusterRequestHeader)
     source = ctx.front_proxy
-    runner = await _serve(_app(settings, api, FakeClock()), ctx)
+    runner = await _serve(_app(parts, FakeClock()), ctx)
     try:
         if loaded:
             await _until(lambda: source.current() is not None)
         yield ClusterEnv(kube, f"https://127.0.0.1:{_port(runner)}", pki, source)
     finally:
         await runner.cleanup()
-        await api.aclose()
-        await asyncio.to_thread(source.close)
+        await parts.aclose()
 
 
 @pytest.fixture
@@ -627,7 +627,7 @@ async def test_cn_outside_the_allowed_names_is_refused(
         assert kube.calls["subjectaccessreviews"] == 0
         # An empty requestheader-allowed-names admits any CN the CA signed, as upstream.
         kube.set_configmap(*AUTH_CONFIGMAP, pki.data(allowed_names=[]))
-        assert await asyncio.to_thread(env.source.refresh)
+        assert await env.source.refresh()
         assert (await env.get(other, {"X-Remote-User": "hpa"})).status_code == 200
 
 
@@ -667,7 +667,7 @@ async def test_the_last_good_copy_outlives_an_outage_and_a_bad_configmap(
         good = env.source.current()
 
         await kube.pause()
-        assert not await asyncio.to_thread(env.source.refresh)
+        assert not await env.source.refresh()
         assert env.source.current() is good
         # A new connection is still verified with the kept CA; the allow is cached.
         assert (await env.get(pki.front_proxy, {"X-Remote-User": "hpa"})).status_code == 200
@@ -675,12 +675,12 @@ async def test_the_last_good_copy_outlives_an_outage_and_a_bad_configmap(
 
         broken = {**pki.data(), "requestheader-allowed-names": "front-proxy-client"}
         kube.set_configmap(*AUTH_CONFIGMAP, broken)
-        assert not await asyncio.to_thread(env.source.refresh)
+        assert not await env.source.refresh()
         assert env.source.current() is good
         assert (await env.get(pki.front_proxy, {"X-Remote-User": "hpa"})).status_code == 200
 
         kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
-        assert await asyncio.to_thread(env.source.refresh)
+        assert await env.source.refresh()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
         "cannot reach the API server" in m and "keeping the copy read at" in m for m in warnings
@@ -709,23 +709,31 @@ async def test_unreadable_configmap_refuses_certificates_but_not_tokens(
     assert "RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE" in warning
 
 
-async def test_refresh_thread_ends_with_its_context(kube: FakeApiServer, pki: ClusterPki) -> None:
-    """main.py never stops the refresh: discarding the listening context must."""
-    settings = Settings(
+async def test_the_front_proxy_refresh_starts_and_stops_with_the_exporter(
+    kube: FakeApiServer, pki: ClusterPki
+) -> None:
+    """The wiring puts the ConfigMap refresh on the exporter's one start/stop list: it
+    reads once started, and no task of it is left once the exporter stopped."""
+    kube.set_configmap(*AUTH_CONFIGMAP, pki.data())
+    settings = settings_for(
         auth_enabled=True,
         kubeconfig=str(kube.write_kubeconfig(pki.tmp / "kubeconfig")),
         tls_cert_file=str(pki.server.cert),
         tls_key_file=str(pki.server.key),
+        port=0,
+        host="127.0.0.1",
+        extractor_socket=str(pki.tmp / "none.sock"),
     )
-    before = set(threading.enumerate())
-    ctx = ssl_context(settings)
-    assert ctx is not None
-    (thread,) = [t for t in threading.enumerate() if t not in before]
-    assert thread.name == "requestheader" and thread.daemon
-    del ctx
-    gc.collect()
-    await asyncio.to_thread(thread.join, 10)
-    assert not thread.is_alive()
+    built = wiring.build(settings, Lifecycle())
+    assert "front-proxy trust" in built.lifecycle.names
+    assert built.tls is not None and isinstance(built.tls.front_proxy, ClusterRequestHeader)
+    source = built.tls.front_proxy
+    try:
+        await built.lifecycle.start()
+        await _until(lambda: source.current() is not None)
+    finally:
+        await built.lifecycle.stop()
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "front-proxy-trust"]
 
 
 def test_configmap_data_is_read_as_kube_apiserver_writes_it(pki: ClusterPki) -> None:

@@ -17,9 +17,17 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from exporter.security.tls import TLSConfigError, ssl_context
+from exporter.security.tls import ServerContext
 from exporter.settings import Settings
+from exporter.wiring import StartupError, front_proxy, server_tls
 from tests.support.certs import CertPair, make_ca, make_cert
+from tests.support.parts import Parts, settings_for
+
+
+def ssl_context(settings: Settings) -> ServerContext | None:
+    """The serving context as the wiring builds it, for settings that need no API server."""
+    return server_tls(settings, front_proxy(settings, None))
+
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -98,7 +106,9 @@ async def volume_server(tmp_path: Path, ca: CertPair) -> AsyncIterator[tuple[Pat
     volume = tmp_path / "secret"
     volume.mkdir()
     _secret_volume(volume, "..v1", make_cert(tmp_path, ca, "exporter", stem="v1"))
-    settings = Settings(tls_cert_file=str(volume / "tls.crt"), tls_key_file=str(volume / "tls.key"))
+    settings = settings_for(
+        tls_cert_file=str(volume / "tls.crt"), tls_key_file=str(volume / "tls.key")
+    )
     ctx = ssl_context(settings)
     assert ctx is not None
     runner, port = await _serve(ctx)
@@ -124,7 +134,7 @@ async def test_in_place_rewrite_is_served(tmp_path: Path, ca: CertPair) -> None:
     live = CertPair(tmp_path / "live.crt", tmp_path / "live.key")
     shutil.copy(old.cert, live.cert)
     shutil.copy(old.key, live.key)
-    ctx = ssl_context(Settings(tls_cert_file=str(live.cert), tls_key_file=str(live.key)))
+    ctx = ssl_context(settings_for(tls_cert_file=str(live.cert), tls_key_file=str(live.key)))
     assert ctx is not None
     runner, port = await _serve(ctx)
     try:
@@ -143,7 +153,7 @@ async def test_in_place_rewrite_is_served(tmp_path: Path, ca: CertPair) -> None:
 async def test_client_certificates_are_optional_but_verified(tmp_path: Path, ca: CertPair) -> None:
     server = make_cert(tmp_path, ca, "exporter")
     front_proxy_ca = make_ca(tmp_path, "front-proxy-ca")
-    settings = Settings(
+    settings = settings_for(
         tls_cert_file=str(server.cert),
         tls_key_file=str(server.key),
         requestheader_client_ca_file=str(front_proxy_ca.cert),
@@ -169,13 +179,13 @@ async def test_client_certificates_are_optional_but_verified(tmp_path: Path, ca:
 
 
 def test_plain_http_without_certificate() -> None:
-    assert ssl_context(Settings()) is None
+    assert ssl_context(settings_for()) is None
 
 
 def test_unreadable_files_are_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.crt"
-    with pytest.raises(TLSConfigError, match=str(missing)):
-        ssl_context(Settings(tls_cert_file=str(missing), tls_key_file=str(tmp_path / "k")))
+    with pytest.raises(StartupError, match=str(missing)):
+        ssl_context(settings_for(tls_cert_file=str(missing), tls_key_file=str(tmp_path / "k")))
 
 
 async def test_front_proxy_ca_appearing_later_is_used(tmp_path: Path, ca: CertPair) -> None:
@@ -183,7 +193,7 @@ async def test_front_proxy_ca_appearing_later_is_used(tmp_path: Path, ca: CertPa
     front_proxy_ca = make_ca(tmp_path, "front-proxy-ca")
     client = make_cert(tmp_path, front_proxy_ca, "front-proxy-client", client=True)
     mounted_ca = tmp_path / "requestheader" / "requestheader-client-ca-file"
-    settings = Settings(
+    settings = settings_for(
         tls_cert_file=str(server.cert),
         tls_key_file=str(server.key),
         requestheader_client_ca_file=str(mounted_ca),
@@ -208,14 +218,15 @@ async def test_front_proxy_ca_appearing_later_is_used(tmp_path: Path, ca: CertPa
 def test_front_proxy_trust_from_the_cluster_needs_credentials(tmp_path: Path, ca: CertPair) -> None:
     """With auth on and no CA file the ConfigMap is read: no credentials is a start error."""
     server = make_cert(tmp_path, ca, "exporter")
-    settings = Settings(
+    settings = settings_for(
         tls_cert_file=str(server.cert),
         tls_key_file=str(server.key),
         auth_enabled=True,
         kubeconfig=str(tmp_path / "no-kubeconfig"),
     )
-    with pytest.raises(TLSConfigError) as raised:
-        ssl_context(settings)
+    parts = Parts(settings)
+    with pytest.raises(StartupError) as raised:
+        parts.tls()
     message = str(raised.value)
     assert "kube-system/extension-apiserver-authentication" in message
     assert "RUNTIME_INSIGHTS_REQUESTHEADER_CLIENT_CA_FILE" in message
@@ -224,7 +235,7 @@ def test_front_proxy_trust_from_the_cluster_needs_credentials(tmp_path: Path, ca
 
 def test_no_front_proxy_without_auth_or_ca_file(tmp_path: Path, ca: CertPair) -> None:
     server = make_cert(tmp_path, ca, "exporter")
-    ctx = ssl_context(Settings(tls_cert_file=str(server.cert), tls_key_file=str(server.key)))
+    ctx = ssl_context(settings_for(tls_cert_file=str(server.cert), tls_key_file=str(server.key)))
     assert ctx is not None
     assert ctx.front_proxy is None and ctx.verify_mode == ssl.CERT_NONE
 
@@ -235,10 +246,10 @@ def test_a_ca_file_that_does_not_load_at_start_is_a_clear_error(
     server = make_cert(tmp_path, ca, "exporter")
     broken = tmp_path / "requestheader-client-ca-file"
     broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-    settings = Settings(
+    settings = settings_for(
         tls_cert_file=str(server.cert),
         tls_key_file=str(server.key),
         requestheader_client_ca_file=str(broken),
     )
-    with pytest.raises(TLSConfigError, match=str(broken)):
+    with pytest.raises(StartupError, match=str(broken)):
         ssl_context(settings)

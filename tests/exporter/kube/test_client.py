@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from exporter.kube.http import ResponseTooLarge, read_capped
+from exporter.kube.client import ResponseTooLarge, read_capped
 
 
 def _client(body: bytes) -> httpx.AsyncClient:
