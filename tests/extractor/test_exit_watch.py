@@ -104,8 +104,8 @@ async def test_a_pod_that_lived_between_two_passes_is_billed_its_final_counter_o
 ) -> None:
     tree, paths = layout
     tree.spawn(tree.container_path(pod_uid(), container_id()))  # a pod that stays
-    scanner = Scanner(paths, keep_open=64, watch_exits=True)
     async with FakeOpenMeter(token="t") as om:
+        scanner = Scanner(paths, keep_open=64, watch_exits=True)  # closed however it ends
         client = OpenMeterClient(om.url, token=lambda: "t")
         m = Meter(Spool(tmp_path, 1 << 20), client, interval_seconds=0.001)
         try:
@@ -152,9 +152,9 @@ async def test_a_pod_seen_at_a_pass_that_exits_before_the_next_is_billed_to_its_
     uid, cid = pod_uid(), container_id()
     worker = tree.spawn(tree.container_path(uid, cid))
     worker.burn(0.05)
-    scanner = Scanner(paths, keep_open=64, watch_exits=True)
     pods = {uid: meta(uid, "web-1", cid)}
     async with FakeOpenMeter(token="t") as om:
+        scanner = Scanner(paths, keep_open=64, watch_exits=True)  # closed however it ends
         client = OpenMeterClient(om.url, token=lambda: "t")
         m = Meter(Spool(tmp_path, 1 << 20), client, interval_seconds=0.001)
         try:
