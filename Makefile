@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-CODE   := runtime_insights exporter extractor fingerprints hostfs tests bench
+CODE   := runtime_insights exporter extractor fingerprints hostfs tests bench scripts
 
-.PHONY: run test lint bench image system-deps clean
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE_NAME    ?= runtime-insights
+IMAGE_ARCHIVE ?= build/runtime-insights-$(VERSION).oci.tar
+
+.PHONY: run test lint bench image image-deps system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +37,14 @@ lint: $(STAMP)
 bench: $(STAMP) system-deps
 	$(PY) -m bench
 
+## image-deps: mmdebstrap, umoci and skopeo from the distribution (root only)
+image-deps:
+	@scripts/system-deps.sh scripts/image-packages.txt
+
+## image: the OCI archive $(IMAGE_ARCHIVE), built without a daemon or a base image
+## (root only); PUSH=registry/name:tag also pushes it there with skopeo
 image:
-	docker build -t runtime-insights:dev .
+	IMAGE_NAME=$(IMAGE_NAME) PUSH=$(PUSH) scripts/build-image.sh $(IMAGE_ARCHIVE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

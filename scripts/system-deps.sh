@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the distribution packages the root-only tests use (listed in
-# scripts/system-packages.txt), when running as root and they are missing.
-# Unprivileged runs skip this: those tests skip themselves.
+# Installs the distribution packages listed in the given files (default:
+# scripts/system-packages.txt, what the root-only tests use) when running as root and
+# they are missing; idempotent. Unprivileged runs skip this: those tests skip themselves.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+lists=("$@")
+[ ${#lists[@]} -gt 0 ] || lists=("$here/system-packages.txt")
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "system-deps: not root or no apt-get; root-only tests will be skipped"
   exit 0
@@ -13,7 +15,7 @@ while read -r pkg; do
   pkg=${pkg%%#*}; pkg=$(echo "$pkg" | xargs)
   [ -n "$pkg" ] || continue
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done < "$here/system-packages.txt"
+done < <(cat "${lists[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "system-deps: installing ${missing[*]}"
   apt-get update -qq
