@@ -160,8 +160,8 @@ def test_host_paths_are_mounted_read_only(pod_spec: Obj) -> None:
     }
     assert set(host_volumes.values()) == {
         "/sys/fs/cgroup",
-        "/run/containerd",
-        "/run/containers",
+        "/run/containerd/io.containerd.runtime.v2.task",
+        "/run/containers/storage/overlay-containers",
         "/var/lib/runtime-insights/meter",
     }
     spool = next(n for n, p in host_volumes.items() if p == "/var/lib/runtime-insights/meter")
