@@ -72,7 +72,8 @@ def _container(pod_spec: Obj, name: str) -> Obj:
 
 
 def test_every_yaml_file_parses_and_every_object_is_typed() -> None:
-    files = sorted(MANIFESTS.rglob("*.yaml"))
+    # the Helm chart's files are templates: tests/manifests/test_helm_chart.py renders them
+    files = sorted(p for p in MANIFESTS.rglob("*.yaml") if "helm" not in p.parts)
     assert len(files) >= 10
     for path in files:
         for doc in _docs(path):
