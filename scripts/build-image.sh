@@ -94,7 +94,16 @@ umoci repack --refresh-bundle --image "$layout:$version" --history.created "$cre
   "$bundle"
 
 echo "build-image: layer 2, runtime-insights $version and its dependencies for Python $pyver"
-python3 -m pip wheel --quiet --no-deps --disable-pip-version-check --wheel-dir "$work/dist" "$repo"
+# The wheel is built from a copy of the sources (what git tracks or would, when it can
+# tell): never from stale build/ leftovers of an earlier layout.
+mkdir -p "$work/src"
+if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
+  (cd "$repo" && git ls-files -z --cached --others --exclude-standard) |
+    tar -C "$repo" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$work/src" -xf -
+else
+  tar -C "$repo" --exclude=./.venv --exclude=./build --exclude=./.git -cf - . | tar -C "$work/src" -xf -
+fi
+python3 -m pip wheel --quiet --no-deps --disable-pip-version-check --wheel-dir "$work/dist" "$work/src"
 site=$root$venv/lib/$python/site-packages
 mkdir -p "$site" "$root$venv/bin"
 # Wheels for the image's interpreter and glibc (Debian 12: 2.36), whatever the host runs.

@@ -36,14 +36,20 @@ import httpx
 import pytest
 import yaml
 
-from exporter.aggregate import fingerprint_document
+from extractor.commands.serve import snapshot_taker
+from extractor.contract import fingerprint_fields
 from extractor.hostpaths import HostPaths
-from extractor.server import snapshot_taker
-from extractor.snapshot import Scanner
-from tests.containerd import Containerd, ContainerdPod, burner_argv, new_container_id, skip_reason
-from tests.fakes.apiserver import FakeApiServer
+from extractor.scanner import Scanner
 from tests.integration.test_exporter_e2e import NODE, READER_TOKEN, _start_api
-from tests.unit.tlscerts import make_ca, make_cert
+from tests.support.apiserver import FakeApiServer
+from tests.support.certs import make_ca, make_cert
+from tests.support.containerd import (
+    Containerd,
+    ContainerdPod,
+    burner_argv,
+    new_container_id,
+    skip_reason,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.containerd]
 
@@ -109,7 +115,7 @@ def oci_spec(
     volumes: dict[str, str],
     env: dict[str, str],
     cgroup: str,
-    extra_mounts: list[Obj] = (),  # type: ignore[assignment]
+    extra_mounts: tuple[Obj, ...] = (),
 ) -> Obj:
     """The OCI runtime spec the kubelet and containerd's CRI make of ``container`` in
     ``pod`` (user, capabilities, root, mounts, namespaces), with ``volumes`` naming the
@@ -327,7 +333,6 @@ def deployed() -> Iterator[Deployed]:
             # extractor's 0660 socket is the exporter's group's)
             os.chown(path, 0, spec["securityContext"]["fsGroup"])
             path.chmod(0o2777)
-        common = {"image_config": config, "volumes": volumes}
         group = f"{daemon.cgroup_prefix}/kubepods/burstable/pod{uuid.uuid4()}"
 
         # the init container hands the spool to the exporter's user (make it do so)
@@ -342,7 +347,8 @@ def deployed() -> Iterator[Deployed]:
                 rootfs=agent.rootfs("extractor"),
                 env={},
                 cgroup=f"{group}/extractor",
-                **common,
+                image_config=config,
+                volumes=volumes,
             ),
         )
         socket = dirs["socket"] / "extractor.sock"
@@ -373,7 +379,8 @@ def deployed() -> Iterator[Deployed]:
         exporter_log = agent.run(
             "exporter",
             oci_spec(spec, exporter, rootfs=agent.rootfs("exporter"), env=env,
-                     cgroup=f"{group}/exporter", extra_mounts=[kube_mount], **common),
+                     cgroup=f"{group}/exporter", extra_mounts=(kube_mount,),
+                     image_config=config, volumes=volumes),
         )  # fmt: skip
         line = _wait_for_line(exporter_log, "listening on https://127.0.0.1:")
         port = line.rsplit(":", 1)[1].split()[0].rstrip("/")
@@ -428,11 +435,11 @@ def _ours(body: Obj, ids: set[str]) -> dict[str, Obj]:
     return {c["id"]: c for c in body["containers"] if c["id"] in ids}
 
 
-def _host_fingerprints(daemon: Containerd, ids: set[str]) -> dict[str, Obj]:
+def _host_fingerprints(daemon: Containerd, ids: set[str]) -> dict[str, Obj | None]:
     """What the extractor sees fully privileged, run here on the host (the test is root)."""
     paths = HostPaths(containerd_state=(daemon.task_root,))
-    snapshot = snapshot_taker(paths, Scanner(paths), fingerprints=True)()
-    return {c.id: fingerprint_document(c) for c in snapshot.containers if c.id in ids}
+    snapshot = snapshot_taker(Scanner(paths), fingerprints=True)()
+    return {c.id: fingerprint_fields(c.fingerprint) for c in snapshot.containers if c.id in ids}
 
 
 def test_the_exporter_answers_with_the_containers_and_their_fingerprints(

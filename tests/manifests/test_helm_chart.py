@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-import tests.unit.test_manifests as overlay_checks
+import tests.manifests.test_kustomize as overlay_checks
 from exporter.settings import Settings
 from tests.manifests.kustomize import build
 
@@ -180,7 +180,7 @@ SECURITY_CHECKS: list[Callable[..., None]] = [
 def test_the_chart_keeps_the_overlays_security_properties(
     check: Callable[..., None], switch: tuple[str, list[Obj]]
 ) -> None:
-    """The very checks tests/unit/test_manifests.py runs on the kustomize base, on every
+    """The very checks tests/manifests/test_kustomize.py runs on the kustomize base, on every
     switch's rendering ("base" there is the whole set of objects)."""
     name, objects = switch
     if (

@@ -70,7 +70,12 @@ def test_archive_holds_the_oci_layout_and_a_docker_manifest(tmp_path: Path) -> N
 
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
-        read = lambda name: tar.extractfile(name).read()  # type: ignore[union-attr]  # noqa: E731
+
+        def read(name: str) -> bytes:
+            member = tar.extractfile(name)
+            assert member is not None, name
+            return member.read()
+
         (entry,) = json.loads(read("index.json"))["manifests"]
         assert entry["digest"] == wanted["digest"]
         assert entry["annotations"] == {

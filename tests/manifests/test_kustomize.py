@@ -553,4 +553,3 @@ def test_cert_manager_issues_the_mounted_secret_for_the_service(
     namespace = serving["metadata"]["namespace"]
     injected = f"{namespace}/{serving['metadata']['name']}"
     assert annotations["cert-manager.io/inject-ca-from"] == injected
-
