@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-file", default=None, help="read settings from this file as well as the environment"
     )
 
+    p = sub.add_parser(
+        "prepare-spool", help="hand the meter's spool directory to the exporter (init container)"
+    )
+    p.add_argument("directory", help="the spool directory (the DaemonSet's hostPath)")
+    p.add_argument("--owner", required=True, help="UID:GID the exporter runs as")
+
     p = sub.add_parser("collect", help="merge every node's exporter into one document")
     p.add_argument("--namespace", default="runtime-insights")
     p.add_argument("--selector", default="app.kubernetes.io/name=runtime-insights")
@@ -111,8 +117,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.wiring import run_exporter
 
         return run_exporter(args)
+    if args.command == "prepare-spool":
+        return _prepare_spool(args.directory, args.owner)
     if args.command == "collect":
         from exporter.cluster.collect import run_collect
 
         return run_collect(args)
     raise AssertionError(args.command)
+
+
+def _prepare_spool(directory: str, owner: str) -> int:
+    """Exit 0 once handed over; 2 with one line naming the option or the directory."""
+    import sys
+
+    from exporter.meter.handover import HandoverError, hand_over, parse_owner
+
+    try:
+        uid, gid = parse_owner(owner)
+        hand_over(directory, uid, gid)
+    except (ValueError, HandoverError) as e:
+        print(f"runtime-insights prepare-spool: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -335,9 +335,23 @@ def deployed() -> Iterator[Deployed]:
             path.chmod(0o2777)
         group = f"{daemon.cgroup_prefix}/kubepods/burstable/pod{uuid.uuid4()}"
 
-        # the init container hands the spool to the exporter's user (make it do so)
-        os.chown(dirs["spool"], 65532, 65532)
-        dirs["spool"].chmod(0o700)
+        # the init container, as the DaemonSet runs it (CHOWN only, no shell in the image),
+        # hands the kubelet-made spool directory to the exporter's user
+        agent.run(
+            "meter-spool",
+            oci_spec(
+                spec,
+                _container(spec, "meter-spool"),
+                rootfs=agent.rootfs("meter-spool"),
+                env={},
+                cgroup=f"{group}/meter-spool",
+                image_config=config,
+                volumes=volumes,
+            ),
+            detach=False,
+        )
+        spool = dirs["spool"].stat()
+        assert (spool.st_uid, spool.st_gid, spool.st_mode & 0o7777) == (65532, 65532, 0o700)
 
         extractor_log = agent.run(
             "extractor",

@@ -262,7 +262,6 @@ def test_kubectl_kustomize_agrees_with_the_computed_overlays() -> None:
         ({"tls": {"source": "secret"}}, "existingSecret"),
         ({"openmeter": {"url": "openmeter.cloud"}}, "/openmeter/url"),
         ({"openmeter": {"interval": 0}}, "/openmeter/interval"),
-        ({"openmeter": {"namespaces": ["Shop"]}}, "/openmeter/namespaces/0"),
         ({"openmeter": {"tokn": "x"}}, "tokn"),
         (
             {"monitoring": {"serviceMonitor": {"interval": "often"}}},

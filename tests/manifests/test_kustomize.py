@@ -185,12 +185,16 @@ def test_the_meter_spool_belongs_to_the_exporter(pod_spec: Obj) -> None:
     sc = init["securityContext"]
     assert sc["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
     assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
-    script = init["command"][-1]
+    assert "command" not in init  # the image's entrypoint: no shell needed (nor there)
+    args = build_parser().parse_args(init["args"])
     owner = (
         f"{exporter['securityContext']['runAsUser']}:{exporter['securityContext']['runAsGroup']}"
     )
-    assert f"chown {owner} {settings.meter_spool_dir}" in script
-    assert f"chmod 0700 {settings.meter_spool_dir}" in script
+    assert (args.command, args.owner, args.directory) == (
+        "prepare-spool",
+        owner,
+        settings.meter_spool_dir,
+    )
     init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
     exporter_mounts = {m["mountPath"]: m for m in exporter["volumeMounts"]}
     spool_mount = exporter_mounts[settings.meter_spool_dir]
