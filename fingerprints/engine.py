@@ -15,7 +15,13 @@ from types import MappingProxyType
 
 from fingerprints.base import Detection, Detector, FingerprintError, ProcessView
 from fingerprints.detectors.os_release import detect_os
-from fingerprints.reading.processes import MAX_PROCESSES, Candidate, choose, read_view
+from fingerprints.reading.processes import (
+    MAX_PROCESSES,
+    Candidate,
+    ProcessesDenied,
+    choose,
+    read_view,
+)
 from fingerprints.reading.rootfs import Budget, BudgetExceeded, ConfinedRoot
 from fingerprints.result import Component, Result
 from hostfs import ProcReadError, read_stat
@@ -92,6 +98,8 @@ class Fingerprinter:
         try:
             chosen = choose(self.proc_root, pids, self.max_processes)
             result = self._compute(chosen)
+        except ProcessesDenied as e:
+            return Result(error=str(e))
         except Exception as e:  # last line: a bug must cost one container, not the pass
             return Result(error=f"fingerprint failed: {type(e).__name__}: {e}")
         if chosen:
@@ -142,6 +150,12 @@ class Fingerprinter:
             merge.errors.append(str(e))
         except (FingerprintError, OSError) as e:
             merge.errors.append(f"pid {chosen[0].pid}: {e}")
+        if root.denied:
+            # detectors read an unreadable file as absent: say what was refused and why
+            merge.errors.append(
+                f"permission denied in the container's root: {', '.join(root.denied)} "
+                "(reading files whatever their mode needs CAP_DAC_READ_SEARCH)"
+            )
         kind = merge.kind or Detection()
         return Result(
             os=os_id,

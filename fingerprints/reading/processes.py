@@ -7,6 +7,7 @@ script; the workload is a descendant. Every process may exit between two reads, 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections import deque
@@ -91,10 +92,18 @@ def _children(proc_root: str, pid: int) -> list[int]:
         return []
 
 
-def _exe_link(proc_root: str, pid: int) -> str | None:
+class ProcessesDenied(RootError):
+    """Every process of the container exists but the kernel refuses its /proc links."""
+
+
+def _exe_link(proc_root: str, pid: int, denied: list[int]) -> str | None:
+    """The exe link, or None for a kernel thread, a zombie or a process gone (ENOENT) and
+    for one the kernel refuses (EACCES: ptrace access check), which lands in ``denied``."""
     try:
         return os.readlink(f"{proc_root}/{pid}/exe")
-    except OSError:
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            denied.append(pid)
         return None
 
 
@@ -117,7 +126,9 @@ def _depth(pid: int, parent: dict[int, int]) -> int:
 
 
 def candidates(proc_root: str, pids: list[int]) -> list[Candidate]:
-    """Every live process of the container and its descendants, best candidates first."""
+    """Every live process of the container and its descendants, best candidates first.
+    Raises ProcessesDenied when there are processes but none may be read: that is a
+    missing capability, not an empty container, and must read as one."""
     tree: dict[int, list[int]] = {}
     queue = deque(sorted(set(pids)))
     while queue and len(tree) < MAX_TREE:
@@ -127,6 +138,7 @@ def candidates(proc_root: str, pids: list[int]) -> list[Candidate]:
             queue.extend(tree[pid])
     parent = {c: p for p, kids in tree.items() for c in kids if c in tree}
     found: list[Candidate] = []
+    denied: list[int] = []
     for pid in tree:
         try:
             st = read_stat(proc_root, pid)
@@ -134,9 +146,9 @@ def candidates(proc_root: str, pids: list[int]) -> list[Candidate]:
             continue
         if st is None:
             continue
-        exe = _exe_link(proc_root, pid)
+        exe = _exe_link(proc_root, pid, denied)
         if exe is None:
-            continue  # kernel thread, zombie or gone
+            continue  # kernel thread, zombie, gone, or refused
         found.append(
             Candidate(
                 pid=pid,
@@ -146,6 +158,11 @@ def candidates(proc_root: str, pids: list[int]) -> list[Candidate]:
                 wrapper=is_wrapper(st.comm, exe),
                 exe_id=_exe_id(proc_root, pid),
             )
+        )
+    if not found and denied:
+        raise ProcessesDenied(
+            f"/proc/{denied[0]}/exe: permission denied, as for every process of the "
+            f"container ({len(denied)}): reading other users' processes needs CAP_SYS_PTRACE"
         )
     found.sort(key=lambda c: (c.wrapper, c.depth, c.pid))
     return found
@@ -211,6 +228,12 @@ def _read(path: str, limit: int) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read(limit)
+    except PermissionError as e:
+        # environ and the like are 0400 and the process's user's: root without
+        # CAP_DAC_READ_SEARCH is refused before any ptrace check
+        raise RootError(
+            f"{path}: {e.strerror} (another user's /proc files need CAP_DAC_READ_SEARCH)"
+        ) from e
     except OSError as e:
         raise RootError(f"{path}: {e.strerror}") from e
 
@@ -258,8 +281,12 @@ class MappedFiles:
     from, whatever its path now names (deleted, replaced by an upgrade, hidden by a
     mount). Opened on first use only (a process maps hundreds of files and detectors read
     one or two); each open is followed by a start-time check so a reused PID cannot hand
-    over another process's file. Needs CAP_SYS_ADMIN; without it callers fall back to
-    the confined root."""
+    over another process's file. Needs CAP_SYS_ADMIN, which the DaemonSet does not grant:
+    deployed, the first open is refused (EPERM), map_files is not tried again for the
+    process, and callers read the library at its path in the confined root
+    (``evidence.library_reader``), which tests/extractor/test_least_privilege.py runs under
+    exactly the DaemonSet's capabilities. What that path cannot see: a library deleted or
+    replaced on disk after it was loaded."""
 
     def __init__(
         self, proc_root: str, cand: Candidate, ranges: dict[str, str], budget: Budget
@@ -270,6 +297,9 @@ class MappedFiles:
         self.budget = budget
         self._ranges = {clean_path(path): name for path, name in ranges.items() if name}
         self._fds: dict[str, int] = {}
+        self.refused = False
+        """The kernel refused map_files (EPERM: no CAP_SYS_ADMIN, as deployed): not tried
+        again for this process; libraries are then read at their paths in the root."""
 
     def reader(self, path: str) -> Reader | None:
         """A budget-charged Reader over the file mapped at container path ``path``."""
@@ -289,7 +319,7 @@ class MappedFiles:
 
     def _open(self, path: str) -> int | None:
         name = self._ranges.get(path)
-        if name is None:
+        if name is None or self.refused:
             return None
         link = f"{self.base}/{name}"
         try:
@@ -299,7 +329,8 @@ class MappedFiles:
             if not stat.S_ISREG(before.st_mode):
                 return None
             fd = os.open(link, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-        except OSError:
+        except OSError as e:
+            self.refused = e.errno in (errno.EPERM, errno.EACCES)
             return None
         try:
             again = read_stat(self.proc_root, self.cand.pid)

@@ -9,6 +9,7 @@ fstat before and after opening), and every container gets a byte and time budget
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -21,6 +22,8 @@ MAX_SYMLINK_HOPS = 40
 MAX_COMPONENTS = 4096
 """Components walked per lookup, symlink expansions included (PATH_MAX / 1)."""
 
+MAX_DENIED = 8
+"""Refused paths remembered per root (enough to name the cause, bounded for hostile roots)."""
 PSEUDO_FILESYSTEMS = frozenset({"proc", "sys", "dev"})
 """Top-level directories never read: the container's procfs/sysfs expose kernel and other
 processes' state (``/proc/kcore``), not the image, and /dev holds devices."""
@@ -91,6 +94,16 @@ class ConfinedRoot(ContainerRoot):
         self.root_dir = root_dir
         # without a budget (tools, tests) only a generous time cap applies
         self.budget = budget if budget is not None else Budget(max_seconds=60.0)
+        self.denied: list[str] = []
+        """Paths the kernel refused (EACCES/EPERM): detectors treat an unreadable file as
+        absent, so the engine reports these, naming what the extractor lacks."""
+
+    def _error(self, path: str, e: OSError) -> RootError:
+        """The RootError for ``e`` on ``path``, remembering a permission refusal."""
+        refused = e.errno in (errno.EACCES, errno.EPERM)
+        if refused and path not in self.denied and len(self.denied) < MAX_DENIED:
+            self.denied.append(path)
+        return RootError(f"{path}: {e.strerror}")
 
     def _open_root(self) -> int:
         try:
@@ -123,7 +136,7 @@ class ConfinedRoot(ContainerRoot):
                 try:
                     fd = os.open(name, _PATH_FLAGS, dir_fd=dir_fd)
                 except OSError as e:
-                    raise RootError(f"{path}: {e.strerror}") from e
+                    raise self._error(path, e) from e
                 st = os.fstat(fd)
                 if stat.S_ISLNK(st.st_mode):
                     os.close(fd)
@@ -133,7 +146,7 @@ class ConfinedRoot(ContainerRoot):
                     try:
                         target = os.readlink(name, dir_fd=dir_fd)
                     except OSError as e:
-                        raise RootError(f"{path}: {e.strerror}") from e
+                        raise self._error(path, e) from e
                     if target.startswith("/"):
                         while len(stack) > 1:
                             os.close(stack.pop()[0])
@@ -170,7 +183,7 @@ class ConfinedRoot(ContainerRoot):
             try:
                 fd = os.open(res.name, _READ_FLAGS, dir_fd=res.parent_fd)
             except OSError as e:
-                raise RootError(f"{path}: {e.strerror}") from e
+                raise self._error(path, e) from e
         finally:
             res.close()
         st = os.fstat(fd)
@@ -198,7 +211,7 @@ class ConfinedRoot(ContainerRoot):
             try:
                 fd = os.open(".", flags, dir_fd=res.fd)
             except OSError as e:
-                raise RootError(f"{path}: {e.strerror}") from e
+                raise self._error(path, e) from e
         finally:
             res.close()
         names: list[str] = []
@@ -209,7 +222,7 @@ class ConfinedRoot(ContainerRoot):
                         break
                     names.append(entry.name)
         except OSError as e:
-            raise RootError(f"{path}: {e.strerror}") from e
+            raise self._error(path, e) from e
         finally:
             os.close(fd)
         self.budget.check()
