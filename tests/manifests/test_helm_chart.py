@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import tests.manifests.test_kustomize as overlay_checks
-from exporter.settings import Settings
+from tests.manifests.environment import exporter_settings
 from tests.manifests.kustomize import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,16 +299,6 @@ def test_contradicting_values_fail_with_their_names(values: Obj, message: str) -
     assert message in str(failure.value)
 
 
-def _env_values(container: Obj) -> Settings:
-    prefix = "RUNTIME_INSIGHTS_"
-    values = {
-        n.removeprefix(prefix).lower(): e["value"]
-        for n, e in _env(container).items()
-        if "value" in e
-    }
-    return Settings.model_validate(values)
-
-
 def test_openmeter_values_reach_the_exporter() -> None:
     objects = render(SWITCHES["openmeter"])
     exporter = _container(objects, "exporter")
@@ -318,7 +308,7 @@ def test_openmeter_values_reach_the_exporter() -> None:
         config["metadata"]["name"],
         "https://openmeter.cloud",
     )
-    settings = _env_values(exporter)
+    settings = exporter_settings(exporter)
     assert settings.meter_interval_seconds == 300
     assert (settings.meter_event_type, settings.meter_source) == ("pod-cpu", "cluster-eu-1")
     secret = _one(objects, "Secret", "runtime-insights-openmeter")
@@ -334,7 +324,7 @@ def test_openmeter_values_reach_the_exporter() -> None:
     assert not [
         o for o in objects if o["kind"] == "Secret" and "openmeter" in o["metadata"]["name"]
     ]
-    defaults = _env_values(_container(render(), "exporter"))
+    defaults = exporter_settings(_container(render(), "exporter"))
     assert (defaults.meter_interval_seconds, defaults.meter_source) == (60, "kubernetes-api")
 
 

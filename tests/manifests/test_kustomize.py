@@ -22,6 +22,7 @@ from exporter.security.auth import PUBLIC_PATHS, request_attributes
 from exporter.security.front_proxy import CONFIGMAP_NAMESPACE, READER_ROLE
 from exporter.settings import Settings
 from runtime_insights.cli import build_parser
+from tests.manifests.environment import exporter_settings
 from tests.support.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -180,7 +181,7 @@ def test_the_meter_spool_belongs_to_the_exporter(pod_spec: Obj) -> None:
     """The init container gives the kubelet-created spool directory to exactly the user
     the exporter runs as, with nothing but CHOWN, and the exporter is told to use it."""
     exporter = _container(pod_spec, "exporter")
-    settings = _env_settings(exporter)
+    settings = exporter_settings(exporter)
     (init,) = pod_spec["initContainers"]
     sc = init["securityContext"]
     assert sc["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
@@ -211,7 +212,7 @@ def test_openmeter_is_configured_from_optional_objects(pod_spec: Obj) -> None:
     env = {e["name"]: e for e in exporter["env"]}
     url_ref = env["RUNTIME_INSIGHTS_OPENMETER_URL"]["valueFrom"]["configMapKeyRef"]
     assert url_ref["optional"] is True
-    settings = _env_settings(exporter)
+    settings = exporter_settings(exporter)
     assert settings.openmeter_url is None and settings.openmeter_token_file is not None
     token = Path(settings.openmeter_token_file)
     mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
@@ -247,7 +248,7 @@ def test_exporter_environment_is_valid_settings(pod_spec: Obj) -> None:
     assert (
         env["RUNTIME_INSIGHTS_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     )
-    settings = _env_settings(exporter)
+    settings = exporter_settings(exporter)
     assert settings.auth_enabled is True
     assert settings.tls_cert_file and settings.tls_key_file
     (port,) = exporter["ports"]
@@ -261,7 +262,7 @@ def test_front_proxy_trust_comes_from_the_cluster(base: list[Obj], pod_spec: Obj
     """No CA file is set (it would win over the ConfigMap), no hand-made copy is mounted,
     and the exporter's service account may read the ConfigMap."""
     exporter = _container(pod_spec, "exporter")
-    settings = _env_settings(exporter)
+    settings = exporter_settings(exporter)
     assert settings.auth_enabled and settings.tls_cert_file
     assert settings.requestheader_client_ca_file is None
     assert not [v for v in pod_spec["volumes"] if "requestheader" in v["name"]]
@@ -358,29 +359,11 @@ def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
     ]
 
 
-DOWNWARD_API = {"spec.nodeName": "node-a", "metadata.namespace": "runtime-insights"}
-"""What the kubelet fills in for the downward-API fields the manifests use."""
-
-
-def _env_settings(exporter: Obj) -> Settings:
-    """The exporter's settings as a node would start it: literal values, and the
-    downward-API fields as the kubelet resolves them (optional ConfigMap/Secret keys unset)."""
-    prefix = "RUNTIME_INSIGHTS_"
-    values: dict[str, str] = {}
-    for e in exporter["env"]:
-        field_ref = e.get("valueFrom", {}).get("fieldRef")
-        if "value" in e:
-            values[e["name"].removeprefix(prefix).lower()] = e["value"]
-        elif field_ref is not None:
-            values[e["name"].removeprefix(prefix).lower()] = DOWNWARD_API[field_ref["fieldPath"]]
-    return Settings.model_validate(values)
-
-
 def test_exporters_can_reach_and_verify_their_peers(base: list[Obj], pod_spec: Obj) -> None:
     """Peers: found by the DaemonSet's selector in the pod's namespace, called on the
     exporter's port (open in the NetworkPolicy), verified as the Service's DNS name."""
     exporter = _container(pod_spec, "exporter")
-    settings = _env_settings(exporter)
+    settings = exporter_settings(exporter)
     assert settings.peers_enabled is True
     env = {e["name"]: e for e in exporter["env"]}
     namespace_ref = env["RUNTIME_INSIGHTS_PEER_NAMESPACE"]["valueFrom"]["fieldRef"]

@@ -1,0 +1,24 @@
+"""The exporter's settings as a node would start it from a rendered pod spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporter.settings import Settings
+
+DOWNWARD_API = {"spec.nodeName": "node-a", "metadata.namespace": "runtime-insights"}
+"""What the kubelet fills in for the downward-API fields the manifests use."""
+
+
+def exporter_settings(exporter: dict[str, Any]) -> Settings:
+    """The exporter's settings as a node would start it: literal values, and the
+    downward-API fields as the kubelet resolves them (optional ConfigMap/Secret keys unset)."""
+    prefix = "RUNTIME_INSIGHTS_"
+    values: dict[str, str] = {}
+    for e in exporter["env"]:
+        field_ref = e.get("valueFrom", {}).get("fieldRef")
+        if "value" in e:
+            values[e["name"].removeprefix(prefix).lower()] = e["value"]
+        elif field_ref is not None:
+            values[e["name"].removeprefix(prefix).lower()] = DOWNWARD_API[field_ref["fieldPath"]]
+    return Settings.model_validate(values)
