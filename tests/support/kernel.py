@@ -86,8 +86,28 @@ class Worker:
         return self.proc.stdout.readline().strip()
 
     def burn(self, seconds: float) -> int:
-        """CPU ns the worker spent burning, by its own clock."""
-        return int(self.ask(f"burn {seconds}"))
+        """CPU ns the worker spent burning, by its own clock; returns once the worker is
+        blocked reading its next order again, so its counters stand still (on a busy
+        machine the few microseconds between its answer and that read can come late)."""
+        used = int(self.ask(f"burn {seconds}"))
+        self.wait_idle()
+        return used
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Until the worker sleeps in its read (state S) with its CPU time unchanged."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            state, cpu = fields[0], int(fields[11]) + int(fields[12])  # utime + stime
+            with open(f"/proc/{self.pid}/schedstat") as f:
+                ran = int(f.read().split()[0])
+            if state == "S" and (cpu, ran) == last:
+                return
+            last = (cpu, ran)
+            time.sleep(0.02)
+        raise AssertionError(f"worker {self.pid} never went idle")
 
     def finish(self) -> None:
         """End it the normal way (EOF on its stdin) and reap it."""
