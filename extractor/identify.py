@@ -35,24 +35,41 @@ ContainerType = Literal["sandbox", "container"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _CRIO_BUNDLE = ("overlay-containers", "{id}", "userdata", "config.json")
 
-# containerd's CRI plugin (pkg/cri/annotations/annotations.go in containerd/containerd).
-_CTRD_TYPE = "io.kubernetes.cri.container-type"
-_CTRD_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
-_CTRD_NAMESPACE = "io.kubernetes.cri.sandbox-namespace"
-_CTRD_POD_NAME = "io.kubernetes.cri.sandbox-name"
-_CTRD_POD_UID = "io.kubernetes.cri.sandbox-uid"
-_CTRD_CONTAINER = "io.kubernetes.cri.container-name"
-_CTRD_IMAGE = "io.kubernetes.cri.image-name"
 
+@dataclass(frozen=True)
+class _Keys:
+    """The annotation keys under which one runtime records a container's names."""
+
+    container_type: str
+    sandbox_id: str
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    container: str
+    image: str
+
+
+# containerd's CRI plugin (pkg/cri/annotations/annotations.go in containerd/containerd).
+_CONTAINERD = _Keys(
+    container_type="io.kubernetes.cri.container-type",
+    sandbox_id="io.kubernetes.cri.sandbox-id",
+    namespace="io.kubernetes.cri.sandbox-namespace",
+    pod_name="io.kubernetes.cri.sandbox-name",
+    pod_uid="io.kubernetes.cri.sandbox-uid",
+    container="io.kubernetes.cri.container-name",
+    image="io.kubernetes.cri.image-name",
+)
 # CRI-O (pkg/annotations in cri-o/cri-o; the pod keys are the kubelet's CRI labels,
 # which CRI-O copies into the spec's annotations).
-_CRIO_TYPE = "io.kubernetes.cri-o.ContainerType"
-_CRIO_SANDBOX_ID = "io.kubernetes.cri-o.SandboxID"
-_CRIO_NAMESPACE = "io.kubernetes.pod.namespace"
-_CRIO_POD_NAME = "io.kubernetes.pod.name"
-_CRIO_POD_UID = "io.kubernetes.pod.uid"
-_CRIO_CONTAINER = "io.kubernetes.container.name"
-_CRIO_IMAGE = "io.kubernetes.cri-o.ImageName"
+_CRIO = _Keys(
+    container_type="io.kubernetes.cri-o.ContainerType",
+    sandbox_id="io.kubernetes.cri-o.SandboxID",
+    namespace="io.kubernetes.pod.namespace",
+    pod_name="io.kubernetes.pod.name",
+    pod_uid="io.kubernetes.pod.uid",
+    container="io.kubernetes.container.name",
+    image="io.kubernetes.cri-o.ImageName",
+)
 
 
 @dataclass(frozen=True)
@@ -134,33 +151,30 @@ def _container_type(value: str | None) -> ContainerType | None:
     return None
 
 
-def containerd_labels(annotations: dict[str, str], runtime_namespace: str) -> ContainerLabels:
-    """Labels from containerd CRI annotations (none at all for non-CRI containers)."""
+def _labels(
+    runtime: str, keys: _Keys, annotations: dict[str, str], runtime_namespace: str | None = None
+) -> ContainerLabels:
     return ContainerLabels(
-        runtime="containerd",
-        namespace=_text(annotations, _CTRD_NAMESPACE),
-        pod_name=_text(annotations, _CTRD_POD_NAME),
-        pod_uid=_text(annotations, _CTRD_POD_UID),
-        container_name=_text(annotations, _CTRD_CONTAINER),
-        container_type=_container_type(_text(annotations, _CTRD_TYPE)),
-        sandbox_id=_text(annotations, _CTRD_SANDBOX_ID),
-        image=_text(annotations, _CTRD_IMAGE),
+        runtime=runtime,
+        namespace=_text(annotations, keys.namespace),
+        pod_name=_text(annotations, keys.pod_name),
+        pod_uid=_text(annotations, keys.pod_uid),
+        container_name=_text(annotations, keys.container),
+        container_type=_container_type(_text(annotations, keys.container_type)),
+        sandbox_id=_text(annotations, keys.sandbox_id),
+        image=_text(annotations, keys.image),
         runtime_namespace=runtime_namespace,
     )
 
 
+def containerd_labels(annotations: dict[str, str], runtime_namespace: str) -> ContainerLabels:
+    """Labels from containerd CRI annotations (none at all for non-CRI containers)."""
+    return _labels("containerd", _CONTAINERD, annotations, runtime_namespace)
+
+
 def crio_labels(annotations: dict[str, str]) -> ContainerLabels:
     """Labels from CRI-O annotations."""
-    return ContainerLabels(
-        runtime="crio",
-        namespace=_text(annotations, _CRIO_NAMESPACE),
-        pod_name=_text(annotations, _CRIO_POD_NAME),
-        pod_uid=_text(annotations, _CRIO_POD_UID),
-        container_name=_text(annotations, _CRIO_CONTAINER),
-        container_type=_container_type(_text(annotations, _CRIO_TYPE)),
-        sandbox_id=_text(annotations, _CRIO_SANDBOX_ID),
-        image=_text(annotations, _CRIO_IMAGE),
-    )
+    return _labels("crio", _CRIO, annotations)
 
 
 class RuntimeState:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from exporter.lifecycle import Background
@@ -44,25 +44,38 @@ def _rate(before: int | None, after: int | None, seconds: float) -> float | None
     return (after - before) / 1e9 / seconds
 
 
+def _rates(
+    before: Iterable[tuple[str, Usage | None]],
+    after: Iterable[tuple[str, Usage | None]],
+    seconds: float,
+) -> dict[str, float]:
+    """Cores per key present before and after, where the counter did not go back."""
+    then = {key: _usage_ns(usage) for key, usage in before}
+    out: dict[str, float] = {}
+    for key, usage in after:
+        if key in then and (r := _rate(then[key], _usage_ns(usage), seconds)) is not None:
+            out[key] = r
+    return out
+
+
 def compute_rates(previous: Snapshot, current: Snapshot) -> Rates | None:
     """Rates per container id and pod uid present in both snapshots; None if time ran back."""
     window = current.taken_at - previous.taken_at
     if window <= 0:
         return None
-    rates = Rates(window_seconds=window)
-    before = {c.id: _usage_ns(c.usage) for c in previous.containers}
-    for c in current.containers:
-        if c.id in before:
-            r = _rate(before[c.id], _usage_ns(c.usage), window)
-            if r is not None:
-                rates.containers[c.id] = r
-    pods_before = {p.uid: _usage_ns(p.usage) for p in previous.pods}
-    for p in current.pods:
-        if p.uid in pods_before:
-            r = _rate(pods_before[p.uid], _usage_ns(p.usage), window)
-            if r is not None:
-                rates.pods[p.uid] = r
-    return rates
+    return Rates(
+        window_seconds=window,
+        containers=_rates(
+            ((c.id, c.usage) for c in previous.containers),
+            ((c.id, c.usage) for c in current.containers),
+            window,
+        ),
+        pods=_rates(
+            ((p.uid, p.usage) for p in previous.pods),
+            ((p.uid, p.usage) for p in current.pods),
+            window,
+        ),
+    )
 
 
 @dataclass(frozen=True)
