@@ -2,8 +2,8 @@
 
 Why: a pass every few seconds sees a pod only while it has processes. What it used after
 the last pass, or all of it for a pod that lived between two passes, is in the pod's
-cgroup until the kubelet removes that, and then it is gone (shared/reference/cgroups.md
-section 8). cgroup v2 says when a cgroup empties: ``cgroup.events`` turns to
+cgroup until the kubelet removes that, and then it is gone (docs/cgroups.md,
+"Counters that reset or vanish"). cgroup v2 says when a cgroup empties: ``cgroup.events`` turns to
 ``populated 0`` and the kernel raises IN_MODIFY on that file. So one thread watches the
 cgroup2 hierarchy (the cgroup root on a pure v2 node, its ``unified`` mount on a hybrid
 one; a pure v1 node has none, and no watcher) with inotify:

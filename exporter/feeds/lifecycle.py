@@ -1,7 +1,7 @@
 """Container start/stop events derived from successive versions of a pod.
 
 The API server only says "this pod changed"; consumers that key usage by container ID
-(telemd-kubernetes-adapter's users, shared/seeds/002) want "container X started" and
+(telemd-kubernetes-adapter's users) want "container X started" and
 "container X stopped". Diffing the container statuses of two versions of a pod gives
 exactly that, including containers that lived and died between two updates and pods
 deleted with containers still running.

@@ -2,7 +2,7 @@
 
 One list+watch of ``spec.nodeName=<node>`` keeps an in-memory copy of this node's pods
 so that every container seen in the kernel can be named without an API call. The
-rules are the API server's (shared/reference/peers.md section 4): resume watches from
+rules are the API server's (docs/kubernetes.md): resume watches from
 the last resourceVersion seen (bookmarks included), and on 410 Gone re-list and diff
 against the cache, so pods deleted while we were away are reported as deleted instead
 of living on forever. A client-side read timeout catches half-open connections the

@@ -4,7 +4,7 @@ Discovery sees a cgroup path for every process on the node and must tell contain
 host processes without asking any runtime. The path is all it has, and it comes in many
 shapes: systemd or cgroupfs drivers, cgroup v1/v2/hybrid, containerd, CRI-O, docker,
 podman, nerdctl, nested nodes (kind, minikube, dind, EKS Fargate), custom kubelet roots
-and paths relative to another cgroup namespace. The rules (shared/reference/cgroups.md §4):
+and paths relative to another cgroup namespace. The rules (docs/cgroups.md):
 
 * the innermost container component wins, so a kind node's own docker scope never hides
   the pod container inside it; components below it (crun's ``/container``) belong to it,
@@ -31,7 +31,7 @@ and paths relative to another cgroup namespace. The rules (shared/reference/cgro
 * ``/ecs/…/<task32hex>-<n>`` (ECS) and ``/default/<name>``, ``/k8s.io/<name>`` (containerd
   namespaces of ``ctr``/nerdctl with cgroupfs) are the only non-hex ids outside a pod.
 
-A whole /proc/<pid>/cgroup file is read as cgroups.md §1 says: the v1 ``cpu`` line first,
+A whole /proc/<pid>/cgroup file is read as docs/cgroups.md says: the v1 ``cpu`` line first,
 then ``cpuacct``, ``memory`` and the other v1 lines, the first that names a container
 winning; the ``0::`` line only when there is no v1 line at all (on a hybrid host it often
 names the runtime's own service).
@@ -247,7 +247,7 @@ def parse_cgroup_path(text: str) -> CgroupIdentity:
 def _parse_file(text: str) -> CgroupIdentity:
     """Identity of a whole /proc/<pid>/cgroup file (or of several lines given at once).
 
-    Candidates in the order cgroups.md §1 gives (see :func:`candidate_lines`); the first
+    Candidates in the order docs/cgroups.md gives (see :func:`candidate_lines`); the first
     that names a container wins, else the first candidate's answer (a pod-level cgroup
     still tells the pod). Text without any /proc line is taken line by line the same way.
     """

@@ -1,7 +1,7 @@
 """Pods that exit between two passes, on the real kernel: the exit watcher's tombstones.
 
 The runtime and the kubelet remove an exited pod's cgroups, and with them the CPU used
-since the last pass (shared/reference/cgroups.md section 8). The extractor's exit watcher
+since the last pass (docs/cgroups.md). The extractor's exit watcher
 reads a pod's counters when its cgroup2 ``cgroup.events`` says ``populated 0``; the bill
 must equal the kernel's counter read by the test just before the rmdir, exactly once,
 however many snapshots repeat the tombstone. Hybrid (v1 counters, v2 events: this host)

@@ -1,9 +1,9 @@
 """Language detectors on files laid out like real installs, and on hostile containers.
 
 Where a real artefact is cheap it is used (the dotnetcore2 wheel from PyPI carries a real
-.NET Core runtime); otherwise the files follow the layouts documented in
-shared/reference/fingerprints.md (PyPy banner strings, OTP release dirs, composer
-installed.json). Hostile inputs must yield a kind without a version, never a crash.
+.NET Core runtime); otherwise the files follow the runtimes' own layouts (docs/fingerprints.md:
+PyPy banner strings, OTP release dirs, composer installed.json). Hostile inputs must yield
+a kind without a version, never a crash.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The custom metrics API against schemas of the Kubernetes types it must produce.
 
 Schemas written from k8s.io/metrics pkg/apis/custom_metrics/v1beta2/types.go and
-apimachinery's APIResourceList/Status as summarised in shared/reference/peers.md §1.5:
+apimachinery's APIResourceList/Status as summarised in docs/kubernetes.md:
 MetricValueList{kind, apiVersion, metadata, items[]}, MetricValue{describedObject
 (ObjectReference), metric{name, selector(LabelSelector, no omitempty)}, timestamp
 (RFC 3339), windowSeconds (*int64, omitempty), value (Quantity, a string)}. The

@@ -2,8 +2,8 @@
 
 Behaviour reference: openshift/insights-runtime-extractor exporter/cmd/exporter/main.go
 (gatherRuntimeInfo: GET/POST, http.Error bodies, 404 for other methods, ``hash`` query)
-and exporter/pkg/utils (HashString), summarised in shared/reference/
-insights-runtime-extractor.md §2.1-2.3. Hash vectors below are that note's §2.3 list.
+and exporter/pkg/utils (HashString), summarised in
+docs/insights-runtime-extractor.md. Hash vectors below are the tool's HashString test list.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.support.exporter_doubles import (
 INVALID = '{"error": "Invalid JSON in request body"}\n'
 REQUIRED = '{"error": "containerIds field is required"}\n'
 
-# shared/reference/insights-runtime-extractor.md §2.3 (IRE's HashString test vectors)
+# insights-runtime-extractor's HashString test vectors (docs/insights-runtime-extractor.md)
 VECTORS = {
     "rhel": "yqx1WBefoIAq",
     "Golang": "UOVueXxKyJ95",
