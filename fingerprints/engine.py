@@ -2,19 +2,24 @@
 
 Fingerprinting reads binaries and files, so its result is cached per container and
 reused while the same chosen process (pid *and* start time) is alive: a warm pass costs
-one ``/proc/<pid>/stat`` read per container. Nothing here raises: failures, hostile
-roots and detector bugs end up in the fingerprint's ``error`` with partial results kept.
+one ``/proc/<pid>/stat`` read per container (``fingerprints/liveness.py``). Nothing here
+raises: failures, hostile roots and detector bugs end up in the fingerprint's ``error``
+with partial results kept, and every value is checked for its field's form
+(``fingerprints/values.py``) before it leaves.
+
+``compute`` is the uncached part, for a caller that keeps results itself (the worker
+process of ``fingerprints/worker.py``); ``fingerprint`` caches in process.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 from fingerprints.base import Detection, Detector, FingerprintError, ProcessView
 from fingerprints.detectors.os_release import detect_os
+from fingerprints.liveness import Chosen, reusable
 from fingerprints.reading.processes import (
     MAX_PROCESSES,
     Candidate,
@@ -24,7 +29,7 @@ from fingerprints.reading.processes import (
 )
 from fingerprints.reading.rootfs import Budget, BudgetExceeded, ConfinedRoot
 from fingerprints.result import Component, Result
-from hostfs import ProcReadError, read_stat
+from fingerprints.values import checked
 
 MAX_CACHE = 8192
 """Hard cap on cached containers, whatever the caller's pass pattern."""
@@ -32,10 +37,19 @@ _FIELDS = frozenset(f.name for f in fields(Result))
 """Names a detector's ``extra`` may not take: they belong to the fixed fields."""
 
 
+@dataclass(frozen=True)
+class Computed:
+    """A freshly computed fingerprint, the process it was read from (None when no live
+    process could be chosen) and whether a budget stopped it early."""
+
+    result: Result
+    chosen: Chosen | None = None
+    over_budget: bool = False
+
+
 @dataclass
 class _Entry:
-    pid: int
-    start_ticks: int
+    chosen: Chosen
     pids: list[int]
     result: Result
 
@@ -92,22 +106,30 @@ class Fingerprinter:
         """The container's fingerprint; errors are reported in it, never raised."""
         self._note_pass(container_id)
         entry = self._cache.get(container_id)
-        if entry is not None and self._still_valid(entry, pids):
+        if entry is not None and reusable(
+            self.proc_root, entry.chosen, entry.result.kind is not None, entry.pids, pids
+        ):
             return entry.result
+        done = self.compute(pids)
+        if done.chosen is not None:
+            # cached even with an error: a hostile root must not cost a full budget per pass
+            self._cache[container_id] = _Entry(done.chosen, sorted(pids), done.result)
+        return done.result
+
+    def compute(self, pids: list[int]) -> Computed:
+        """The fingerprint of the container whose processes are ``pids``, nothing cached."""
         self.computed += 1
         try:
-            chosen = choose(self.proc_root, pids, self.max_processes)
-            result = self._compute(chosen)
+            candidates = choose(self.proc_root, pids, self.max_processes)
+            result, over_budget = self._compute(candidates)
         except ProcessesDenied as e:
-            return Result(error=str(e))
+            return Computed(checked(Result(error=str(e))))
         except Exception as e:  # last line: a bug must cost one container, not the pass
-            return Result(error=f"fingerprint failed: {type(e).__name__}: {e}")
-        if chosen:
-            # cached even with an error: a hostile root must not cost a full budget per pass
-            self._cache[container_id] = _Entry(
-                chosen[0].pid, chosen[0].start_ticks, sorted(pids), result
-            )
-        return result
+            return Computed(checked(Result(error=f"fingerprint failed: {type(e).__name__}: {e}")))
+        if not candidates:
+            return Computed(result)
+        first = candidates[0]
+        return Computed(result, Chosen(first.pid, first.start_ticks), over_budget)
 
     def _note_pass(self, container_id: str) -> None:
         """A container seen twice means a new pass began: forget the ones that vanished."""
@@ -117,27 +139,14 @@ class Fingerprinter:
             self._pass = set()
         self._pass.add(container_id)
 
-    def _still_valid(self, entry: _Entry, pids: list[int]) -> bool:
-        try:
-            st = read_stat(self.proc_root, entry.pid)
-        except ProcReadError:
-            return False
-        if st is None or st.start_ticks != entry.start_ticks:
-            return False
-        try:  # a zombie keeps its stat but has no executable any more
-            os.readlink(f"{self.proc_root}/{entry.pid}/exe")
-        except OSError:
-            return False
-        # a container still starting (only a wrapper found yet) is looked at again once
-        # its processes change
-        return entry.result.kind is not None or sorted(pids) == entry.pids
-
-    def _compute(self, chosen: list[Candidate]) -> Result:
+    def _compute(self, chosen: list[Candidate]) -> tuple[Result, bool]:
+        """The merged, checked result and whether a budget cut it short."""
         if not chosen:
-            return Result(error="no live process to fingerprint")
+            return Result(error="no live process to fingerprint"), False
         budget = Budget(self.max_seconds, self.max_bytes)
         merge = _Merge()
         os_id = os_version = None
+        over_budget = False
         root = ConfinedRoot(f"{self.proc_root}/{chosen[0].pid}/root", budget)
         try:
             info = detect_os(root)
@@ -148,6 +157,7 @@ class Fingerprinter:
                 self._run_detectors(cand, root, budget, merge)
         except BudgetExceeded as e:
             merge.errors.append(str(e))
+            over_budget = True
         except (FingerprintError, OSError) as e:
             merge.errors.append(f"pid {chosen[0].pid}: {e}")
         if root.denied:
@@ -157,7 +167,7 @@ class Fingerprinter:
                 "(reading files whatever their mode needs CAP_DAC_READ_SEARCH)"
             )
         kind = merge.kind or Detection()
-        return Result(
+        result = Result(
             os=os_id,
             osVersion=os_version,
             kind=kind.kind,
@@ -167,6 +177,7 @@ class Fingerprinter:
             extra=MappingProxyType({k: v for k, v in merge.extra.items() if k not in _FIELDS}),
             error="; ".join(merge.errors) or None,
         )
+        return checked(result), over_budget
 
     def _run_detectors(
         self, cand: Candidate, root: ConfinedRoot, budget: Budget, merge: _Merge

@@ -35,18 +35,22 @@ class Result:
     error: str | None = None
 
     def fields(self) -> dict[str, object]:
-        """Every field with a value, extras included, as plain JSON-ready values."""
+        """Every field with a value, extras included, as plain JSON-ready values: empty
+        ones are left out, as insights-runtime-extractor leaves them out (``omitempty``),
+        so that nothing downstream hashes or publishes an empty string."""
         out: dict[str, object] = {
             key: value
             for key in ("os", "osVersion", "kind", "kindVersion", "kindImplementer")
-            if (value := getattr(self, key)) is not None
+            if (value := getattr(self, key))
         }
-        if self.runtimes:
-            out["runtimes"] = [
-                {"name": c.name} if c.version is None else {"name": c.name, "version": c.version}
-                for c in self.runtimes
-            ]
-        out.update(self.extra)
-        if self.error is not None:
+        runtimes = [
+            {"name": c.name, "version": c.version} if c.version else {"name": c.name}
+            for c in self.runtimes
+            if c.name
+        ]
+        if runtimes:
+            out["runtimes"] = runtimes
+        out.update((k, v) for k, v in self.extra.items() if v != "" and v is not None)
+        if self.error:
             out["error"] = self.error
         return out

@@ -3,9 +3,12 @@
 Shared by the extractor and the fingerprints package, below both: it imports nothing of
 the project. ``smallread`` reads small pseudo-files with as few syscalls as possible (and
 keeps the ones read every pass open); ``procfs`` reads one process's files, answering
-``None`` when the process is gone and raising ``ProcReadError`` for anything else.
+``None`` when the process is gone and raising ``ProcReadError`` for anything else;
+``fstype`` tells which filesystem an open descriptor is on (a container's files must
+never be read through a kernel pseudo-filesystem).
 """
 
+from hostfs.fstype import PSEUDO_FILESYSTEMS, filesystem_type, pseudo_filesystem
 from hostfs.procfs import (
     ProcReadError,
     ProcStat,
@@ -24,13 +27,16 @@ from hostfs.smallread import CHUNK, GONE, KeptFiles, read_fd, read_small
 __all__ = [
     "CHUNK",
     "GONE",
+    "PSEUDO_FILESYSTEMS",
     "KeptFiles",
     "ProcReadError",
     "ProcStat",
     "boot_time",
     "clock_ticks",
+    "filesystem_type",
     "list_pids",
     "parse_stat",
+    "pseudo_filesystem",
     "read_cgroup",
     "read_cmdline",
     "read_comm",

@@ -26,7 +26,10 @@ NOT_SUPPORTED = "Method is not supported."
 
 
 def hash_value(value: str) -> str:
-    """base64url(sha256(value)) without padding, first 12 characters (IRE's HashString)."""
+    """base64url(sha256(value)) without padding, first 12 characters (IRE's HashString);
+    the empty string stays empty, as there."""
+    if not value:
+        return ""
     digest = hashlib.sha256(value.encode()).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:12]
 

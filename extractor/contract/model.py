@@ -77,14 +77,21 @@ class Fingerprint(BaseModel):
     error: str | None = None
 
     def compatible(self) -> dict[str, object]:
-        """The insights-runtime-extractor view: its fields only, empty ones omitted."""
+        """The insights-runtime-extractor view: its fields only, empty ones omitted (that
+        tool's ``omitempty``: a runtime without a version has no ``version``, one without
+        a name is no runtime), so nothing empty is ever hashed or sent."""
         out: dict[str, object] = {}
         for key in ("os", "osVersion", "kind", "kindVersion", "kindImplementer"):
             value = getattr(self, key)
             if value:
                 out[key] = value
-        if self.runtimes:
-            out["runtimes"] = [r.model_dump(exclude_none=True) for r in self.runtimes]
+        runtimes = [
+            {"name": r.name, "version": r.version} if r.version else {"name": r.name}
+            for r in self.runtimes
+            if r.name
+        ]
+        if runtimes:
+            out["runtimes"] = runtimes
         return out
 
 

@@ -37,7 +37,6 @@ _PCLNTAB_RE = re.compile(
 _VERSION_RE = re.compile(
     rb"(?<![0-9A-Za-z._/-])(go1\.\d+(?:\.\d+)?(?:(?:rc|beta)\d+)?)(?![0-9A-Za-z.])"
 )
-_VENDOR_RE = re.compile(r"\(([^()]*?)\s+[0-9][^()]*\)")
 _EXPERIMENT_RE = re.compile(r"(?:^|[\s-])X:(\S+)")
 _GO_SECTIONS = (".gopclntab", ".go.buildid", ".note.go.buildid", ".go.fipsinfo", ".go.module")
 
@@ -84,7 +83,12 @@ def read_go_info(read: Reader, max_read: int = 64 << 20) -> GoInfo | None:
 
 
 def detect_go(view: ProcessView) -> Detection | None:
-    """Detector: the process's own executable is a Go binary."""
+    """Detector: the process's own executable is a Go binary.
+
+    ``kindVersion`` is the version exactly as the binary carries it, as
+    insights-runtime-extractor reports it (``go1.21.11 (Red Hat 1.21.11-1.el9_4)
+    X:strictfipsruntime`` from Red Hat's toolchain); its parts are under fields of
+    their own: ``goVersion`` (``go1.21.11``), ``goVendor``, ``goExperiment``."""
     if view.read_exe(0, 4) != b"\x7fELF":
         return None
     info = read_go_info(view.read_exe)
@@ -92,7 +96,8 @@ def detect_go(view: ProcessView) -> Detection | None:
         return None
     extra: dict[str, object] = {"goVersionConfidence": info.confidence}
     for key, value in (
-        ("goVersionRaw", info.version_raw),
+        ("goVersion", info.version),
+        ("goVendor", info.vendor),
         ("goExperiment", info.experiment),
         ("goMainPath", info.path),
         ("goMainModule", info.main_module),
@@ -103,12 +108,7 @@ def detect_go(view: ProcessView) -> Detection | None:
     ):
         if value:
             extra[key] = value
-    return Detection(
-        kind="Golang",
-        kind_version=info.version,
-        kind_implementer=info.vendor,
-        extra=extra,
-    )
+    return Detection(kind="Golang", kind_version=info.version_raw or info.version, extra=extra)
 
 
 # --- locating the blob -------------------------------------------------------------
@@ -170,7 +170,7 @@ def _from_buildinfo(elf: ElfFile) -> GoInfo | None:
     if not version:
         return None
     if not version.startswith((b"go", b"devel")):
-        raise GoBuildInfoError(f"build info version {version[:40]!r} is not a Go version")
+        raise GoBuildInfoError("build info version is not a Go version")
     info = parse_version(version)
     info.format = fmt
     parse_modinfo(strip_sentinels(mod), info)
@@ -250,7 +250,9 @@ def _fallback(elf: ElfFile) -> GoInfo | None:
         info.settings["pclntab"] = PCLNTAB_RANGES[magic]
     exact = _symbol_version(elf)
     if exact is not None:
-        info.version, info.confidence, info.format = exact, "exact", "symbol"
+        info.version, info.version_raw = exact.version, exact.version_raw
+        info.vendor, info.experiment = exact.vendor, exact.experiment
+        info.confidence, info.format = "exact", "symbol"
         return info
     candidate = _rodata_version(elf)
     if candidate is not None:
@@ -258,7 +260,7 @@ def _fallback(elf: ElfFile) -> GoInfo | None:
     return info
 
 
-def _symbol_version(elf: ElfFile) -> str | None:
+def _symbol_version(elf: ElfFile) -> GoInfo | None:
     """``runtime.buildVersion`` through the symbol table of an unstripped binary."""
     try:
         sym = elf.symbol("runtime.buildVersion")
@@ -270,7 +272,7 @@ def _symbol_version(elf: ElfFile) -> str | None:
         return None
     if not raw.startswith((b"go", b"devel")):
         return None
-    return parse_version(raw).version
+    return parse_version(raw)
 
 
 def _pclntab_magic(elf: ElfFile) -> int | None:
@@ -322,17 +324,39 @@ def _rodata_version(elf: ElfFile) -> str | None:
 
 
 def parse_version(raw: bytes) -> GoInfo:
-    """Normalise ``go1.21.11 (Red Hat 1.21.11-1.el9_4) X:strictfipsruntime`` and friends."""
+    """Split ``go1.21.11 (Red Hat 1.21.11-1.el9_4) X:strictfipsruntime`` and friends into
+    the toolchain version, its vendor and experiments; ``version_raw`` keeps the whole."""
     text = raw.decode("utf-8", errors="replace")
     core = text.removeprefix("devel ").split(" ", 1)[0].split("-X:", 1)[0]
-    vendor = _VENDOR_RE.search(text)
     experiment = _EXPERIMENT_RE.search(text)
     return GoInfo(
         version=core,
         version_raw=text if text != core else None,
-        vendor=vendor.group(1) if vendor else None,
+        vendor=_vendor(text),
         experiment=experiment.group(1) if experiment else None,
     )
+
+
+def _vendor(text: str) -> str | None:
+    """The words before the version in the first ``(<vendor> <version…>)`` group.
+
+    One left-to-right scan: a ``(`` inside a group restarts the group there, so no part
+    of the text is looked at twice whatever parentheses it holds."""
+    start = text.find("(")
+    while start >= 0:
+        end = text.find(")", start + 1)
+        if end < 0:
+            return None
+        nested = text.rfind("(", start + 1, end)
+        if nested >= 0:
+            start = nested
+            continue
+        words = text[start + 1 : end].split()
+        for i, word in enumerate(words):
+            if i and word[:1].isdigit():
+                return " ".join(words[:i])
+        start = text.find("(", end + 1)
+    return None
 
 
 def strip_sentinels(mod: bytes) -> str:

@@ -10,7 +10,6 @@ fallback. Express / Next.js & co are reported only when the application's own
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 
@@ -22,6 +21,7 @@ from fingerprints.reading.evidence import (
     exe_name,
     library_reader,
     mapped,
+    parse_json,
     read_text,
 )
 from fingerprints.reading.rootfs import BudgetExceeded
@@ -90,10 +90,7 @@ def _read_json(root: ContainerRoot, path: str) -> dict[str, object] | None:
     text = read_text(root, path, max_bytes=_PACKAGE_JSON_CAP)
     if text is None:
         return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
+    data = parse_json(text)
     return data if isinstance(data, dict) else None
 
 
@@ -139,7 +136,7 @@ def frameworks(view: ProcessView) -> list[tuple[str, str | None]]:
             continue
         installed = _read_json(view.root, f"{app_dir}/node_modules/{package_name}/package.json")
         version = installed.get("version") if installed else None
-        out.append((label, version if isinstance(version, str) else None))
+        out.append((label, version if isinstance(version, str) and version else None))
     return out
 
 

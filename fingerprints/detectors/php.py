@@ -8,12 +8,11 @@ Symfony and WordPress versions come from the app dir (cwd) when installed there.
 
 from __future__ import annotations
 
-import json
 import re
 
 from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView
 from fingerprints.reading.binscan import first_string
-from fingerprints.reading.evidence import exe_name, library_reader, mapped, read_text
+from fingerprints.reading.evidence import exe_name, library_reader, mapped, parse_json, read_text
 from fingerprints.reading.rootfs import BudgetExceeded
 
 KIND = "PHP"
@@ -27,10 +26,7 @@ COMPOSER_FRAMEWORKS = {"laravel/framework": "Laravel", "symfony/http-kernel": "S
 
 def composer_frameworks(installed: str) -> list[tuple[str, str | None]]:
     """Known frameworks in ``vendor/composer/installed.json`` (v1 list or v2 object)."""
-    try:
-        data = json.loads(installed)
-    except ValueError:
-        return []
+    data = parse_json(installed)
     packages = data.get("packages", []) if isinstance(data, dict) else data
     out: list[tuple[str, str | None]] = []
     for package in packages if isinstance(packages, list) else []:
@@ -39,7 +35,7 @@ def composer_frameworks(installed: str) -> list[tuple[str, str | None]]:
         label = COMPOSER_FRAMEWORKS.get(str(package.get("name")))
         version = package.get("version")
         if label:
-            out.append((label, str(version).removeprefix("v") if version else None))
+            out.append((label, str(version).removeprefix("v") or None if version else None))
     return out
 
 

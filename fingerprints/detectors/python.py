@@ -50,7 +50,7 @@ FRAMEWORKS = {
     "gunicorn": "Gunicorn",
     "uvicorn": "Uvicorn",
 }
-_IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", re.MULTILINE)
+_MODULE = re.compile(r"[A-Za-z_]\w*")
 _SCRIPT_CAP = 64 << 10
 
 
@@ -162,8 +162,21 @@ def _wanted(view: ProcessView) -> set[str]:
             wanted.add("django")
     for script in _entry_scripts(view):
         text = read_text(view.root, script, max_bytes=_SCRIPT_CAP) or ""
-        wanted.update(m for m in _IMPORT.findall(text) if m in FRAMEWORKS)
+        wanted.update(m for m in imported_modules(text) if m in FRAMEWORKS)
     return wanted
+
+
+def imported_modules(text: str) -> list[str]:
+    """Top-level modules named by ``import x`` / ``from x import …`` lines, read line by
+    line (each character once: the script is the container's)."""
+    out = []
+    for line in text.split("\n"):
+        words = line.split(None, 2)
+        if len(words) >= 2 and words[0] in ("import", "from"):
+            match = _MODULE.match(words[1])
+            if match:
+                out.append(match.group())
+    return out
 
 
 def _entry_scripts(view: ProcessView) -> list[str]:

@@ -21,18 +21,38 @@ _EXE = re.compile(r"^ruby(\d+(?:\.\d+)*)?$")
 _LIBRUBY = re.compile(r"/libruby(?:-\d+\.\d+)?\.so(?:[.\d]*)$")
 _BANNER = re.compile(rb"ruby (\d+\.\d+\.\d+)(p\d+|preview\d*|rc\d*|dev)? \(\d{4}-\d\d-\d\d")
 FRAMEWORKS = {"rails": "Ruby on Rails", "puma": "Puma", "sinatra": "Sinatra", "sidekiq": "Sidekiq"}
-_SPEC = re.compile(r"^    ([A-Za-z0-9_.-]+) \(([^)]+)\)$", re.MULTILINE)
+_GEM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _spec(line: str) -> tuple[str, str] | None:
+    """``    name (version)``: a locked gem, indented exactly four spaces."""
+    if not line.startswith("    ") or line[4:5] == " " or not line.endswith(")"):
+        return None
+    name, sep, version = line[4:-1].partition(" (")
+    if not sep or not version or ")" in version or not _GEM_NAME.fullmatch(name):
+        return None
+    return name, version
 
 
 def gemfile_frameworks(lock: str) -> list[tuple[str, str | None]]:
-    """Direct dependencies of a Gemfile.lock that are known frameworks, with locked versions."""
-    specs = dict(_SPEC.findall(lock))
-    _, _, deps_section = lock.partition("\nDEPENDENCIES\n")
-    direct = {
-        line.strip().split(" ")[0].rstrip("!")
-        for line in deps_section.split("\n\n")[0].splitlines()
-        if line.startswith("  ")
-    }
+    """Direct dependencies of a Gemfile.lock that are known frameworks, with locked
+    versions. Read line by line, each line once: the lock file is the container's."""
+    specs: dict[str, str] = {}
+    direct: set[str] = set()
+    in_deps = False
+    for line in lock.split("\n"):
+        if in_deps:
+            if not line:
+                in_deps = False
+            elif line.startswith("  "):
+                direct.add(line.strip().split(" ")[0].rstrip("!"))
+            continue
+        if line == "DEPENDENCIES":
+            in_deps = True
+            continue
+        spec = _spec(line)
+        if spec is not None:
+            specs[spec[0]] = spec[1]
     return [(label, specs.get(gem)) for gem, label in FRAMEWORKS.items() if gem in direct]
 
 

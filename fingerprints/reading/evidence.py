@@ -7,6 +7,7 @@ the hostile-input handling (deleted suffixes, quoting, caps) identical everywher
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 
@@ -90,3 +91,14 @@ def listdir(root: ContainerRoot, path: str, limit: int = 4096) -> list[str]:
         raise
     except FingerprintError:
         return []
+
+
+def parse_json(text: str) -> object | None:
+    """A JSON document from the container, None when it is not one. Nesting deeper than
+    the interpreter's recursion limit (a ``package.json`` of a million ``[``) is not a
+    document either: the decoder stops at that depth, so the cost stays linear."""
+    try:
+        data: object = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return data

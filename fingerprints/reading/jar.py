@@ -103,22 +103,25 @@ class Jar:
 
 
 def parse_manifest(text: str) -> dict[str, str]:
-    """Main section of a manifest: 72-byte lines, continuations start with one space."""
-    attributes: dict[str, str] = {}
+    """Main section of a manifest: 72-byte lines, continuations start with one space.
+
+    Continuations are collected and joined once, so a value continued over thousands of
+    lines costs what its length costs (appending to a string each time would not)."""
+    attributes: dict[str, list[str]] = {}
     key: str | None = None
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         if not line:
             break
         if line.startswith(" ") and key is not None:
-            attributes[key] += line[1:]
+            attributes[key].append(line[1:])
             continue
         name, sep, value = line.partition(":")
         if not sep:
             key = None
             continue
         key = name.strip()
-        attributes[key] = value[1:] if value.startswith(" ") else value
-    return {name: value.strip() for name, value in attributes.items()}
+        attributes[key] = [value[1:] if value.startswith(" ") else value]
+    return {name: "".join(parts).strip() for name, parts in attributes.items()}
 
 
 def read_manifest(root: ContainerRoot, path: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fingerprints.base import ContainerRoot, ProcessView, Reader, RootError
 from fingerprints.reading.evidence import clean_path
 from fingerprints.reading.rootfs import Budget, read_capped
-from hostfs import ProcReadError, read_cmdline, read_comm, read_stat
+from hostfs import ProcReadError, pseudo_filesystem, read_cmdline, read_comm, read_stat
 
 WRAPPERS = frozenset(
     {
@@ -188,7 +188,8 @@ def choose(proc_root: str, pids: list[int], limit: int = MAX_PROCESSES) -> list[
 class ExeReader:
     """``read(offset, n)`` over ``/proc/<pid>/exe``: the inode the process runs, even when
     deleted or hidden by a mount. Opened at once (so a later PID reuse cannot swap the
-    binary), checked to be a regular file, every read charged to the container's budget."""
+    binary), checked to be a regular file on a real filesystem, every read charged to the
+    container's budget."""
 
     def __init__(self, path: str, budget: Budget) -> None:
         self.path = path
@@ -200,6 +201,10 @@ class ExeReader:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise RootError(f"{path}: not a regular file")
+        kind = pseudo_filesystem(fd)
+        if kind is not None:
+            os.close(fd)
+            raise RootError(f"{path}: on a kernel pseudo-filesystem ({kind}), not read")
         self._fd: int | None = fd
 
     def __call__(self, offset: int, n: int) -> bytes:
@@ -281,12 +286,14 @@ class MappedFiles:
     from, whatever its path now names (deleted, replaced by an upgrade, hidden by a
     mount). Opened on first use only (a process maps hundreds of files and detectors read
     one or two); each open is followed by a start-time check so a reused PID cannot hand
-    over another process's file. Needs CAP_SYS_ADMIN, which the DaemonSet does not grant:
-    deployed, the first open is refused (EPERM), map_files is not tried again for the
-    process, and callers read the library at its path in the confined root
-    (``evidence.library_reader``), which tests/extractor/test_least_privilege.py runs under
-    exactly the DaemonSet's capabilities. What that path cannot see: a library deleted or
-    replaced on disk after it was loaded."""
+    over another process's file, and a file mapped from a kernel pseudo-filesystem (a
+    sysfs attribute a container mapped under a library's name) is never read. Needs
+    CAP_SYS_ADMIN, which the DaemonSet does not grant: deployed, the first open is refused
+    (EPERM), map_files is not tried again for the process, and callers read the library at
+    its path in the confined root (``evidence.library_reader``), which
+    tests/extractor/test_least_privilege.py runs under exactly the DaemonSet's
+    capabilities. What that path cannot see: a library deleted or replaced on disk after
+    it was loaded."""
 
     def __init__(
         self, proc_root: str, cand: Candidate, ranges: dict[str, str], budget: Budget
@@ -341,6 +348,7 @@ class MappedFiles:
             (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino)
             or again is None
             or again.start_ticks != self.cand.start_ticks
+            or pseudo_filesystem(fd) is not None
         ):
             os.close(fd)
             return None

@@ -5,6 +5,11 @@ the *host*, so every path is walked here one component at a time from a root dir
 fd (``O_PATH|O_NOFOLLOW``): symlinks are read and re-anchored at the container root,
 ``..`` is clamped there, hops are capped, only regular files are opened (checked with
 fstat before and after opening), and every container gets a byte and time budget.
+
+Nothing is read from, listed in or resolved through a kernel pseudo-filesystem (procfs,
+sysfs, debugfs, cgroupfs, …) wherever the container mounted it: the filesystem type of
+every descriptor the walk opens is the kernel's answer (``hostfs.pseudo_filesystem``),
+asked once per device met in a walk, since one device is one superblock.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import stat
 import time
 
 from fingerprints.base import ContainerRoot, RootError
+from hostfs import pseudo_filesystem
 
 MAX_SYMLINK_HOPS = 40
 """Linux's own limit (MAXSYMLINKS); a deeper chain is a loop or an attack."""
@@ -24,10 +30,6 @@ MAX_COMPONENTS = 4096
 
 MAX_DENIED = 8
 """Refused paths remembered per root (enough to name the cause, bounded for hostile roots)."""
-PSEUDO_FILESYSTEMS = frozenset({"proc", "sys", "dev"})
-"""Top-level directories never read: the container's procfs/sysfs expose kernel and other
-processes' state (``/proc/kcore``), not the image, and /dev holds devices."""
-
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
@@ -111,6 +113,17 @@ class ConfinedRoot(ContainerRoot):
         except OSError as e:
             raise RootError(f"container root {self.root_dir}: {e.strerror}") from e
 
+    @staticmethod
+    def _refuse_pseudo(fd: int, st: os.stat_result, checked: set[int], path: str) -> None:
+        """RootError when ``fd`` is on a kernel pseudo-filesystem; ``checked`` holds the
+        devices of this walk already found to be real filesystems."""
+        if st.st_dev in checked:
+            return
+        kind = pseudo_filesystem(fd)
+        if kind is not None:
+            raise RootError(f"{path}: on a kernel pseudo-filesystem ({kind}), not read")
+        checked.add(st.st_dev)
+
     def _walk(self, path: str) -> _Resolved:
         """Resolve ``path`` inside the root, following symlinks confined to it."""
         self.budget.check()
@@ -120,7 +133,10 @@ class ConfinedRoot(ContainerRoot):
         pending.reverse()
         hops = 0
         steps = 0
+        checked: set[int] = set()
         try:
+            root_st = os.fstat(root_fd)
+            self._refuse_pseudo(root_fd, root_st, checked, path)
             while pending:
                 steps += 1
                 if steps > MAX_COMPONENTS:
@@ -138,6 +154,11 @@ class ConfinedRoot(ContainerRoot):
                 except OSError as e:
                     raise self._error(path, e) from e
                 st = os.fstat(fd)
+                try:
+                    self._refuse_pseudo(fd, st, checked, path)
+                except RootError:
+                    os.close(fd)
+                    raise
                 if stat.S_ISLNK(st.st_mode):
                     os.close(fd)
                     hops += 1
@@ -159,10 +180,8 @@ class ConfinedRoot(ContainerRoot):
                     raise RootError(f"{path}: not a directory")
                 stack.append((fd, name))
             if len(stack) == 1:
-                return _Resolved(root_fd, "", root_fd, "/", os.fstat(root_fd))
+                return _Resolved(root_fd, "", root_fd, "/", root_st)
             resolved = "/" + "/".join(n for _, n in stack[1:])
-            if stack[1][1] in PSEUDO_FILESYSTEMS:
-                raise RootError(f"{path}: {resolved} is on a kernel pseudo-filesystem")
             fd, name = stack.pop()
             parent_fd = stack.pop()[0]
             result = _Resolved(parent_fd, name, fd, resolved, os.fstat(fd))

@@ -337,6 +337,9 @@ def test_pclntab_scan_without_sections_big_endian() -> None:
         ("go1.26.0-X:nodwarf5", "go1.26.0", None, "nodwarf5"),
         ("devel go1.23-abcdef Tue Jan 1", "go1.23-abcdef", None, None),
         ("go1.23.1 X:nocoverageredesign", "go1.23.1", None, "nocoverageredesign"),
+        ("go1.22 ((x (Acme Go 1.22-3)", "go1.22", "Acme Go", None),
+        ("go1.22 (( 1.2) (Vendor 2)", "go1.22", "Vendor", None),
+        ("go1.22 (no version here)", "go1.22", None, None),
     ],
 )
 def test_version_normalisation(
@@ -377,14 +380,17 @@ def _view(exe: bytes, root: str) -> ProcessView:
 
 
 def test_detector_output(tmp_path: Path) -> None:
+    """kindVersion as the binary carries it (insights-runtime-extractor reports Go's
+    buildinfo GoVersion unchanged, and no implementer); the parts under their own names."""
     det = detect_go(_view(_inline_elf(True, False, "go1.21.11 (Red Hat 1.21.11-1) X:f", True), "/"))
     assert det == Detection(
         kind="Golang",
-        kind_version="go1.21.11",
-        kind_implementer="Red Hat",
+        kind_version="go1.21.11 (Red Hat 1.21.11-1) X:f",
+        kind_implementer=None,
         extra={
             "goVersionConfidence": "exact",
-            "goVersionRaw": "go1.21.11 (Red Hat 1.21.11-1) X:f",
+            "goVersion": "go1.21.11",
+            "goVendor": "Red Hat",
             "goExperiment": "f",
             "goMainPath": "example.com/app/cmd/app",
             "goMainModule": "example.com/app",

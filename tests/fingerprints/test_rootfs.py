@@ -7,10 +7,12 @@ fast with RootError instead of blocking or reading gigabytes.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 
 from fingerprints.base import RootError
 from fingerprints.reading.rootfs import MAX_SYMLINK_HOPS, Budget, ConfinedRoot
+from tests.support.paths import REPO_ROOT
 
 
 @pytest.fixture
@@ -230,17 +233,68 @@ def test_process_root_disappears_mid_use() -> None:
         r.read_bytes("/etc/passwd")
 
 
-def test_pseudo_filesystems_are_refused(tree: tuple[Path, Path, bytes]) -> None:
-    """A container's /proc would expose the kernel (/proc/kcore) and other processes."""
-    root, _, _ = tree
-    (root / "proc" / "self").mkdir(parents=True)
-    (root / "proc" / "self" / "environ").write_bytes(b"SECRET=1")
-    (root / "etc" / "os-release").symlink_to("/proc/self/environ")
-    (root / "etc" / "rel").symlink_to("../proc/self/environ")
-    (root / "sys").mkdir()
-    r = ConfinedRoot(str(root))
-    for path in ("/etc/os-release", "/etc/rel", "/proc/self/environ", "/sys"):
-        with pytest.raises(RootError, match="pseudo-filesystem"):
-            r.read_bytes(path)
-    assert not r.is_dir("/proc") and not r.is_dir("/sys")
-    assert r.is_dir("/etc")
+PSEUDO_PROBE = """
+import json, os, sys
+from fingerprints.base import RootError
+from fingerprints.reading.rootfs import ConfinedRoot
+
+r = ConfinedRoot(sys.argv[1])
+out = {}
+for path in sys.argv[2:]:
+    for name, call in (("read", r.read_bytes), ("list", r.listdir), ("size", r.size)):
+        try:
+            call(path)
+            out[f"{name} {path}"] = "ok"
+        except RootError as e:
+            out[f"{name} {path}"] = str(e)
+    out[f"is_file {path}"] = r.is_file(path)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.root
+def test_pseudo_filesystems_are_refused_by_type(tree: tuple[Path, Path, bytes]) -> None:
+    """Kernel filesystems mounted anywhere in the root (a hostPath ``/host/proc``) are
+    refused by the type of the descriptor opened, whatever the path; a plain directory
+    that happens to be called ``proc`` is read like any other."""
+    root, _, secret = tree
+    for d in ("host/proc", "srv/sys", "srv/cgroup", "proc/self"):
+        (root / d).mkdir(parents=True)
+    (root / "proc/self/environ").write_bytes(b"IMAGE=1")
+    (root / "etc/alpine-release").symlink_to("/host/proc/self/environ")
+    (root / "etc/rel").symlink_to("../srv/sys/kernel")
+    mounts = " && ".join(
+        [
+            f"mount -t proc proc {root}/host/proc",
+            f"mount -t sysfs sysfs {root}/srv/sys",
+            f"mount -t cgroup2 cgroup2 {root}/srv/cgroup",
+        ]
+    )
+    paths = [
+        "/etc/alpine-release",
+        "/host/proc/self/environ",
+        "/host/proc",
+        "/etc/rel/mm",
+        "/srv/sys/kernel/uevent_seqnum",
+        "/srv/cgroup/cgroup.procs",
+        "/host/proc/self/root/etc/hostname",
+    ]
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'{mounts} && exec "$0" -c "$@"', sys.executable, PSEUDO_PROBE, str(root), *paths,
+         "/proc/self/environ"],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    out = json.loads(probe.stdout)
+    kinds = {"/host/proc": "proc", "/srv/sys": "sysfs", "/srv/cgroup": "cgroup2"}
+    for path in paths:
+        for call in ("read", "list", "size"):
+            message = out[f"{call} {path}"]
+            assert "pseudo-filesystem" in message, (call, path, message)
+        assert out[f"is_file {path}"] is False
+    assert "pseudo-filesystem (proc)" in out["read /etc/alpine-release"]
+    for where, kind in kinds.items():
+        assert any(f"({kind})" in v for k, v in out.items() if where in k), kind
+    assert out["read /proc/self/environ"] == "ok"  # the image's own file named so
+    assert secret.decode() not in probe.stdout

@@ -243,3 +243,37 @@ async def test_html_characters_escaped_like_go_encoding_json() -> None:
         raw = await (await client.get("/gather_runtime_info?hash=false")).read()
     assert b"a\\u003cb\\u003e\\u0026c" in raw
     assert json.loads(raw)["ns"]["p"] != {}
+
+
+def test_hash_of_empty_is_empty() -> None:
+    """IRE's HashString leaves an empty string empty (shared/reference §2.3)."""
+    assert hash_value("") == ""
+
+
+@pytest.mark.parametrize("query", ["?hash=false", ""])
+async def test_empty_values_are_omitted_before_hashing(query: str) -> None:
+    """A Node framework whose package.json says ``"version": ""`` and an empty
+    kindVersion: IRE omits both (``omitempty``), hashed or not."""
+    fp = Fingerprint(
+        os="alpine",
+        osVersion="",
+        kind="Node.js",
+        kindVersion="",
+        runtimes=[{"name": "Express", "version": ""}, {"name": "", "version": "1"}],
+    )
+    snap = snapshot([pod_with("web", "app-1", "44444444-4444-4444-4444-444444444444", [("a", fp)])])
+    async with client_for(_state(snap)) as client:
+        body = await (await client.get("/gather_runtime_info" + query)).json()
+    (info,) = body["web"]["app-1"].values()
+    expected: dict[str, Any] = {
+        "os": "alpine",
+        "kind": "Node.js",
+        "runtimes": [{"name": "Express"}],
+    }
+    if not query:
+        expected = {
+            "os": hash_value("alpine"),
+            "kind": hash_value("Node.js"),
+            "runtimes": [{"name": hash_value("Express")}],
+        }
+    assert info == expected
