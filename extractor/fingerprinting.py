@@ -1,33 +1,426 @@
-"""Fingerprints for the snapshot: the fingerprints engine's results in the contract's model.
+"""Fingerprints for the snapshot, computed beside the passes by a worker process.
 
-The engine (``fingerprints/engine.py``) caches a result per container while its process
-lives, so a warm pass gets the very same result object back; the converted model is kept
-beside it and reused, so a warm pass validates nothing.
+A container controls every file fingerprinting reads, so nothing the extractor must keep
+doing (accounting, the unix socket, the exit watcher, SIGTERM) ever waits on one: the
+engine runs in a child process (``fingerprints/worker.py``) that a thread here feeds one
+container at a time and kills when an answer does not come within the container's
+budget (then starts a new one). A pass never waits either: asked for a container, this
+returns at once what it has — the cached fingerprint, or ``Fingerprint(pending=True)``
+for a container seen for the first time, whose job is queued — so a new container's
+counters are in the first snapshot and its fingerprint in a later one.
+
+Cost: a warm pass sends nothing to the worker. Whether a cached fingerprint still holds
+(its process runs on, ``fingerprints/liveness.py``: one ``/proc/<pid>/stat`` read) is
+checked here, in the pass; only containers that are new or changed become jobs. Cold
+work gets a per-pass time budget (``pass_seconds`` of worker time after each pass
+begins; what does not fit waits for the next pass), and a container whose fingerprint
+ran out of its own budget, or killed the worker, keeps that error (naming the budget)
+and is tried again only after a backoff that doubles up to an hour, never every pass.
+Answers cross the process boundary as plain JSON (``Result.fields()``) and become the
+contract's ``Fingerprint`` once, when they arrive.
 """
 
 from __future__ import annotations
 
-from extractor.contract import Fingerprint
-from fingerprints import Fingerprinter, Result
+import contextlib
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from extractor.contract import Fingerprint, Snapshot
+from fingerprints.liveness import Chosen, reusable
+
+log = logging.getLogger(__name__)
+
+PENDING = Fingerprint(pending=True)
+"""What a container's fingerprint is until its first answer arrives."""
+MAX_SECONDS = 5.0
+PASS_SECONDS = 2.0
+RETRY_SECONDS = 60.0
+MAX_RETRY_SECONDS = 3600.0
+GRACE_SECONDS = 1.0
+"""Beyond a container's budget before the worker is abandoned: the engine stops itself
+at its budget, so only a read that blocks (FUSE, a dead NFS server) outlasts this."""
+START_SECONDS = 30.0
+"""How long a new worker may take to load the detectors and say it is ready."""
+MAX_ANSWER = 4 << 20
 MAX_KEPT = 8192
-"""Bound on remembered conversions, whatever the pass pattern."""
+"""Bound on remembered containers, whatever the pass pattern."""
+
+
+class WorkerFailed(Exception):
+    """The worker could not be started, died, or said something that is no answer."""
+
+
+@dataclass
+class _Known:
+    """The last fingerprint of a container and what it was read from."""
+
+    fingerprint: Fingerprint
+    chosen: Chosen | None
+    pids: list[int]
+    retry_at: float | None = None
+    """Set after a failure: no new job before then, whatever the container does."""
+    failures: int = 0
+
+
+@dataclass
+class Stats:
+    answers: int = 0
+    abandoned: int = 0
+    worker_starts: int = 0
+    jobs: int = 0
+    busy_seconds: float = 0.0
+    last_ready: dict[str, object] = field(default_factory=dict)
+
+
+class _Worker:
+    """One worker process and the reading end of its answers."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin = self.proc.stdin
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.buffer = b""
+
+    def send(self, message: dict[str, object]) -> None:
+        try:
+            self.stdin.write(json.dumps(message).encode() + b"\n")
+            self.stdin.flush()
+        except OSError as e:
+            raise WorkerFailed(f"fingerprint worker gone: {e.strerror or e}") from None
+
+    def receive(self, deadline: float) -> dict[str, object] | None:
+        """The next line, None when the deadline passed first."""
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise WorkerFailed(f"fingerprint worker unreadable: {e.strerror}") from None
+            if not chunk:
+                raise WorkerFailed(f"fingerprint worker exited ({self.status()})")
+            self.buffer += chunk
+            if len(self.buffer) > MAX_ANSWER:
+                raise WorkerFailed("fingerprint worker answer too long")
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise WorkerFailed("fingerprint worker answer is not JSON") from None
+        if not isinstance(message, dict):
+            raise WorkerFailed("fingerprint worker answer is not an object")
+        return message
+
+    def status(self) -> str:
+        try:
+            code = self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return "still running"
+        return f"signal {-code}" if code < 0 else f"status {code}"
+
+    def kill(self) -> bool:
+        """Kill it; True once it is reaped (a read stuck in the kernel may delay that)."""
+        self.proc.kill()
+        try:
+            self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return False
+        finally:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        return True
+
+
+def worker_argv(proc_root: str, max_seconds: float, max_bytes: int) -> list[str]:
+    """The worker's command line: this interpreter, isolated (no PYTHON* variables, no
+    user site, no working directory on the path)."""
+    return [
+        sys.executable,
+        "-I",
+        "-m",
+        "fingerprints.worker",
+        "--proc-root",
+        proc_root,
+        "--max-seconds",
+        repr(max_seconds),
+        "--max-bytes",
+        str(max_bytes),
+        "--parent",
+        str(os.getpid()),
+    ]
 
 
 class Fingerprints:
-    """``fingerprint(container_id, pids)`` for the pass, backed by one engine."""
+    """``fingerprint(container_id, pids)`` for the pass: never blocks, never raises.
 
-    def __init__(self, proc_root: str) -> None:
-        self.engine = Fingerprinter(proc_root)
-        self._kept: dict[str, tuple[Result, Fingerprint]] = {}
+    Call ``begin_pass()`` before each pass (it renews the pass's worker-time budget and
+    forgets containers the previous pass did not see), ``wait()`` where a command wants
+    the answers before it prints, ``close()`` at the end.
+    """
+
+    def __init__(
+        self,
+        proc_root: str,
+        *,
+        max_seconds: float = MAX_SECONDS,
+        pass_seconds: float | None = PASS_SECONDS,
+        retry_seconds: float = RETRY_SECONDS,
+        max_bytes: int = 64 << 20,
+        alone: bool = False,
+        argv: list[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.proc_root = proc_root
+        self.max_seconds = max_seconds
+        self.pass_seconds = pass_seconds
+        self.retry_seconds = retry_seconds
+        self.alone = alone
+        self.argv = argv or worker_argv(proc_root, max_seconds, max_bytes)
+        self.clock = clock
+        self.stats = Stats()
+        self._known: dict[str, _Known] = {}
+        self._queue: OrderedDict[str, list[int]] = OrderedDict()
+        self._running: str | None = None
+        self._seen: set[str] = set()
+        self._spent = 0.0
+        self._next_start = 0.0
+        self._start_failures = 0
+        self._worker: _Worker | None = None
+        self._unreaped: list[_Worker] = []
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="fingerprints", daemon=True)
+        self._thread.start()
+
+    # --- the pass side -----------------------------------------------------------------
+
+    def begin_pass(self) -> None:
+        with self._cond:
+            for cid in set(self._known) - self._seen:
+                del self._known[cid]
+            for cid in set(self._queue) - self._seen:
+                del self._queue[cid]
+            if len(self._known) > MAX_KEPT:
+                self._known.clear()
+            self._seen = set()
+            self._spent = 0.0
+            self._cond.notify_all()
 
     def __call__(self, container_id: str, pids: list[int]) -> Fingerprint:
-        result = self.engine.fingerprint(container_id, pids)
-        kept = self._kept.get(container_id)
-        if kept is not None and kept[0] is result:
-            return kept[1]
-        if len(self._kept) >= MAX_KEPT:
-            self._kept.clear()
-        model = Fingerprint.model_validate(result.fields())
-        self._kept[container_id] = (result, model)
-        return model
+        with self._cond:
+            self._seen.add(container_id)
+            known = self._known.get(container_id)
+        if known is not None and self._holds(known, pids):
+            return known.fingerprint
+        with self._cond:
+            if container_id != self._running and not self._closed:
+                self._queue[container_id] = list(pids)
+                self._cond.notify_all()
+        return known.fingerprint if known is not None else PENDING
+
+    def _holds(self, known: _Known, pids: list[int]) -> bool:
+        if known.retry_at is not None:
+            return self.clock() < known.retry_at
+        if known.chosen is None:  # nothing could be chosen: look again once pids change
+            return sorted(pids) == known.pids
+        found_kind = known.fingerprint.kind is not None
+        return reusable(self.proc_root, known.chosen, found_kind, known.pids, pids)
+
+    def current(self, container_id: str) -> Fingerprint | None:
+        """What is known of a container now (None: never asked about)."""
+        with self._cond:
+            known = self._known.get(container_id)
+        return known.fingerprint if known is not None else None
+
+    def wait(self, timeout: float) -> bool:
+        """Until no job is queued or running (True), or ``timeout`` seconds (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._running is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def settle(self, snapshot: Snapshot) -> Snapshot:
+        """Waits for the fingerprints of ``snapshot``'s pending containers (each bounded
+        by its budget) and puts them in: what one-off commands print."""
+        pending = [
+            c for c in snapshot.containers if c.fingerprint is not None and c.fingerprint.pending
+        ]
+        self.wait(START_SECONDS + len(pending) * (self.max_seconds + GRACE_SECONDS))
+        for c in pending:
+            c.fingerprint = self.current(c.id) or c.fingerprint
+        return snapshot
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            worker = self._worker
+            self._cond.notify_all()
+        if worker is not None:
+            worker.proc.kill()  # wakes the thread if it is waiting on an answer
+        self._thread.join(timeout=5.0)
+        for w in [*self._unreaped, *([worker] if worker else [])]:
+            w.kill()
+
+    # --- the worker side ---------------------------------------------------------------
+
+    def _startable(self) -> bool:
+        if not self._queue:
+            return False
+        if self.pass_seconds is not None and self._spent >= self.pass_seconds:
+            return False
+        return time.monotonic() >= self._next_start
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._startable():
+                    later = self._next_start - time.monotonic()
+                    self._cond.wait(later if self._queue and later > 0 else None)
+                if self._closed:
+                    return
+                cid, pids = self._queue.popitem(last=False)
+                self._running = cid
+            t0 = time.monotonic()
+            try:
+                fp, chosen, failed = self._job(pids)
+            except Exception as e:  # a bug here must cost one container, not the thread
+                fp, chosen, failed = Fingerprint(error=f"fingerprint failed: {e!r}"), None, True
+            elapsed = time.monotonic() - t0
+            with self._cond:
+                self._running = None
+                self._spent += elapsed
+                self.stats.busy_seconds += elapsed
+                if cid in self._seen or cid in self._known:
+                    self._record(cid, pids, fp, chosen, failed)
+                self._cond.notify_all()
+            self._reap()
+
+    def _job(self, pids: list[int]) -> tuple[Fingerprint, Chosen | None, bool]:
+        """One container through the worker: (fingerprint, its process, failed?), where
+        failures (a budget spent, the worker stuck or dead) are the fingerprint's error."""
+        try:
+            worker = self._ensure_worker()
+        except WorkerFailed as e:
+            return Fingerprint(error=str(e)), None, True
+        self.stats.jobs += 1
+        job = self.stats.jobs
+        deadline = time.monotonic() + self.max_seconds + GRACE_SECONDS
+        try:
+            worker.send({"job": job, "pids": pids, "alone": self.alone})
+            while True:
+                message = worker.receive(deadline)
+                if message is None:
+                    self._abandon(worker)
+                    error = (
+                        f"time budget of {self.max_seconds:g}s exceeded: no answer, the "
+                        "fingerprint worker was stopped and restarted"
+                    )
+                    return Fingerprint(error=error), None, True
+                if message.get("job") == job:
+                    break
+        except WorkerFailed as e:
+            self._abandon(worker)
+            return Fingerprint(error=str(e)), None, True
+        self.stats.answers += 1
+        fields, chosen = message.get("fields"), message.get("chosen")
+        try:
+            fp = Fingerprint.model_validate(fields)
+            pick = Chosen(int(chosen[0]), int(chosen[1])) if isinstance(chosen, list) else None
+        except (ValueError, TypeError, IndexError) as e:
+            return Fingerprint(error=f"fingerprint worker answer unusable: {e}"), None, True
+        return fp, pick, bool(message.get("overBudget"))
+
+    def _record(
+        self, cid: str, pids: list[int], fp: Fingerprint, chosen: Chosen | None, failed: bool
+    ) -> None:
+        """Keep the outcome; a failure also sets when to try again (the delay doubles
+        with each failure in a row, up to MAX_RETRY_SECONDS)."""
+        known = _Known(fp, chosen, sorted(pids))
+        if failed:
+            previous = self._known.get(cid)
+            known.failures = (previous.failures if previous is not None else 0) + 1
+            delay = min(self.retry_seconds * 2 ** (known.failures - 1), MAX_RETRY_SECONDS)
+            known.retry_at = self.clock() + delay
+            error = f"{fp.error or 'fingerprint failed'}; next attempt in {delay:g}s"
+            known.fingerprint = fp.model_copy(update={"error": error})
+        self._known[cid] = known
+
+    def _ensure_worker(self) -> _Worker:
+        with self._cond:
+            if self._worker is not None:
+                return self._worker
+            if self._closed:
+                raise WorkerFailed("fingerprints closed")
+        try:
+            worker = _Worker(self.argv)
+        except OSError as e:
+            self._start_failed()
+            raise WorkerFailed(f"fingerprint worker did not start: {e.strerror or e}") from None
+        self.stats.worker_starts += 1
+        with self._cond:
+            self._worker = worker
+            closed = self._closed
+        if closed:
+            worker.kill()
+            raise WorkerFailed("fingerprints closed")
+        try:
+            ready = worker.receive(time.monotonic() + START_SECONDS)
+        except WorkerFailed as e:
+            ready = None
+            reason = str(e)
+        else:
+            reason = "not ready in time"
+        if ready is None or "ready" not in ready:
+            self._abandon(worker)
+            self._start_failed()
+            raise WorkerFailed(f"fingerprint worker did not start: {reason}")
+        self._start_failures = 0
+        self.stats.last_ready = ready
+        return worker
+
+    def _start_failed(self) -> None:
+        self._start_failures += 1
+        delay = min(2.0 ** (self._start_failures - 1), 60.0)
+        self._next_start = time.monotonic() + delay
+        log.warning("fingerprint worker failed to start; next try in %gs", delay)
+
+    def _abandon(self, worker: _Worker) -> None:
+        self.stats.abandoned += 1
+        with self._cond:
+            if self._worker is worker:
+                self._worker = None
+        if not worker.kill():
+            self._unreaped.append(worker)
+
+    def _reap(self) -> None:
+        self._unreaped = [w for w in self._unreaped if w.proc.poll() is None]

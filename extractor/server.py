@@ -5,7 +5,8 @@ two read-only endpoints, no network listener. A pass runs on demand, in a worker
 so the event loop keeps answering; concurrent requests share the one pass in flight and
 a finished pass is reused for ``min_interval`` seconds, so any number of scrapers costs
 at most one pass per interval. The socket is created 0660: only the owner and the group
-(the exporter's) may connect.
+(the exporter's) may connect; slow, idle and surplus connections are cut
+(``extractor/connguard.py``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ import signal
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from extractor.connguard import ConnectionGuard, Limits
 from extractor.contract import HEALTH_PATH, SNAPSHOT_PATH, Snapshot
 
 MIN_INTERVAL = 1.0
 SOCKET_MODE = 0o660
 SHUTDOWN_TIMEOUT = 5.0
 JSON = "application/json"
+DEFAULT_LIMITS = Limits()
 
 
 class PassFailed(Exception):
@@ -144,36 +148,54 @@ def _clear_stale_socket(path: str) -> None:
     os.unlink(path)
 
 
-async def start(socket_path: str, source: SnapshotSource) -> web.AppRunner:
+@dataclass
+class Listener:
+    """What ``start`` set up: the application runner and the guarded unix server."""
+
+    runner: web.AppRunner
+    server: asyncio.AbstractServer
+    guard: ConnectionGuard
+
+
+async def start(
+    socket_path: str, source: SnapshotSource, limits: Limits = DEFAULT_LIMITS
+) -> Listener:
     """Binds the socket (mode 0660) and starts serving; ``stop`` undoes it."""
     directory = os.path.dirname(os.path.abspath(socket_path))
     if not os.path.isdir(directory):
         raise ServeError(f"socket directory {directory} does not exist")
     _clear_stale_socket(socket_path)
-    runner = web.AppRunner(make_app(source), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = web.AppRunner(
+        make_app(source),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=limits.idle_timeout,
+    )
     await runner.setup()
-    site = web.UnixSite(runner, socket_path)
+    assert runner.server is not None
+    guard = ConnectionGuard(runner.server, limits)
     old = os.umask(0o777 & ~SOCKET_MODE)
     try:
-        await site.start()
+        server = await asyncio.get_running_loop().create_unix_server(guard, socket_path)
     except OSError as e:
         await runner.cleanup()
         raise ServeError(f"cannot listen on {socket_path}: {e.strerror or e}") from None
     finally:
         os.umask(old)
     os.chmod(socket_path, SOCKET_MODE)
-    return runner
+    return Listener(runner, server, guard)
 
 
-async def stop(runner: web.AppRunner, socket_path: str) -> None:
-    await runner.cleanup()
+async def stop(listener: Listener, socket_path: str) -> None:
+    listener.server.close()
+    await listener.runner.cleanup()
     with contextlib.suppress(OSError, ServeError):
         _clear_stale_socket(socket_path)
 
 
-async def serve(socket_path: str, source: SnapshotSource) -> None:
+async def serve(socket_path: str, source: SnapshotSource, limits: Limits = DEFAULT_LIMITS) -> None:
     """Serves until SIGTERM or SIGINT, then closes connections and removes the socket."""
-    runner = await start(socket_path, source)
+    listener = await start(socket_path, source, limits)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -181,4 +203,4 @@ async def serve(socket_path: str, source: SnapshotSource) -> None:
     try:
         await done.wait()
     finally:
-        await stop(runner, socket_path)
+        await stop(listener, socket_path)

@@ -116,11 +116,12 @@ class Fingerprinter:
             self._cache[container_id] = _Entry(done.chosen, sorted(pids), done.result)
         return done.result
 
-    def compute(self, pids: list[int]) -> Computed:
-        """The fingerprint of the container whose processes are ``pids``, nothing cached."""
+    def compute(self, pids: list[int], alone: bool = False) -> Computed:
+        """The fingerprint of the container whose processes are ``pids``, nothing cached;
+        ``alone``: of those processes only, not their descendants (a host process)."""
         self.computed += 1
         try:
-            candidates = choose(self.proc_root, pids, self.max_processes)
+            candidates = choose(self.proc_root, pids, self.max_processes, descendants=not alone)
             result, over_budget = self._compute(candidates)
         except ProcessesDenied as e:
             return Computed(checked(Result(error=str(e))))

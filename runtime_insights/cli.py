@@ -12,6 +12,38 @@ from collections.abc import Sequence
 from runtime_insights import __version__
 
 
+def seconds(text: str) -> float:
+    """A positive number of seconds (argparse names the option when this fails)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and less than 86400: {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """A positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def add_fingerprint_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fingerprint-timeout",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="time budget of one container's fingerprint (default: 5)",
+    )
+
+
 def add_host_roots(p: argparse.ArgumentParser) -> None:
     """Where the host's /proc, cgroupfs and runtime state live (they move in a container)."""
     p.add_argument("--proc-root", default="/proc", help="host /proc (default: /proc)")
@@ -36,6 +68,7 @@ def add_host_roots(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-fingerprints", action="store_true", help="skip OS and language fingerprints"
     )
+    add_fingerprint_timeout(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +86,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fingerprint", help="fingerprint the container of one process")
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--proc-root", default="/proc", help="host /proc (default: /proc)")
+    add_fingerprint_timeout(p)
 
     p = sub.add_parser("extractor", help="the privileged node agent")
     ext = p.add_subparsers(dest="extractor_command", required=True, metavar="ACTION")
     serve = ext.add_parser("serve", help="serve snapshots over HTTP on a unix socket")
     add_host_roots(serve)
     serve.add_argument("--socket", required=True, help="unix socket path to listen on")
+    serve.add_argument(
+        "--fingerprint-pass-seconds",
+        type=seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="worker time for new fingerprints after each pass begins (default: 2)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="a request's headers must arrive within this (default: 5)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="an idle keep-alive connection is closed after this (default: 60)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=count,
+        default=64,
+        metavar="N",
+        help="connections open at once; more are refused with 503 (default: 64)",
+    )
 
     p = sub.add_parser("exporter", help="the unprivileged, network-facing exporter")
     p.add_argument(

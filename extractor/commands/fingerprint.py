@@ -2,7 +2,9 @@
 
 The container is found from the process's own cgroup; every process of the host in the
 same container is then fingerprinted together, as a pass would. A process outside any
-container is fingerprinted on its own.
+container is fingerprinted on its own: that process alone, not its children (``--pid 1``
+is the host's init, not whatever it started). The work is done by the same worker
+process as in ``extractor serve``, so a hostile container costs at most its budget.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import orjson
 
 from extractor.cgroups.paths import parse_cgroup_path
 from extractor.contract import Fingerprint
-from extractor.fingerprinting import Fingerprints
+from extractor.fingerprinting import GRACE_SECONDS, PENDING, START_SECONDS, Fingerprints
 from hostfs import ProcReadError, list_pids, read_cgroup, read_stat
 
 
@@ -42,6 +44,8 @@ def fingerprint_json(fp: Fingerprint) -> dict[str, object]:
     out.update(fp.model_extra or {})
     if fp.error:
         out["error"] = fp.error
+    if fp.pending:
+        out["pending"] = True
     return out
 
 
@@ -58,7 +62,19 @@ def run_fingerprint(args: argparse.Namespace) -> int:
         return 1
     container_id = container_of(proc_root, pid)
     pids = container_pids(proc_root, container_id) if container_id else [pid]
-    fp = Fingerprints(proc_root)(container_id or f"pid-{pid}", pids or [pid])
+    fingerprints = Fingerprints(
+        proc_root,
+        max_seconds=args.fingerprint_timeout,
+        pass_seconds=None,
+        alone=container_id is None,
+    )
+    try:
+        key = container_id or f"pid-{pid}"
+        fingerprints(key, pids or [pid])
+        fingerprints.wait(START_SECONDS + args.fingerprint_timeout + GRACE_SECONDS)
+        fp = fingerprints.current(key) or PENDING
+    finally:
+        fingerprints.close()
     sys.stdout.buffer.write(orjson.dumps(fingerprint_json(fp), option=orjson.OPT_INDENT_2))
     sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()

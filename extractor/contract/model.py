@@ -63,7 +63,9 @@ class Fingerprint(BaseModel):
     """OS and language runtime of a container, in insights-runtime-extractor's field names.
 
     Those names are a contract with that tool's consumers; further detectors may add
-    fields under new names (hence ``extra="allow"``), never rename these.
+    fields under new names (hence ``extra="allow"``), never rename these. ``pending``
+    is true (and nothing else set) for a container whose fingerprint is still being
+    computed beside the passes: its counters come first, its fingerprint a pass later.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -75,6 +77,7 @@ class Fingerprint(BaseModel):
     kindImplementer: str | None = None
     runtimes: list[RuntimeComponent] = Field(default_factory=list)
     error: str | None = None
+    pending: bool | None = None
 
     def compatible(self) -> dict[str, object]:
         """The insights-runtime-extractor view: its fields only, empty ones omitted (that

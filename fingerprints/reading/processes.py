@@ -125,8 +125,9 @@ def _depth(pid: int, parent: dict[int, int]) -> int:
     return len(seen) - 1
 
 
-def candidates(proc_root: str, pids: list[int]) -> list[Candidate]:
-    """Every live process of the container and its descendants, best candidates first.
+def candidates(proc_root: str, pids: list[int], descendants: bool = True) -> list[Candidate]:
+    """Every live process of the container and (unless ``descendants`` is off: a host
+    process looked at on its own) its descendants, best candidates first.
     Raises ProcessesDenied when there are processes but none may be read: that is a
     missing capability, not an empty container, and must read as one."""
     tree: dict[int, list[int]] = {}
@@ -134,7 +135,7 @@ def candidates(proc_root: str, pids: list[int]) -> list[Candidate]:
     while queue and len(tree) < MAX_TREE:
         pid = queue.popleft()
         if pid not in tree:
-            tree[pid] = _children(proc_root, pid)
+            tree[pid] = _children(proc_root, pid) if descendants else []
             queue.extend(tree[pid])
     parent = {c: p for p, kids in tree.items() for c in kids if c in tree}
     found: list[Candidate] = []
@@ -168,9 +169,11 @@ def candidates(proc_root: str, pids: list[int]) -> list[Candidate]:
     return found
 
 
-def choose(proc_root: str, pids: list[int], limit: int = MAX_PROCESSES) -> list[Candidate]:
+def choose(
+    proc_root: str, pids: list[int], limit: int = MAX_PROCESSES, descendants: bool = True
+) -> list[Candidate]:
     """The workload processes: wrappers skipped (unless nothing else runs), one per binary."""
-    found = candidates(proc_root, pids)
+    found = candidates(proc_root, pids, descendants)
     workload = [c for c in found if not c.wrapper] or found[:1]
     chosen: list[Candidate] = []
     seen: set[tuple[int, int]] = set()

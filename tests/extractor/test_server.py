@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from extractor.contract import Container, Snapshot
-from extractor.server import SOCKET_MODE, ServeError, SnapshotSource, start, stop
+from extractor.server import SOCKET_MODE, Listener, ServeError, SnapshotSource, start, stop
 
 CLI = os.path.join(os.path.dirname(sys.executable), "runtime-insights")
 
@@ -216,9 +216,10 @@ async def test_too_long_socket_path_is_a_clear_error(tmp_path: Path, taker: Take
 
 
 async def test_stop_removes_the_socket(sock: str, taker: Taker) -> None:
-    runner = await start(sock, SnapshotSource(taker))
-    assert isinstance(runner, web.AppRunner) and os.path.exists(sock)
-    await stop(runner, sock)
+    listener = await start(sock, SnapshotSource(taker))
+    assert isinstance(listener, Listener) and isinstance(listener.runner, web.AppRunner)
+    assert os.path.exists(sock)
+    await stop(listener, sock)
     assert not os.path.exists(sock)
 
 

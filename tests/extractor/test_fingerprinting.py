@@ -1,0 +1,233 @@
+"""The fingerprint supervisor: a pass never waits on the worker, a stuck or dead worker
+is replaced, failures back off, warm passes send nothing.
+
+Against the real worker (``python -m fingerprints.worker``) on real processes, and
+against stand-in workers (small real processes speaking the same line protocol) that
+stall, die or answer slowly, to drive the failure paths on purpose.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from extractor.contract import Fingerprint
+from extractor.fingerprinting import PENDING, Fingerprints
+
+STAND_IN = r"""
+import json, os, sys, time
+mode = sys.argv[1]
+print(json.dumps({"ready": os.getpid(), "modules": []}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    job = request["job"]
+    if mode == "stall" or (mode == "stall-on-1" and request["pids"] == [1]):
+        time.sleep(3600)
+    if mode == "exit":
+        sys.exit(3)
+    if mode.startswith("slow:"):
+        time.sleep(float(mode[5:]))
+    fields = {"kind": "Fake", "kindVersion": str(job)}
+    if mode == "budget":
+        fields["error"] = "time budget of 5s exceeded"
+    answer = {"job": job, "fields": fields, "chosen": None, "overBudget": mode == "budget"}
+    print(json.dumps(answer), flush=True)
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stand_in(mode: str) -> list[str]:
+    return [sys.executable, "-c", STAND_IN, mode]
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def settled(fps: Fingerprints, cid: str, pids: list[int]) -> Fingerprint:
+    """The first pass's answer (pending), then what the worker found."""
+    assert fps(cid, pids) is PENDING
+    assert fps.wait(60)
+    fp = fps.current(cid)
+    assert fp is not None
+    return fp
+
+
+def test_real_worker_loads_only_the_fingerprints_packages(sleeper: int) -> None:
+    fps = Fingerprints("/proc")
+    try:
+        fp = settled(fps, "c1", [sleeper])
+        loaded = fps.stats.last_ready["modules"]
+        assert isinstance(loaded, list)
+        modules = set(loaded)
+    finally:
+        fps.close()
+    assert fp.kind == "Python" and fp.kindVersion == f"Python {sys.version.split()[0]}"
+    assert {"fingerprints", "hostfs"} <= modules
+    assert not modules & {"extractor", "exporter", "runtime_insights", "tests", "bench"}
+    assert not modules & {"pydantic", "aiohttp", "orjson", "httpx", "kubernetes"}
+
+
+def test_warm_passes_send_nothing_to_the_worker(sleeper: int) -> None:
+    fps = Fingerprints("/proc")
+    try:
+        first = settled(fps, "c1", [sleeper])
+        jobs = fps.stats.jobs
+        for _ in range(50):
+            fps.begin_pass()
+            assert fps("c1", [sleeper]) is first  # converted once, handed out as it is
+        assert fps.stats.jobs == jobs == 1
+    finally:
+        fps.close()
+
+
+def test_a_new_process_is_fingerprinted_again(sleeper: int) -> None:
+    fps = Fingerprints("/proc")
+    first_process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        first = settled(fps, "c1", [first_process.pid])
+        first_process.kill()
+        first_process.wait()
+        fps.begin_pass()
+        assert fps("c1", [sleeper]) is first  # its process is gone: served while redone
+        assert fps.wait(60)
+        assert fps.stats.jobs == 2 and fps.current("c1") is not first
+    finally:
+        first_process.kill()
+        first_process.wait()
+        fps.close()
+
+
+def test_a_stuck_worker_is_abandoned_and_the_container_backs_off() -> None:
+    clock = Clock()
+    fps = Fingerprints(
+        "/proc", max_seconds=0.5, retry_seconds=60, argv=stand_in("stall"), clock=clock
+    )
+    try:
+        t0 = time.monotonic()
+        fp = settled(fps, "hostile", [1])
+        assert time.monotonic() - t0 < 0.5 + 1.0 + 30  # budget + grace (+ worker start)
+        assert fp.error is not None and "time budget of 0.5s exceeded" in fp.error
+        assert fp.error.endswith("next attempt in 60s")
+        assert fps.stats.abandoned == 1
+        for _ in range(5):  # not retried on every pass
+            fps.begin_pass()
+            assert fps("hostile", [1]) is fp
+        assert fps.stats.jobs == 1
+        clock.now += 61
+        fps.begin_pass()
+        assert fps("hostile", [1]) is fp  # due again: queued, the old answer served
+        assert fps.wait(60)
+        again = fps.current("hostile")
+        assert again is not None and again.error is not None
+        assert again.error.endswith("next attempt in 120s")  # doubled
+        assert (fps.stats.jobs, fps.stats.abandoned, fps.stats.worker_starts) == (2, 2, 2)
+    finally:
+        fps.close()
+
+
+def test_other_containers_go_on_after_a_stuck_one() -> None:
+    fps = Fingerprints("/proc", max_seconds=0.5, argv=stand_in("stall-on-1"))
+    try:
+        assert fps("hostile", [1]) is PENDING and fps("fine", [2]) is PENDING
+        assert fps.wait(60)
+        fine = fps.current("fine")
+        hostile = fps.current("hostile")
+        assert fine is not None and fine.kind == "Fake" and fine.error is None
+        assert hostile is not None and hostile.error is not None
+    finally:
+        fps.close()
+
+
+def test_a_worker_that_dies_is_an_error_and_is_replaced() -> None:
+    fps = Fingerprints("/proc", argv=stand_in("exit"))
+    try:
+        fp = settled(fps, "c1", [1])
+        assert fp.error is not None and "fingerprint worker exited (status 3)" in fp.error
+        fp2 = settled(fps, "c2", [2])
+        assert fp2.error is not None and fps.stats.worker_starts == 2
+    finally:
+        fps.close()
+
+
+def test_a_worker_that_cannot_start_is_an_error() -> None:
+    fps = Fingerprints("/proc", argv=["/nonexistent/python"])
+    try:
+        fp = settled(fps, "c1", [1])
+    finally:
+        fps.close()
+    assert fp.error is not None and fp.error.startswith("fingerprint worker did not start")
+
+
+def test_an_answer_over_budget_backs_off_too() -> None:
+    clock = Clock()
+    fps = Fingerprints("/proc", argv=stand_in("budget"), clock=clock)
+    try:
+        fp = settled(fps, "c1", [1])
+        assert fp.kind == "Fake"  # partial results are kept
+        assert fp.error == "time budget of 5s exceeded; next attempt in 60s"
+        fps.begin_pass()
+        assert fps("c1", [1]) is fp and fps.stats.jobs == 1
+    finally:
+        fps.close()
+
+
+def test_cold_work_gets_a_budget_per_pass() -> None:
+    fps = Fingerprints("/proc", pass_seconds=0.1, argv=stand_in("slow:0.3"))
+    try:
+        for i in range(4):
+            fps(f"c{i}", [i + 1])
+        assert not fps.wait(2.0)  # one job spent this pass's budget; the rest wait
+        assert fps.stats.jobs == 1
+        for _ in range(3):
+            fps.begin_pass()
+            for i in range(4):
+                fps(f"c{i}", [i + 1])
+            time.sleep(0.5)
+        assert fps.wait(10)
+        assert fps.stats.jobs == 4
+        assert all((fps.current(f"c{i}") or PENDING).kind == "Fake" for i in range(4))
+    finally:
+        fps.close()
+
+
+def test_containers_gone_from_a_pass_are_forgotten() -> None:
+    fps = Fingerprints("/proc", argv=stand_in("echo"))
+    try:
+        settled(fps, "gone", [1])
+        settled(fps, "kept", [2])
+        fps.begin_pass()
+        fps("kept", [2])
+        fps.begin_pass()  # "gone" was not in the last pass
+        assert fps.current("gone") is None and fps.current("kept") is not None
+    finally:
+        fps.close()
+
+
+def test_close_does_not_wait_for_a_stuck_worker() -> None:
+    fps = Fingerprints("/proc", max_seconds=60, argv=stand_in("stall"))
+    fps("hostile", [1])
+    deadline = time.monotonic() + 30
+    while fps.stats.jobs == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fps.stats.jobs == 1
+    t0 = time.monotonic()
+    fps.close()
+    assert time.monotonic() - t0 < 1.0
