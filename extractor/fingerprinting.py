@@ -54,6 +54,10 @@ START_SECONDS = 30.0
 MAX_ANSWER = 4 << 20
 MAX_KEPT = 8192
 """Bound on remembered containers, whatever the pass pattern."""
+REAP_SECONDS = 0.2
+MAX_STUCK = 4
+"""Abandoned workers still alive (blocked in the kernel) beyond which no new job starts
+until one is gone: each holds its memory, and counters matter more than fingerprints."""
 
 
 class WorkerFailed(Exception):
@@ -90,14 +94,27 @@ class _Worker:
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,  # its own: a worker stuck in the kernel holds no pipe of ours
             close_fds=True,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stderr is not None
         self.stdin = self.proc.stdin
         self.fd = self.proc.stdout.fileno()
+        self.err_fd = self.proc.stderr.fileno()
         os.set_blocking(self.fd, False)
+        os.set_blocking(self.err_fd, False)
         self.buffer = b""
+
+    def log_stderr(self) -> None:
+        """What the worker wrote on stderr (a traceback, a warning), into our log."""
+        try:
+            text = os.read(self.err_fd, 1 << 16)
+        except (BlockingIOError, OSError, ValueError):
+            return
+        for line in text.decode("utf-8", "replace").splitlines()[-20:]:
+            log.warning("fingerprint worker: %s", line[:500])
 
     def send(self, message: dict[str, object]) -> None:
         try:
@@ -106,13 +123,16 @@ class _Worker:
         except OSError as e:
             raise WorkerFailed(f"fingerprint worker gone: {e.strerror or e}") from None
 
-    def receive(self, deadline: float) -> dict[str, object] | None:
-        """The next line, None when the deadline passed first."""
+    def receive(self, deadline: float, wake: int) -> dict[str, object] | None:
+        """The next line, None when the deadline passed first; WorkerFailed as soon as
+        ``wake`` is readable (closing: a worker stuck in the kernel never hangs up)."""
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([self.fd], [], [], left)
+            ready, _, _ = select.select([self.fd, wake], [], [], left)
+            if wake in ready:
+                raise WorkerFailed("fingerprints closed")
             if not ready:
                 continue
             try:
@@ -142,15 +162,18 @@ class _Worker:
             return "still running"
         return f"signal {-code}" if code < 0 else f"status {code}"
 
-    def kill(self) -> bool:
-        """Kill it; True once it is reaped (a read stuck in the kernel may delay that)."""
+    def kill(self, wait: float = REAP_SECONDS) -> bool:
+        """Kill it; True once it is reaped. A worker blocked in the kernel on a read whose
+        server took the request and never answers (FUSE) cannot die before that answer
+        (the kernel waits for it uninterruptibly): it is left to exit on its own."""
         self.proc.kill()
+        self.log_stderr()
         try:
-            self.proc.wait(timeout=1.0)
+            self.proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             return False
         finally:
-            for stream in (self.proc.stdin, self.proc.stdout):
+            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
@@ -212,8 +235,10 @@ class Fingerprints:
         self._next_start = 0.0
         self._start_failures = 0
         self._worker: _Worker | None = None
-        self._unreaped: list[_Worker] = []
+        self._stuck: dict[str, _Worker] = {}
+        """Abandoned workers not dead yet, by the container they were stuck on."""
         self._closed = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="fingerprints", daemon=True)
         self._thread.start()
@@ -236,7 +261,7 @@ class Fingerprints:
         with self._cond:
             self._seen.add(container_id)
             known = self._known.get(container_id)
-        if known is not None and self._holds(known, pids):
+        if known is not None and self._holds(container_id, known, pids):
             return known.fingerprint
         with self._cond:
             if container_id != self._running and not self._closed:
@@ -244,7 +269,9 @@ class Fingerprints:
                 self._cond.notify_all()
         return known.fingerprint if known is not None else PENDING
 
-    def _holds(self, known: _Known, pids: list[int]) -> bool:
+    def _holds(self, cid: str, known: _Known, pids: list[int]) -> bool:
+        if cid in self._stuck:  # not again while a worker is still stuck on it
+            return True
         if known.retry_at is not None:
             return self.clock() < known.retry_at
         if known.chosen is None:  # nothing could be chosen: look again once pids change
@@ -282,14 +309,17 @@ class Fingerprints:
 
     def close(self) -> None:
         with self._cond:
+            if self._closed:
+                return
             self._closed = True
             worker = self._worker
             self._cond.notify_all()
-        if worker is not None:
-            worker.proc.kill()  # wakes the thread if it is waiting on an answer
+        os.write(self._wake_w, b"x")  # wakes the thread if it is waiting on an answer
         self._thread.join(timeout=5.0)
-        for w in [*self._unreaped, *([worker] if worker else [])]:
-            w.kill()
+        for w in [*self._stuck.values(), *([worker] if worker else [])]:
+            w.kill(wait=0)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     # --- the worker side ---------------------------------------------------------------
 
@@ -298,6 +328,8 @@ class Fingerprints:
             return False
         if self.pass_seconds is not None and self._spent >= self.pass_seconds:
             return False
+        if len(self._stuck) >= MAX_STUCK:
+            return False
         return time.monotonic() >= self._next_start
 
     def _run(self) -> None:
@@ -305,7 +337,11 @@ class Fingerprints:
             with self._cond:
                 while not self._closed and not self._startable():
                     later = self._next_start - time.monotonic()
-                    self._cond.wait(later if self._queue and later > 0 else None)
+                    timeout = later if self._queue and later > 0 else None
+                    if self._stuck:  # look again now and then whether they are gone
+                        timeout = min(timeout or 1.0, 1.0)
+                    self._cond.wait(timeout)
+                    self._reap()
                 if self._closed:
                     return
                 cid, pids = self._queue.popitem(last=False)
@@ -338,9 +374,9 @@ class Fingerprints:
         try:
             worker.send({"job": job, "pids": pids, "alone": self.alone})
             while True:
-                message = worker.receive(deadline)
+                message = worker.receive(deadline, self._wake_r)
                 if message is None:
-                    self._abandon(worker)
+                    self._abandon(worker, stuck_on=self._running)
                     error = (
                         f"time budget of {self.max_seconds:g}s exceeded: no answer, the "
                         "fingerprint worker was stopped and restarted"
@@ -394,7 +430,7 @@ class Fingerprints:
             worker.kill()
             raise WorkerFailed("fingerprints closed")
         try:
-            ready = worker.receive(time.monotonic() + START_SECONDS)
+            ready = worker.receive(time.monotonic() + START_SECONDS, self._wake_r)
         except WorkerFailed as e:
             ready = None
             reason = str(e)
@@ -414,13 +450,18 @@ class Fingerprints:
         self._next_start = time.monotonic() + delay
         log.warning("fingerprint worker failed to start; next try in %gs", delay)
 
-    def _abandon(self, worker: _Worker) -> None:
+    def _abandon(self, worker: _Worker, stuck_on: str | None = None) -> None:
         self.stats.abandoned += 1
         with self._cond:
             if self._worker is worker:
                 self._worker = None
         if not worker.kill():
-            self._unreaped.append(worker)
+            with self._cond:
+                self._stuck[stuck_on or f"worker {worker.proc.pid}"] = worker
 
     def _reap(self) -> None:
-        self._unreaped = [w for w in self._unreaped if w.proc.poll() is None]
+        with self._cond:
+            for cid, worker in list(self._stuck.items()):
+                if worker.proc.poll() is not None:
+                    del self._stuck[cid]
+                    self._cond.notify_all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from extractor.connguard import Limits
 from extractor.contract import Container, Snapshot
 from extractor.server import SOCKET_MODE, Listener, ServeError, SnapshotSource, start, stop
 
@@ -260,3 +262,100 @@ def test_cli_reports_an_unreadable_node_in_one_line(sock: str, tmp_path: Path) -
     assert proc.returncode == 2
     assert proc.stderr.startswith("runtime-insights extractor serve:")
     assert "Traceback" not in proc.stderr
+
+
+# --- slow, idle and surplus clients (extractor/connguard.py) -----------------------------
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bytes:
+    """Everything the server sent until it closed the connection (bounded wait)."""
+    data = b""
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await reader.read(65536):
+                data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+async def test_slow_headers_are_cut(sock: str, taker: Taker) -> None:
+    source = SnapshotSource(taker)
+    listener = await start(sock, source, Limits(header_timeout=0.3, idle_timeout=30))
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        dripped = 0
+        with contextlib.suppress(ConnectionError):
+            while not reader.at_eof() and dripped < 100:  # 10 s of dripping at most
+                writer.write(b"X-Slow: 1\r\n")
+                await writer.drain()
+                dripped += 1
+                await asyncio.sleep(0.1)
+                if listener.guard.counts.slow:
+                    break
+        assert await _closed_by_server(reader, 5) == b""  # cut, never answered
+        assert listener.guard.counts.slow == 1 and dripped < 100
+        writer.close()
+        # a client that sends its headers at once is not affected, request after request
+        async with httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=sock), base_url="http://x"
+        ) as client:
+            for _ in range(3):
+                assert (await client.get("/healthz")).status_code == 200
+                await asyncio.sleep(0.4)  # longer than the header timeout, between requests
+        assert listener.guard.counts.slow == 1
+    finally:
+        await stop(listener, sock)
+
+
+async def test_idle_connections_are_closed(sock: str, taker: Taker) -> None:
+    listener = await start(sock, SnapshotSource(taker), Limits(idle_timeout=0.3))
+    try:
+        silent_reader, silent = await asyncio.open_unix_connection(sock)  # sends nothing
+        reader, writer = await asyncio.open_unix_connection(sock)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await _closed_by_server(reader, 10)
+        assert answer.startswith(b"HTTP/1.1 200") and b'"status":"ok"' in answer.replace(b" ", b"")
+        assert await _closed_by_server(silent_reader, 10) == b""
+        assert listener.guard.counts.open == 0
+        writer.close()
+        silent.close()
+    finally:
+        await stop(listener, sock)
+
+
+async def test_connections_beyond_the_limit_get_503(sock: str, taker: Taker) -> None:
+    listener = await start(sock, SnapshotSource(taker), Limits(max_connections=3))
+    try:
+        held = [await asyncio.open_unix_connection(sock) for _ in range(3)]
+        await until(lambda: listener.guard.counts.open == 3)
+        reader, writer = await asyncio.open_unix_connection(sock)
+        refused = await _closed_by_server(reader, 10)
+        assert refused.startswith(b"HTTP/1.1 503")
+        assert refused.endswith(b'{"error": "too many connections"}')
+        writer.close()
+        held[0][1].close()
+        await until(lambda: listener.guard.counts.open == 2)
+        async with httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=sock), base_url="http://x"
+        ) as client:
+            assert (await client.get("/healthz")).status_code == 200
+        assert listener.guard.counts.refused == 1
+        for _, w in held[1:]:
+            w.close()
+    finally:
+        await stop(listener, sock)
+
+
+def test_cli_rejects_bad_limits(sock: str) -> None:
+    for option, value in (("--header-timeout", "0"), ("--max-connections", "none")):
+        proc = subprocess.run(
+            [CLI, "extractor", "serve", "--socket", sock, option, value],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2
+        assert option in proc.stderr and "Traceback" not in proc.stderr
