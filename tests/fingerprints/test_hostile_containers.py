@@ -38,7 +38,8 @@ import pytest
 from extractor.contract import Snapshot
 from extractor.fingerprinting import GRACE_SECONDS
 from tests.fingerprints.test_fingerprint_e2e import MAIN_PY, bound_root
-from tests.support.kernel import KubeTree, container_id, pod_uid, v1_mounts
+from tests.support.kernel import KubeTree, v1_mounts
+from tests.support.namespaced import start, stop
 from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.root
@@ -52,14 +53,6 @@ FUSE = str(Path(__file__).resolve().parents[1] / "support" / "fuse_stall.py")
 
 
 @dataclass
-class Container:
-    unshare: subprocess.Popen[str]
-    init_pid: int
-    pid: int
-    id: str
-
-
-@dataclass
 class Attack:
     """A root prepared by ``plant``: the command its workload runs, extra setup lines
     run in the container's mount namespace before the chroot, what must come out."""
@@ -67,58 +60,6 @@ class Attack:
     command: str
     setup: tuple[str, ...] = ()
     check: Callable[[dict[str, object]], None] = lambda fp: None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def start(root: Path, attack: Attack, tree: KubeTree) -> Container:
-    """``sh -c <command>`` as PID 1 of new mount+PID namespaces chrooted to root, moved
-    into a container cgroup; ready when the workload prints ``ready``."""
-    setup = [
-        'mount --bind -o ro /usr "$R/usr"',
-        'mount -t proc proc "$R/proc"',
-        *attack.setup,
-        f'exec chroot "$R" /bin/sh -c {shlex.quote(attack.command + "; true")}',
-    ]
-    proc = subprocess.Popen(
-        ["unshare", "--mount", "--pid", "--fork", "--kill-child", "/bin/sh", "-c",
-         " && ".join(setup)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={"R": str(root), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "ready" in line, f"workload did not start in {root}: {line!r}"
-        (init,) = _children(proc.pid)
-        (pid,) = [  # the FUSE server, if any, is a child of init too
-            c
-            for c in _children(init)
-            if b"fuse_stall" not in Path(f"/proc/{c}/cmdline").read_bytes()
-        ]
-        cid = container_id()
-        path = tree.container_path(pod_uid(), cid)
-        for p in (init, pid):
-            tree.enter(path, p)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return Container(proc, init, pid, cid)
-
-
-def stop(c: Container) -> None:
-    c.unshare.kill()
-    c.unshare.wait()
-    if c.unshare.stdout is not None:
-        c.unshare.stdout.close()
 
 
 @dataclass
@@ -283,7 +224,7 @@ def test_hostile_container(
 ) -> None:
     root = bound_root(tmp_path)
     attack = plant(root, canary)
-    c = start(root, attack, tree)
+    c = start(root, attack.command, attack.setup, tree)
     try:
         timeout = ["--fingerprint-timeout", f"{BUDGET:g}"]
         fingerprint, t_fp = run(["fingerprint", "--pid", str(c.pid), *timeout], canary)
@@ -311,7 +252,7 @@ def test_serve_answers_and_stops_while_the_worker_is_stuck(
     the extractor within 1 s all the same."""
     roots = [bound_root(tmp_path / f"r{i}") for i in range(2)]
     attacks = [_fuse_stall(r, canary) for r in roots]
-    first = start(roots[0], attacks[0], tree)
+    first = start(roots[0], attacks[0].command, attacks[0].setup, tree)
     sock = str(tmp_path / "extractor.sock")
     env = {**os.environ, "RI_CANARY": canary.value}
     serve = subprocess.Popen(
@@ -347,7 +288,7 @@ def test_serve_answers_and_stops_while_the_worker_is_stuck(
         assert isinstance(final, dict) and f"budget of {BUDGET:g}s" in final["error"]
         assert max(latencies) < 1.0, latencies
         # a second stalling container, and SIGTERM while the worker is stuck on it
-        second = start(roots[1], attacks[1], tree)
+        second = start(roots[1], attacks[1].command, attacks[1].setup, tree)
         stuck = False
         for _ in range(40):
             body = client.get("/v1/snapshot", timeout=30).content
