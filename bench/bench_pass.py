@@ -1,4 +1,5 @@
-"""One node pass (discover + account, no fingerprints) on a synthetic node.
+"""One node pass (discover + account, and with fingerprints through the worker) on a
+synthetic node.
 
 250 containers in 125 pods, 1,000 sleeping processes, in the real v1 cgroup hierarchies
 and the cgroup2 one, as a hybrid node has them (root only). Each pod is shaped like a
@@ -7,7 +8,10 @@ processes. The baseline is the least any discovery can do: read every
 ``/proc/<pid>/cgroup`` once in a plain Python loop. Reported: the pass's cost as a ratio
 of that baseline, cold (``take_snapshot``, nothing kept) and warm (a long-lived
 ``Scanner`` with its exit watcher, as ``extractor serve`` runs, and without the watcher
-for comparison), the CPU a warm pass every 10 s costs as % of one core, what the exit
+for comparison), the same warm pass with fingerprints on (the worker process of
+``extractor serve``, every fingerprint cached: what a warm pass pays is the cache check
+in the pass, and no job may reach the worker), the CPU a warm pass every 10 s costs as %
+of one core, what the exit
 watcher's thread spends (its first scan, and per pod that starts, exits and is removed),
 and the resident memory of a fresh process doing passes.
 Also a module: ``python -m bench.bench_pass``.
@@ -25,6 +29,7 @@ import time
 from collections.abc import Callable
 
 from bench.harness import SyntheticNode, container_id, pod_uid
+from extractor.fingerprinting import Fingerprints
 from extractor.hostpaths import HostPaths
 from extractor.scanner import Scanner, take_snapshot
 
@@ -136,11 +141,25 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def process_cpu_ns(pid: int) -> int:
+    """utime + stime of a process, in nanoseconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
 def measure(tree: SyntheticNode) -> dict[str, float]:
     tree_prefix = tree.prefix
     scanner = Scanner(PATHS, watch_exits=True)
     first_scan_ms = watcher_cpu_ns() / 1e6  # the thread has done nothing else yet
     bare = Scanner(PATHS)
+    printed = Scanner(PATHS)
+    fps = Fingerprints(PATHS.proc_root, pass_seconds=None)
+
+    def fingerprinted() -> object:
+        fps.begin_pass()
+        return printed.take(fingerprint=fps)
+
     try:
         first = scanner.take()
         ours = {p.uid for p in first.pods if p.usage and p.usage.cgroup.startswith(tree_prefix)}
@@ -148,17 +167,28 @@ def measure(tree: SyntheticNode) -> dict[str, float]:
         if len(found) != 2 * PODS or sum(c.sandbox for c in found) != PODS:
             raise SystemExit(f"pass found {len(found)} of the {2 * PODS} synthetic containers")
         bare.take()
+        t0 = time.perf_counter()
+        fingerprinted()  # every container pending: queued for the worker
+        first_fp_ms = (time.perf_counter() - t0) * 1e3
+        if not fps.wait(300):
+            raise SystemExit("the fingerprint worker did not finish the node")
+        settle_s = time.perf_counter() - t0
+        cold_jobs = fps.stats.jobs
+        worker = int(str(fps.stats.last_ready["ready"]))
+        worker_before = process_cpu_ns(worker)
         runs: dict[str, list[tuple[float, float]]] = {
             "base": [],
             "cold": [],
             "warm": [],
             "bare": [],
+            "fp": [],
         }
         for _ in range(ROUNDS):  # interleaved, so load from elsewhere hits all alike
             runs["base"].append(timed(baseline))
             runs["cold"].append(timed(lambda: take_snapshot(PATHS)))
             runs["warm"].append(timed(scanner.take))
             runs["bare"].append(timed(bare.take))
+            runs["fp"].append(timed(fingerprinted))
         watched = len(scanner.watch) if scanner.watch is not None else 0
         assert scanner.exits is not None
         out = {
@@ -167,6 +197,11 @@ def measure(tree: SyntheticNode) -> dict[str, float]:
             "pidfds": float(watched),
             "watches": float(scanner.exits.watches),
             "first_scan_ms": first_scan_ms,
+            "first_fp_pass_ms": first_fp_ms,
+            "fp_settle_s": settle_s,
+            "fp_cold_jobs": float(cold_jobs),
+            "fp_warm_jobs": float(fps.stats.jobs - cold_jobs),
+            "worker_warm_cpu_ms": (process_cpu_ns(worker) - worker_before) / 1e6,
         }
         out["exit_ms"], out["tombstone_pass_ms"] = exit_cost(tree, scanner)
         for name, samples in runs.items():
@@ -178,6 +213,8 @@ def measure(tree: SyntheticNode) -> dict[str, float]:
     finally:
         scanner.close()
         bare.close()
+        printed.close()
+        fps.close()
 
 
 def rss_probe() -> list[int]:
@@ -219,6 +256,17 @@ def main() -> int:
             f"{label}: {cpu:.1f} ms ({wall:.1f} ms), "
             f"ratio {cpu / base_cpu:.2f} ({wall / base_wall:.2f})"
         )
+    fp_cpu, bare_cpu = r["fp_cpu_ms"], r["bare_cpu_ms"]
+    print(
+        f"first pass with fingerprints on (all {r['fp_cold_jobs']:.0f} queued for the worker): "
+        f"{r['first_fp_pass_ms']:.1f} ms wall; all fingerprinted {r['fp_settle_s']:.2f} s later"
+    )
+    print(
+        f"warm pass with fingerprints (worker, cache checked in the pass): {fp_cpu:.1f} ms, "
+        f"ratio {fp_cpu / base_cpu:.2f}; {fp_cpu - bare_cpu:+.2f} ms against the same pass "
+        f"without; jobs sent on warm passes: {r['fp_warm_jobs']:.0f}; worker CPU over "
+        f"{ROUNDS} warm passes: {r['worker_warm_cpu_ms']:.0f} ms"
+    )
     print(
         f"descriptors held by the warm scanner: {r['kept_fds']:.0f} counter files, "
         f"{r['pidfds']:.0f} pidfds; {r['watches']:.0f} inotify watches"

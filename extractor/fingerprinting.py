@@ -10,8 +10,10 @@ for a container seen for the first time, whose job is queued — so a new contai
 counters are in the first snapshot and its fingerprint in a later one.
 
 Cost: a warm pass sends nothing to the worker. Whether a cached fingerprint still holds
-(its process runs on, ``fingerprints/liveness.py``: one ``/proc/<pid>/stat`` read) is
-checked here, in the pass; only containers that are new or changed become jobs. Cold
+(its process runs on) is checked here, in the pass, against the pass's own reading of the
+container's processes (discovery's stat: no read at all); only when the process is not
+among them is it looked up (``fingerprints/liveness.py``: one ``/proc/<pid>/stat`` read).
+Only containers that are new or changed become jobs. Cold
 work gets a per-pass time budget (``pass_seconds`` of worker time after each pass
 begins; what does not fit waits for the next pass), and a container whose fingerprint
 ran out of its own budget, or killed the worker, keeps that error (naming the budget)
@@ -32,11 +34,12 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from extractor.contract import Fingerprint, Snapshot
 from fingerprints.liveness import Chosen, reusable
+from hostfs import ProcStat
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,11 @@ class _Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([self.fd, wake], [], [], left)
+            # poll, not select: the extractor keeps thousands of descriptors open
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            poller.register(wake, select.POLLIN)
+            ready = {fd for fd, _ in poller.poll(max(left * 1000, 1))}
             if wake in ready:
                 raise WorkerFailed("fingerprints closed")
             if not ready:
@@ -257,11 +264,15 @@ class Fingerprints:
             self._spent = 0.0
             self._cond.notify_all()
 
-    def __call__(self, container_id: str, pids: list[int]) -> Fingerprint:
+    def __call__(
+        self, container_id: str, pids: list[int], stats: Sequence[ProcStat] | None = None
+    ) -> Fingerprint:
+        """``stats``: the pass's own reading of those processes (discovery's), which
+        answers whether the fingerprinted process runs on without another read."""
         with self._cond:
             self._seen.add(container_id)
             known = self._known.get(container_id)
-        if known is not None and self._holds(container_id, known, pids):
+        if known is not None and self._holds(container_id, known, pids, stats):
             return known.fingerprint
         with self._cond:
             if container_id != self._running and not self._closed:
@@ -269,15 +280,23 @@ class Fingerprints:
                 self._cond.notify_all()
         return known.fingerprint if known is not None else PENDING
 
-    def _holds(self, cid: str, known: _Known, pids: list[int]) -> bool:
+    def _holds(
+        self, cid: str, known: _Known, pids: list[int], stats: Sequence[ProcStat] | None
+    ) -> bool:
         if cid in self._stuck:  # not again while a worker is still stuck on it
             return True
         if known.retry_at is not None:
             return self.clock() < known.retry_at
-        if known.chosen is None:  # nothing could be chosen: look again once pids change
+        chosen = known.chosen
+        if chosen is None:  # nothing could be chosen: look again once pids change
             return sorted(pids) == known.pids
         found_kind = known.fingerprint.kind is not None
-        return reusable(self.proc_root, known.chosen, found_kind, known.pids, pids)
+        for st in stats or ():
+            if st.pid == chosen.pid:
+                if st.start_ticks != chosen.start_ticks:
+                    return False
+                return found_kind or sorted(pids) == known.pids
+        return reusable(self.proc_root, chosen, found_kind, known.pids, pids)
 
     def current(self, container_id: str) -> Fingerprint | None:
         """What is known of a container now (None: never asked about)."""

@@ -27,7 +27,7 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, get_args
 
 from extractor.cgroups.counters import account
@@ -38,7 +38,15 @@ from extractor.discover import Discoverer, FoundContainer
 from extractor.exitwatch import ExitWatcher, PassedPod
 from extractor.hostpaths import HostPaths
 from extractor.pidwatch import PidWatch, usable_for
-from hostfs import KeptFiles, ProcReadError, boot_time, clock_ticks, read_cmdline, start_time
+from hostfs import (
+    KeptFiles,
+    ProcReadError,
+    ProcStat,
+    boot_time,
+    clock_ticks,
+    read_cmdline,
+    start_time,
+)
 
 RUNTIMES: dict[str, Runtime] = {name: name for name in get_args(Runtime)}
 WATCHER_READY_SECONDS = 2.0
@@ -73,7 +81,16 @@ class Labels(Protocol):
 
 
 Identify = Callable[[str], Labels | None]
-FingerprintFn = Callable[[str, list[int]], Fingerprint]
+
+
+class FingerprintFn(Protocol):
+    """A container's fingerprint for this pass (``extractor.fingerprinting``): given its
+    processes and their stat as discovery read them, so a cached fingerprint is checked
+    without reading anything again."""
+
+    def __call__(
+        self, container_id: str, pids: list[int], stats: Sequence[ProcStat] | None = None, /
+    ) -> Fingerprint: ...
 
 
 def node_name() -> str:
@@ -258,7 +275,7 @@ class Scanner:
             errors.extend(usage_errors)
             if fingerprint is not None:
                 try:
-                    fields["fingerprint"] = fingerprint(cid, entry.pids)
+                    fields["fingerprint"] = fingerprint(cid, entry.pids, entry.stats)
                 except Exception as e:  # a detector bug costs this container its fingerprint
                     fields["fingerprint"] = Fingerprint(error=f"fingerprint failed: {e}")
         return Container.model_validate(fields)

@@ -8,6 +8,8 @@ stall, die or answer slowly, to drive the failure paths on purpose.
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ import pytest
 
 from extractor.contract import Fingerprint
 from extractor.fingerprinting import PENDING, Fingerprints
+from hostfs import ProcStat
 
 STAND_IN = r"""
 import json, os, sys, time
@@ -231,3 +234,40 @@ def test_close_does_not_wait_for_a_stuck_worker() -> None:
     t0 = time.monotonic()
     fps.close()
     assert time.monotonic() - t0 < 1.0
+
+
+def test_descriptors_above_select_limit(sleeper: int) -> None:
+    """The extractor keeps thousands of descriptors open (counter files, pidfds): the
+    worker's pipes get numbers past select()'s 1024, which must not matter."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        fps = Fingerprints("/proc")
+        try:
+            fp = settled(fps, "c1", [sleeper])
+        finally:
+            fps.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert fp.kind == "Python" and fp.error is None
+
+
+def test_the_pass_reading_of_the_processes_is_enough(sleeper: int) -> None:
+    """Given discovery's stat of the container's processes, a cached fingerprint is
+    checked against it: a chosen process missing from it is looked up, one with another
+    start time (PID reuse) is fingerprinted again."""
+    fps = Fingerprints("/proc")
+    try:
+        first = settled(fps, "c1", [sleeper])
+        fps.begin_pass()
+        with open(f"/proc/{sleeper}/stat") as f:
+            ticks = int(f.read().rpartition(")")[2].split()[19])
+        assert fps("c1", [sleeper], [ProcStat(sleeper, "python3", ticks)]) is first
+        assert fps("c1", [sleeper], []) is first  # not in the reading: looked up, alive
+        fps("c1", [sleeper], [ProcStat(sleeper, "python3", ticks + 1)])  # another process
+        assert fps.wait(60) and fps.stats.jobs == 2
+    finally:
+        fps.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from extractor.cgroups.layout import CgroupFsError, detect, namespace_base, reso
 from extractor.contract import Fingerprint
 from extractor.hostpaths import HostPaths
 from extractor.scanner import NodeUnreadable, Scanner, take_snapshot
-from hostfs import ProcReadError, parse_stat, read_cmdline, read_small
+from hostfs import ProcReadError, ProcStat, parse_stat, read_cmdline, read_small
 
 BTIME = 1_700_000_000
 HZ = os.sysconf("SC_CLK_TCK")
@@ -230,8 +231,11 @@ def test_runtime_labels_fill_in_and_mark_sandboxes(node: FakeNode) -> None:
     labels = {app: Labels(sandbox_id=pause), pause: Labels(container_type="sandbox")}
     seen: list[tuple[str, list[int]]] = []
 
-    def fingerprint(cid: str, pids: list[int]) -> Fingerprint:
+    def fingerprint(
+        cid: str, pids: list[int], stats: Sequence[ProcStat] | None = None
+    ) -> Fingerprint:
         seen.append((cid, pids))
+        assert stats is not None and [(s.pid, s.start_ticks) for s in stats] == [(50, 50)]
         return Fingerprint(os="debian")
 
     snap = take_snapshot(node.paths, identify=labels.get, fingerprint=fingerprint)
@@ -263,7 +267,9 @@ def test_plugin_failures_become_errors(node: FakeNode) -> None:
     def identify(cid: str) -> Labels | None:
         raise ValueError("bad config.json")
 
-    def fingerprint(cid: str, pids: list[int]) -> Fingerprint:
+    def fingerprint(
+        cid: str, pids: list[int], stats: Sequence[ProcStat] | None = None
+    ) -> Fingerprint:
         raise RuntimeError("detector bug")
 
     (c,) = take_snapshot(node.paths, identify=identify, fingerprint=fingerprint).containers
