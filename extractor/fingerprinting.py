@@ -12,7 +12,7 @@ counters are in the first snapshot and its fingerprint in a later one.
 Cost: a warm pass sends nothing to the worker. Whether a cached fingerprint still holds
 (its process runs on) is checked here, in the pass, against the pass's own reading of the
 container's processes (discovery's stat: no read at all); only when the process is not
-among them is it looked up (``fingerprints/liveness.py``: one ``/proc/<pid>/stat`` read).
+among them is it looked up (``hostfs/liveness.py``: one ``/proc/<pid>/stat`` read).
 Only containers that are new or changed become jobs. Cold
 work gets a per-pass time budget (``pass_seconds`` of worker time after each pass
 begins; what does not fit waits for the next pass), and a container whose fingerprint
@@ -38,8 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from extractor.contract import Fingerprint, Snapshot
-from fingerprints.liveness import Chosen, reusable
-from hostfs import ProcStat
+from hostfs import Chosen, ProcStat, reusable
 
 log = logging.getLogger(__name__)
 

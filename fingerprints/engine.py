@@ -2,7 +2,7 @@
 
 Fingerprinting reads binaries and files, so its result is cached per container and
 reused while the same chosen process (pid *and* start time) is alive: a warm pass costs
-one ``/proc/<pid>/stat`` read per container (``fingerprints/liveness.py``). Nothing here
+one ``/proc/<pid>/stat`` read per container (``hostfs/liveness.py``). Nothing here
 raises: failures, hostile roots and detector bugs end up in the fingerprint's ``error``
 with partial results kept, and every value is checked for its field's form
 (``fingerprints/values.py``) before it leaves.
@@ -19,7 +19,6 @@ from types import MappingProxyType
 
 from fingerprints.base import Detection, Detector, FingerprintError, ProcessView
 from fingerprints.detectors.os_release import detect_os
-from fingerprints.liveness import Chosen, reusable
 from fingerprints.reading.processes import (
     MAX_PROCESSES,
     Candidate,
@@ -30,6 +29,7 @@ from fingerprints.reading.processes import (
 from fingerprints.reading.rootfs import Budget, BudgetExceeded, ConfinedRoot
 from fingerprints.result import Component, Result
 from fingerprints.values import checked
+from hostfs import Chosen, reusable
 
 MAX_CACHE = 8192
 """Hard cap on cached containers, whatever the caller's pass pattern."""

@@ -5,10 +5,12 @@ the project. ``smallread`` reads small pseudo-files with as few syscalls as poss
 keeps the ones read every pass open); ``procfs`` reads one process's files, answering
 ``None`` when the process is gone and raising ``ProcReadError`` for anything else;
 ``fstype`` tells which filesystem an open descriptor is on (a container's files must
-never be read through a kernel pseudo-filesystem).
+never be read through a kernel pseudo-filesystem); ``liveness`` whether a process is
+still the one something was read from.
 """
 
 from hostfs.fstype import PSEUDO_FILESYSTEMS, filesystem_type, pseudo_filesystem
+from hostfs.liveness import Chosen, reusable, still_running
 from hostfs.procfs import (
     ProcReadError,
     ProcStat,
@@ -28,6 +30,7 @@ __all__ = [
     "CHUNK",
     "GONE",
     "PSEUDO_FILESYSTEMS",
+    "Chosen",
     "KeptFiles",
     "ProcReadError",
     "ProcStat",
@@ -43,5 +46,7 @@ __all__ = [
     "read_fd",
     "read_small",
     "read_stat",
+    "reusable",
     "start_time",
+    "still_running",
 ]

@@ -1,9 +1,9 @@
 """Same values as insights-runtime-extractor: its own e2e expectations, on real processes.
 
-Every case below is one test of that tool's e2e suite (openshift/insights-runtime-extractor
-at commit 70256457, ``exporter/test/e2e/<file>``, test function named in the case), whose
-expected ``ContainerRuntimeInfo`` is written here as that test writes it and compared
-with exact equality, as that test compares it (an extra field fails). Each case runs a
+Every case below is one test of that tool's e2e suite, named in the case, whose expected
+``ContainerRuntimeInfo`` (listed in docs/insights-runtime-extractor.md, "Its e2e
+expectations") is written here as that test writes it and compared with exact equality,
+as that test compares it (an extra field fails). Each case runs a
 real process in its own mount and PID namespaces (tests/support/namespaced.py) over a
 root holding the files that tool's sample image holds where both tools read them: the
 image's ``/etc/os-release`` (as the distribution ships it), the JDK's ``release`` file,
@@ -34,8 +34,6 @@ from tests.fingerprints.test_fingerprint_e2e import bound_root
 from tests.support.namespaced import start, stop
 
 pytestmark = pytest.mark.root
-
-SOURCE = "openshift/insights-runtime-extractor@70256457 exporter/test/e2e"
 
 # /etc/os-release of the sample images, as those distributions ship it
 OS_RELEASE = {

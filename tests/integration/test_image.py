@@ -38,6 +38,7 @@ import yaml
 
 from extractor.commands.serve import snapshot_taker
 from extractor.contract import fingerprint_fields
+from extractor.fingerprinting import Fingerprints
 from extractor.hostpaths import HostPaths
 from extractor.scanner import Scanner
 from tests.integration.test_exporter_e2e import NODE, READER_TOKEN, _start_api
@@ -452,7 +453,13 @@ def _ours(body: Obj, ids: set[str]) -> dict[str, Obj]:
 def _host_fingerprints(daemon: Containerd, ids: set[str]) -> dict[str, Obj | None]:
     """What the extractor sees fully privileged, run here on the host (the test is root)."""
     paths = HostPaths(containerd_state=(daemon.task_root,))
-    snapshot = snapshot_taker(Scanner(paths), fingerprints=True)()
+    scanner = Scanner(paths)
+    fingerprints = Fingerprints(paths.proc_root, pass_seconds=None)
+    try:
+        snapshot = fingerprints.settle(snapshot_taker(scanner, fingerprints)())
+    finally:
+        fingerprints.close()
+        scanner.close()
     return {c.id: fingerprint_fields(c.fingerprint) for c in snapshot.containers if c.id in ids}
 
 
@@ -467,7 +474,8 @@ def test_the_exporter_answers_with_the_containers_and_their_fingerprints(
         if resp.status_code == 200:
             body = resp.json()
             ours = _ours(body, ids)
-            if len(ours) == 3 and body["metadataSource"] == "api":
+            pending = any((c["fingerprint"] or {}).get("pending") for c in ours.values())
+            if len(ours) == 3 and body["metadataSource"] == "api" and not pending:
                 break
         time.sleep(0.5)
     else:

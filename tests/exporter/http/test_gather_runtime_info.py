@@ -246,7 +246,7 @@ async def test_html_characters_escaped_like_go_encoding_json() -> None:
 
 
 def test_hash_of_empty_is_empty() -> None:
-    """IRE's HashString leaves an empty string empty (shared/reference §2.3)."""
+    """IRE's HashString leaves "" empty (docs/insights-runtime-extractor.md, Hashing)."""
     assert hash_value("") == ""
 
 
