@@ -4,8 +4,8 @@ Public surface: ``Fingerprinter`` (choose a container's processes, run every det
 cache the result while the process lives) and its ``Result``. Detectors live in
 ``fingerprints.detectors``, the confined readers of a container's files and processes in
 ``fingerprints.reading``. This package imports nothing of the extractor or the exporter
-(tests/test_architecture.py checks); the extractor imports it only when fingerprints are
-on.
+(tests/test_architecture.py checks); the extractor does not load it at all: its worker
+process does (``fingerprints/worker.py``).
 """
 
 from fingerprints.engine import Fingerprinter
