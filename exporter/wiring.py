@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from exporter.cluster.peers import KubePeerSource, PeerCA, PeerDirectory, Peers
+from exporter.http import insights
 from exporter.http.app import build_app
 from exporter.http.limits import limits_middleware
 from exporter.kube.client import KubeClient, KubeConfigError, TokenAuth, load_configuration
@@ -253,7 +254,11 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
     if settings.auth_enabled and kube is not None:
         middlewares.append(auth_middleware(auth_policy(settings), auth_api(settings, kube)))
     middlewares.append(
-        limits_middleware(settings.max_request_bytes, settings.request_timeout_seconds)
+        limits_middleware(
+            settings.max_request_bytes,
+            settings.request_timeout_seconds,
+            route_max_bytes=insights.BODY_LIMITS,
+        )
     )
     app = build_app(
         state,

@@ -123,6 +123,7 @@ def build_app(
     middlewares: Sequence[Middleware] = (),
     peers: Peers | None = None,
     meter: Meter | None = None,
+    insights_gather: insights_compat.Gather | None = None,
 ) -> web.Application:
     """The whole HTTP surface over one State, every route of it.
 
@@ -130,7 +131,8 @@ def build_app(
     `events` serves the lifecycle feed from it. With `peers`, custom metrics cover the
     other nodes too and /metrics counts peer calls; with `meter`, /metrics and /readyz
     report OpenMeter delivery. A snapshot older than `stale_after_seconds` makes the
-    exporter degraded.
+    exporter degraded. `insights_gather` replaces where /gather_runtime_info's
+    fingerprints come from (default: the latest snapshot).
     """
     views = Views(state, lookup)
     app = web.Application(middlewares=[*middlewares, json_errors])
@@ -194,7 +196,7 @@ def build_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    insights_compat.add_routes(app, views)
+    insights_compat.add_routes(app, views, insights_gather)
     custom_metrics.add_routes(app, views, peers)
     if events is not None:
         sse.add_routes(app, events)

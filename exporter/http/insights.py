@@ -1,49 +1,71 @@
 """``/gather_runtime_info``, answering exactly as insights-runtime-extractor's exporter.
 
-Its consumers (the Insights Operator, scripts/extract.sh) compare structures exactly,
-so this mirrors the Go handler byte for byte where it matters: the nested
-namespace → pod → ``<runtime>://<id>`` map, ``omitempty`` fields, ``?hash=`` (absent or
-``true`` hashes every leaf with the 12-character base64url sha256), the POST body
-``{"containerIds": [...]}`` decoded like Go's encoding/json, and its error responses,
-which Go's ``http.Error`` sends as text/plain with a trailing newline.
+Its consumers (the Insights Operator, scripts/extract.sh) compare structures exactly, so
+every request shape gets the answer the replaced tool gives (docs/insights-runtime-
+extractor.md): the nested namespace → pod → ``<runtime>://<id>`` map of Go structs
+(fields in struct order, ``omitempty``), ``?hash=`` as Go reads the query, the POST body
+``{"containerIds": [...]}`` decoded as encoding/json decodes it, the ids matched as its
+extractor matches them, and its errors as Go's ``http.Error`` writes them.
+
+Where the fingerprints come from is one function, ``Gather``: by default the latest
+snapshot; a caller that can run a fresh pass for the asked containers passes its own to
+``add_routes`` (and ``build_app``'s ``insights_gather``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from exporter.node.views import NodeView, Views, prefixed_id
+from exporter.http import go_compat
+from exporter.node.views import ContainerView, Views, prefixed_id
+from extractor.contract import Container, Fingerprint
 
 PATH = "/gather_runtime_info"
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""This route's body bound, above the exporter's general one. The Insights Operator posts
+every running container of a node in one request; a ``cri-o://`` id takes 75 bytes in
+its JSON, so 4 MiB holds 55,000 of them: a node at OpenShift's 500-pod maximum with 20
+containers per pod needs 10,000 (750 KB). The replaced tool reads bodies unbounded."""
+BODY_LIMITS: Mapping[str, int] = {PATH: MAX_REQUEST_BYTES}
+"""Per-route body bounds for exporter/http/limits.py."""
+
 INVALID_JSON = '{"error": "Invalid JSON in request body"}'
 IDS_REQUIRED = '{"error": "containerIds field is required"}'
 NOT_SUPPORTED = "Method is not supported."
+FIELD = "containerIds"
+CRIO_PREFIX = "cri-o://"
+CONTAINERD_PREFIX = "containerd://"
+INFO_FIELDS = ("os", "osVersion", "kind", "kindVersion", "kindImplementer")
+"""ContainerRuntimeInfo's string fields in struct order, then ``runtimes``."""
+RUST_WHITESPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""Unicode White_Space, what Rust's ``str::trim`` removes (Python's ``strip`` removes
+more: U+001C–U+001F)."""
 
 
 def hash_value(value: str) -> str:
-    """base64url(sha256(value)) without padding, first 12 characters (IRE's HashString);
-    the empty string stays empty, as there."""
+    """base64url(sha256(value)) without padding, first 12 characters (its HashString);
+    the empty string stays empty."""
     if not value:
-        return ""
-    digest = hashlib.sha256(value.encode()).digest()
+        return value
+    digest = hashlib.sha256(_utf8(value)).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:12]
 
 
-def go_http_error(text: str, status: int) -> web.Response:
-    """What Go's http.Error writes: text/plain, nosniff, the message and a newline."""
-    return web.Response(
-        status=status,
-        body=(text + "\n").encode(),
-        headers={
-            "Content-Type": "text/plain; charset=utf-8",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+def _utf8(value: str) -> bytes:
+    """The bytes the value was read from (undecodable ones kept as surrogate escapes)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
 
 
 class BadBody(Exception):
@@ -51,92 +73,168 @@ class BadBody(Exception):
 
 
 def parse_container_ids(body: bytes) -> list[str]:
-    """Decode like ``json.NewDecoder(r.Body).Decode(&GatherRuntimeInfoRequest{})``.
+    """``json.NewDecoder(r.Body).Decode(&GatherRuntimeInfoRequest{})`` then the nil check.
 
-    Go decodes only the first JSON value, matches the field name case-insensitively,
-    treats ``null`` as "nothing set", and fails on any type mismatch.
+    Go reads the first JSON value only, matches ``containerIds`` under Unicode case
+    folding (the last matching key wins), takes ``null`` as nil, a ``null`` element as
+    "", and fails on any type mismatch after reading the whole value.
     """
-    text = body.decode("utf-8", "replace").lstrip(" \t\r\n")
+    text = body.decode("utf-8", "replace")
+    start = go_compat.skip_space(text, 0)
     try:
-        value, _ = json.JSONDecoder(parse_constant=_no_constants).raw_decode(text)
-    except ValueError:
+        _, members = go_compat.scan(text, start)
+    except go_compat.GoSyntaxError:
         raise BadBody(INVALID_JSON) from None
-    if value is None:
+    first = text[start]
+    if first == "n":
         raise BadBody(IDS_REQUIRED)
-    if not isinstance(value, dict):
+    if first != "{":
         raise BadBody(INVALID_JSON)
-    ids: Any = None
-    for key, item in value.items():
-        if key.lower() == "containerids":
-            ids = item
+    ids: list[str] | None = None
+    mismatch = False
+    for member in members:
+        if member.key is None or not go_compat.fold_equal(member.key, FIELD):
+            continue
+        kind = text[member.start]
+        if kind == "n":
+            ids = None
+        elif kind == "[":
+            _, elements = go_compat.scan(text, member.start)
+            ids = []
+            for element in elements:
+                if text[element.start] == '"':
+                    ids.append(go_compat.decode_string(text, element.start))
+                elif text[element.start] == "n":
+                    ids.append("")
+                else:
+                    mismatch = True
+        else:
+            mismatch = True
+    if mismatch:
+        raise BadBody(INVALID_JSON)
     if ids is None:
         raise BadBody(IDS_REQUIRED)
-    if not isinstance(ids, list) or not all(isinstance(i, str | None) for i in ids):
-        raise BadBody(INVALID_JSON)
-    return [i or "" for i in ids]
+    return ids
 
 
-def _no_constants(name: str) -> None:
-    """Go's decoder knows no NaN or Infinity."""
-    raise ValueError(name)
+def _rust_trim(text: str) -> str:
+    start, end = 0, len(text)
+    while start < end and text[start] in RUST_WHITESPACE:
+        start += 1
+    while end > start and text[end - 1] in RUST_WHITESPACE:
+        end -= 1
+    return text[start:end]
 
 
-def go_json(value: object) -> bytes:
-    """encoding/json's output: compact, UTF-8, with <, >, &, U+2028/9 escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
-    for ch, esc in _GO_ESCAPES:
-        text = text.replace(ch, esc)
-    return text.encode()
+@dataclass(frozen=True)
+class Selection:
+    """Which containers a request asks for, as the replaced tool's extractor reads them.
 
-
-_GO_ESCAPES = (
-    ("<", "\\u003c"),
-    (">", "\\u003e"),
-    ("&", "\\u0026"),
-    ("\u2028", "\\u2028"),
-    ("\u2029", "\\u2029"),
-)
-
-
-def bare_id(container_id: str) -> str:
-    """``cri-o://abc`` and ``containerd://abc`` name the same container as ``abc``."""
-    return container_id.split("://", 1)[1] if "://" in container_id else container_id
-
-
-def runtime_info(view: NodeView, ids: list[str], hashed: bool) -> dict[str, Any]:
-    """The NodeRuntimeInfo map for the requested ids (no non-empty id = every container).
-
-    The replaced exporter joins the ids with commas for its extractor, which reads an
-    empty list as "all": ``[""]`` and ``[null]`` therefore mean all there, and do here.
+    Its exporter joins the ids with commas; its server trims the whole; its coordinator
+    splits on commas, trims each and drops empty ones; its container listing strips one
+    leading ``cri-o://`` and compares the rest with each running container's full id.
+    No id left means every container. Beyond it: an id with one leading
+    ``containerd://`` names that containerd container.
     """
-    wanted = {bare_id(i) for i in ids if i}
+
+    ids: frozenset[str]
+
+    @classmethod
+    def of(cls, requested: Sequence[str]) -> Selection:
+        parts = (_rust_trim(p) for p in _rust_trim(",".join(requested)).split(","))
+        return cls(frozenset(p.removeprefix(CRIO_PREFIX) for p in parts if p))
+
+    @property
+    def everything(self) -> bool:
+        return not self.ids
+
+    def wants(self, container: Container) -> bool:
+        if not self.ids or container.id in self.ids:
+            return True
+        return container.runtime == "containerd" and CONTAINERD_PREFIX + container.id in self.ids
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """One answered container: where it runs, the key it is listed under, what it is."""
+
+    namespace: str
+    pod: str
+    container_id: str
+    fingerprint: Fingerprint | None
+
+
+class NoAnswer(Exception):
+    """Nothing can be said about the node; the message becomes the 500 answer."""
+
+
+Gather = Callable[[Selection], Awaitable[Sequence[Gathered]]]
+"""The fingerprints of the selected containers; raises NoAnswer."""
+
+
+def is_pod_container(cv: ContainerView) -> bool:
+    """What the replaced tool lists: Kubernetes containers (its ``crictl ps`` knows no
+    others), never a pod's sandbox."""
+    c = cv.container
+    return not c.sandbox and (cv.meta is not None or bool(c.namespace and c.pod_name))
+
+
+def gather_from_views(views: Views) -> Gather:
+    """The default Gather: the latest snapshot joined with the pod cache."""
+
+    async def gather(selection: Selection) -> Sequence[Gathered]:
+        view = views.current()
+        if view is None:
+            reason = views.state.last_error or "the extractor has not answered yet"
+            raise NoAnswer(f"no snapshot from the extractor: {reason}")
+        return [
+            Gathered(cv.namespace, cv.pod, prefixed_id(cv.container), cv.container.fingerprint)
+            for cv in view.containers
+            if is_pod_container(cv) and selection.wants(cv.container)
+        ]
+
+    return gather
+
+
+def container_info(fingerprint: Fingerprint | None, hashed: bool) -> dict[str, Any]:
+    """ContainerRuntimeInfo as json.Marshal writes it: struct order, every leaf hashed
+    when asked, empty values omitted (an empty runtime component stays as ``{}``)."""
+    seal = hash_value if hashed else str
+    info: dict[str, Any] = {}
+    fields = fingerprint.compatible() if fingerprint is not None else {}
+    for name in INFO_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str) and value:
+            info[name] = seal(value)
+    runtimes = []
+    listed = fields.get("runtimes")
+    for item in listed if isinstance(listed, list) else ():
+        component = {}
+        for name in ("name", "version"):
+            value = item.get(name) if isinstance(item, dict) else None
+            if isinstance(value, str) and value:
+                component[name] = seal(value)
+        runtimes.append(component)
+    if runtimes:
+        info["runtimes"] = runtimes
+    return info
+
+
+def runtime_info(gathered: Sequence[Gathered], hashed: bool) -> dict[str, Any]:
+    """NodeRuntimeInfo: namespace → pod → container id, keys sorted as Go sorts maps."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for cv in view.containers:
-        if wanted and cv.container.id not in wanted:
-            continue
-        fp = cv.container.fingerprint
-        info = fp.compatible() if fp is not None else {}
-        if hashed:
-            info = _hash_leaves(info)
-        out.setdefault(cv.namespace, {}).setdefault(cv.pod, {})[prefixed_id(cv.container)] = info
-    # Go marshals maps with sorted keys
+    for g in gathered:
+        pods = out.setdefault(g.namespace, {})
+        pods.setdefault(g.pod, {})[g.container_id] = container_info(g.fingerprint, hashed)
     return {
         ns: {pod: dict(sorted(ctrs.items())) for pod, ctrs in sorted(pods.items())}
         for ns, pods in sorted(out.items())
     }
 
 
-def _hash_leaves(info: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if key == "runtimes":
-            out[key] = [{k: hash_value(v) for k, v in item.items()} for item in value]
-        else:
-            out[key] = hash_value(value)
-    return out
+def add_routes(app: web.Application, views: Views, gather: Gather | None = None) -> None:
+    source = gather or gather_from_views(views)
 
-
-def add_routes(app: web.Application, views: Views) -> None:
     async def handler(request: web.Request) -> web.Response:
         if request.method == "GET":
             ids: list[str] = []
@@ -144,15 +242,15 @@ def add_routes(app: web.Application, views: Views) -> None:
             try:
                 ids = parse_container_ids(await request.read())
             except BadBody as e:
-                return go_http_error(str(e), 400)
+                return go_compat.http_error(str(e), 400)
         else:
-            return go_http_error(NOT_SUPPORTED, 404)
-        hashed = request.query.get("hash", "") in ("", "true")
-        view = views.current()
-        if view is None:
-            reason = views.state.last_error or "the extractor has not answered yet"
-            return go_http_error(f"no snapshot from the extractor: {reason}", 500)
-        body = go_json(runtime_info(view, ids, hashed))
+            return go_compat.http_error(NOT_SUPPORTED, 404)
+        flag = go_compat.query_get(request.rel_url.raw_query_string, "hash")
+        try:
+            gathered = await source(Selection.of(ids))
+        except NoAnswer as e:
+            return go_compat.http_error(str(e), 500)
+        body = go_compat.marshal(runtime_info(gathered, flag in ("", "true")))
         return web.Response(body=body, headers={"Content-Type": "application/json"})
 
     app.router.add_route("*", PATH, handler)

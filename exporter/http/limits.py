@@ -4,7 +4,8 @@ Why: the exporter is the network-facing half of a privileged agent; a caller mus
 able to make it buffer unbounded bodies or hold handlers forever, and every refusal is
 JSON so scripts and the aggregator can read it. Bodies are capped twice — a declared
 `Content-Length` over the limit is refused before anything is read, and the request's
-own read limit is lowered so a chunked body stops at the limit too.
+own read limit is lowered so a chunked body stops at the limit too. A route that must
+take more (`/gather_runtime_info`: every container id of a node) has its own bound.
 
 Long-lived streams (Server-Sent Events) are exempt from the handler time limit by path.
 Router 404/405 become JSON; a handler that answers 404/405 itself (the insights-compatible
@@ -14,7 +15,7 @@ Router 404/405 become JSON; a handler that answers 404/405 itself (the insights-
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -25,17 +26,24 @@ STREAMING_PATHS = frozenset({"/v1/events"})
 
 
 def limits_middleware(
-    max_bytes: int, timeout: float, *, streaming_paths: Collection[str] = STREAMING_PATHS
+    max_bytes: int,
+    timeout: float,
+    *,
+    streaming_paths: Collection[str] = STREAMING_PATHS,
+    route_max_bytes: Mapping[str, int] | None = None,
 ) -> Middleware:
-    """The aiohttp middleware refusing bodies over ``max_bytes`` and handlers running
-    longer than ``timeout`` seconds."""
+    """The aiohttp middleware refusing bodies over ``max_bytes`` (or, on a path of
+    ``route_max_bytes``, over the larger of the two) and handlers running longer than
+    ``timeout`` seconds."""
+    routes = dict(route_max_bytes or {})
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        too_large = f"request body larger than {max_bytes} bytes"
-        if request.content_length is not None and request.content_length > max_bytes:
+        bound = max(max_bytes, routes.get(request.path, 0))
+        too_large = f"request body larger than {bound} bytes"
+        if request.content_length is not None and request.content_length > bound:
             return status_response(413, too_large)
-        request = request.clone(client_max_size=max_bytes)
+        request = request.clone(client_max_size=bound)
         routing_error = request.match_info.http_exception
         deadline = asyncio.timeout(None if request.path in streaming_paths else timeout)
         try:

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from exporter.http import insights
 from exporter.meter.spool import MeterState
 from exporter.settings import Settings
 from exporter.wiring import serve
@@ -112,6 +113,7 @@ async def test_tls_auth_reflector_and_clean_stop(
         api.add_token("scraper-token", "prometheus", ["monitoring"])
         api.allow("prometheus", "get", path="/v1/containers")
         api.allow("prometheus", "post", path="/gather_runtime_info")
+        api.allow("prometheus", "post", path="/v1/containers")  # only to reach its body bound
         settings = Settings(
             host="127.0.0.1",
             port=0,
@@ -140,6 +142,15 @@ async def test_tls_auth_reflector_and_clean_stop(
             assert docs[main_id]["metadataSource"] == "api"
             assert (await client.get("/metrics", headers=headers)).status_code == 403
             too_big = b"x" * (settings.max_request_bytes + 1)
+            resp = await client.post("/v1/containers", headers=headers, content=too_big)
+            assert resp.status_code == 413
+            # /gather_runtime_info has its own bound: a node's every container id
+            ids = [f"cri-o://{cid(str(n))}" for n in range(10_000)]
+            resp = await client.post(
+                "/gather_runtime_info", headers=headers, json={"containerIds": ids}
+            )
+            assert (resp.status_code, resp.json()) == (200, {})
+            too_big = b"x" * (insights.MAX_REQUEST_BYTES + 1)
             resp = await client.post("/gather_runtime_info", headers=headers, content=too_big)
             assert resp.status_code == 413
     assert any("stopping" in r.getMessage() for r in caplog.records)

@@ -363,6 +363,24 @@ def test_gather_runtime_info_on_real_containers(stack: Stack) -> None:
     assert list(one[stack.meta.namespace][stack.meta.name]) == [
         f"containerd://{stack.pod.containers['burner']}"
     ]
+    # ids matched as the replaced tool's extractor matches them (tests/exporter/http/
+    # test_gather_runtime_info.py names its source): one id split on commas and trimmed,
+    # a containerd:// id names this containerd container, another prefix names nothing
+    app_id, burner_id = stack.pod.containers["app"], stack.pod.containers["burner"]
+    both = stack.post(
+        "/gather_runtime_info?hash=false",
+        json={"containerIds": [f" containerd://{app_id} ,{burner_id}", f"docker://{app_id}"]},
+    )
+    assert both.status_code == 200
+    assert both.headers["Content-Type"] == "application/json"
+    assert set(both.json()[stack.meta.namespace][stack.meta.name]) == {
+        f"containerd://{app_id}",
+        f"containerd://{burner_id}",
+    }
+    none = stack.post("/gather_runtime_info", json={"containerIds": [f"docker://{app_id}"]})
+    assert none.json() == {}
+    bad = stack.post("/gather_runtime_info", content=b'{"containerIds": 1}')
+    assert (bad.status_code, bad.text) == (400, '{"error": "Invalid JSON in request body"}\n')
 
 
 def test_metrics_and_custom_metrics_match_the_kernel(stack: Stack) -> None:
