@@ -10,9 +10,11 @@ DOWNWARD_API = {"spec.nodeName": "node-a", "metadata.namespace": "runtime-insigh
 """What the kubelet fills in for the downward-API fields the manifests use."""
 
 
-def exporter_settings(exporter: dict[str, Any]) -> Settings:
+def exporter_settings(exporter: dict[str, Any], namespace: str | None = None) -> Settings:
     """The exporter's settings as a node would start it: literal values, and the
-    downward-API fields as the kubelet resolves them (optional ConfigMap/Secret keys unset)."""
+    downward-API fields as the kubelet resolves them (optional ConfigMap/Secret keys unset),
+    for a pod in ``namespace`` (default: the overlays' own)."""
+    downward = {**DOWNWARD_API, **({"metadata.namespace": namespace} if namespace else {})}
     prefix = "RUNTIME_INSIGHTS_"
     values: dict[str, str] = {}
     for e in exporter["env"]:
@@ -20,5 +22,5 @@ def exporter_settings(exporter: dict[str, Any]) -> Settings:
         if "value" in e:
             values[e["name"].removeprefix(prefix).lower()] = e["value"]
         elif field_ref is not None:
-            values[e["name"].removeprefix(prefix).lower()] = DOWNWARD_API[field_ref["fieldPath"]]
+            values[e["name"].removeprefix(prefix).lower()] = downward[field_ref["fieldPath"]]
     return Settings.model_validate(values)

@@ -1,8 +1,9 @@
 """What `kubectl apply -k` applies, computed here without a kustomize binary.
 
 Only what manifests/ uses: resources (files and directories), `labels` (metadata labels
-only, as kustomize's default), `images` and strategic-merge `patches` with a target.
-Lists merge by their patch merge key (`name`, or `mountPath` for volume mounts), as the
+only, as kustomize's default), `images` and `patches` with a target: strategic-merge
+(`$patch: delete` removes the target) or JSON 6902 (`add`, `replace`, `remove`). Lists
+merge by their patch merge key (`name`, or `mountPath` for volume mounts), as the
 Kubernetes schemas declare for containers, env, volumes and volume mounts.
 """
 
@@ -77,7 +78,44 @@ def build(directory: Path) -> list[Obj]:
     for patch in kustomization.get("patches", []):
         target = patch["target"]
         body = yaml.safe_load(patch["patch"])
-        for n, obj in enumerate(objects):
-            if (obj["kind"], obj["metadata"]["name"]) == (target["kind"], target["name"]):
-                objects[n] = _merge(obj, body)
+        hits = [
+            n
+            for n, obj in enumerate(objects)
+            if (obj["kind"], obj["metadata"]["name"]) == (target["kind"], target["name"])
+        ]
+        assert hits, f"{directory}: no {target['kind']} {target['name']} to patch"
+        for n in hits:
+            if isinstance(body, list):
+                objects[n] = _json6902(objects[n], body)
+            elif body.get("$patch") == "delete":
+                objects[n] = {}
+            else:
+                objects[n] = _merge(objects[n], body)
+        objects = [obj for obj in objects if obj]
     return objects
+
+
+def _json6902(obj: Obj, operations: list[Obj]) -> Obj:
+    """RFC 6902 add / replace / remove at JSON pointers (what manifests/ uses)."""
+    out = copy.deepcopy(obj)
+    for op in operations:
+        *parents, last = [
+            p.replace("~1", "/").replace("~0", "~") for p in op["path"][1:].split("/")
+        ]
+        node: Any = out
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = int(last) if isinstance(node, list) and last != "-" else last
+        if op["op"] == "remove":
+            del node[key]
+        elif op["op"] == "replace":
+            _ = node[key]  # replace needs an existing member
+            node[key] = copy.deepcopy(op["value"])
+        elif op["op"] == "add":
+            if isinstance(node, list):
+                node.insert(len(node) if key == "-" else key, copy.deepcopy(op["value"]))
+            else:
+                node[key] = copy.deepcopy(op["value"])
+        else:
+            raise ValueError(f"unsupported JSON patch operation {op['op']!r}")
+    return out
