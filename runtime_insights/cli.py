@@ -158,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="name the exporters' certificate must carry "
         "(default: runtime-insights.<namespace>.svc)",
     )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="print the runtime inventory: runtimes with their containers, pods, owners "
+        "and CPU share, and what to act on (end of life, unidentified, mixed versions)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("json", "insights", "table", "csv"),
+        default=None,
+        help="json (default): the merged document; insights: what insights-runtime-"
+        "extractor's scripts/extract.sh prints; with --report: table (default), json, csv",
+    )
     return parser
 
 

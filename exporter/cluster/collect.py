@@ -26,9 +26,14 @@ fingerprint. Output (stdout, JSON):
 
 (`pod` is null for a node without an exporter pod; `failed` is sorted by node.)
 
+`--format insights` asks each exporter for `/gather_runtime_info?hash=false` instead and
+prints what insights-runtime-extractor's scripts/extract.sh writes for the same cluster
+(exporter/cluster/insights_format.py); `--report` turns the nodes' `/v1/pods` into the
+runtime inventory (exporter/inventory/), as a table, JSON or CSV.
+
 Exit status: 0 every expected node answered; 1 some failed (the document still holds the
 others); 2 nothing could be collected (no credentials, API server error, no exporter pods,
-nodes not listable).
+nodes not listable) or the options contradict each other.
 """
 
 from __future__ import annotations
@@ -38,17 +43,20 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import kubernetes.client
 import orjson
 
+from exporter.cluster import insights_format
 from exporter.cluster.daemonset import ExporterPod
 from exporter.cluster.daemonset import list_exporter_pods as list_daemonset_pods
+from exporter.inventory import build_inventory, from_pods_document, table, to_csv
 from exporter.kube.client import (
     ApiError,
     KubeClient,
@@ -64,6 +72,11 @@ from exporter.kube.portforward import (
 )
 
 EXPORTER_PATH = "/v1/pods"
+INSIGHTS_PATH = "/gather_runtime_info"
+INSIGHTS_QUERY = (("hash", "false"),)
+"""What scripts/extract.sh asks each exporter for: clear text."""
+DOCUMENT_FORMATS = ("json", "insights")
+REPORT_FORMATS = ("table", "json", "csv")
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 PARALLEL_NODES = 32
 SERVICE_NAME = "runtime-insights"
@@ -99,6 +112,13 @@ class CollectOptions:
     timeout: float = 30.0
     ca_file: str | None = None
     tls_server_name: str | None = None
+    path: str = EXPORTER_PATH
+    query: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The exporter path with its query, as it goes on the request line."""
+        return self.path + ("?" + urlencode(self.query) if self.query else "")
 
     @property
     def scheme(self) -> str:
@@ -182,9 +202,9 @@ def port_number(pod: ExporterPod, port: str) -> int:
     raise ValueError(f"pod has no container port named {port!r} (named ports: {declared})")
 
 
-def _proxy_path(namespace: str, pod: str, port: str, scheme: str) -> str:
+def _proxy_path(namespace: str, pod: str, port: str, scheme: str, path: str) -> str:
     target = quote(f"{scheme}:{pod}:{port}", safe=":")
-    return f"/api/v1/namespaces/{quote(namespace)}/pods/{target}/proxy{EXPORTER_PATH}"
+    return f"/api/v1/namespaces/{quote(namespace)}/pods/{target}/proxy{path}"
 
 
 _UNAUTHORIZED_HINTS = {
@@ -207,12 +227,32 @@ def _http_error(status: int, body: bytes, via: str) -> str:
     return text
 
 
-def _validated(body: bytes) -> dict[str, Any]:
-    """The exporter's answer, checked for the shape the merge relies on."""
+def _json(body: bytes) -> Any:
     try:
-        doc = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"response is not JSON: {exc}") from exc
+
+
+def _validated_insights(body: bytes) -> dict[str, Any]:
+    """A `/gather_runtime_info` answer: namespace → pod → container id → fields."""
+    doc = _json(body)
+    if not (
+        isinstance(doc, dict)
+        and all(isinstance(pods, dict) for pods in doc.values())
+        and all(
+            isinstance(ctrs, dict) and all(isinstance(c, dict) for c in ctrs.values())
+            for pods in doc.values()
+            for ctrs in pods.values()
+        )
+    ):
+        raise ValueError("response is not a namespace → pod → container map")
+    return doc
+
+
+def _validated(body: bytes) -> dict[str, Any]:
+    """The exporter's answer, checked for the shape the merge relies on."""
+    doc = _json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("pods"), list):
         raise ValueError("response has no 'pods' list")
     for pod in doc["pods"]:
@@ -227,28 +267,27 @@ def _validated(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def _answered(pod: ExporterPod, status: int, body: bytes, via: str) -> NodeResult:
+def _answered(
+    pod: ExporterPod, status: int, body: bytes, via: str, path: str = EXPORTER_PATH
+) -> NodeResult:
     if status != 200:
         return NodeResult(pod, error=_http_error(status, body, via))
     try:
-        return NodeResult(pod, document=_validated(body))
+        check = _validated_insights if path == INSIGHTS_PATH else _validated
+        return NodeResult(pod, document=check(body))
     except ValueError as exc:
         return NodeResult(pod, error=str(exc))
 
 
-async def fetch_node(
-    client: KubeClient,
-    namespace: str,
-    pod: ExporterPod,
-    port: str,
-    scheme: str,
-    timeout: float,
-) -> NodeResult:
-    """One exporter's `/v1/pods` through the pod proxy, or why it could not be had."""
+async def fetch_node(client: KubeClient, pod: ExporterPod, options: CollectOptions) -> NodeResult:
+    """One exporter's answer through the pod proxy, or why it could not be had."""
+    timeout = options.timeout
     try:
         async with asyncio.timeout(timeout):
-            path = _proxy_path(namespace, pod.name, port, scheme)
-            async with client.stream(path, allow_errors=True) as response:
+            path = _proxy_path(
+                options.namespace, pod.name, options.port, options.scheme, options.path
+            )
+            async with client.stream(path, options.query, allow_errors=True) as response:
                 body = await read_capped(response, MAX_RESPONSE_BYTES)
     except TimeoutError:
         return NodeResult(pod, error=f"no answer within {timeout:g}s")
@@ -256,7 +295,7 @@ async def fetch_node(
         return NodeResult(pod, error=f"{type(exc).__name__}: {exc}")
     except ValueError as exc:
         return NodeResult(pod, error=str(exc))
-    return _answered(pod, response.status_code, body, "proxy")
+    return _answered(pod, response.status_code, body, "proxy", options.path)
 
 
 def _settle(future: asyncio.Future[T], value: T | None, error: BaseException | None) -> None:
@@ -304,7 +343,7 @@ class Tunnel:
 async def fetch_node_forwarded(
     tunnel: Tunnel, pod: ExporterPod, options: CollectOptions
 ) -> NodeResult:
-    """One exporter's `/v1/pods` through a port-forward tunnel, or why it could not be had."""
+    """One exporter's answer through a port-forward tunnel, or why it could not be had."""
     try:
         port = port_number(pod, options.port)
     except ValueError as exc:
@@ -319,7 +358,7 @@ async def fetch_node_forwarded(
                 options.namespace,
                 pod.name,
                 port,
-                EXPORTER_PATH,
+                options.target,
                 authorization=tunnel.authorization,
                 tls=tunnel.tls,
                 timeout=options.timeout,
@@ -335,7 +374,7 @@ async def fetch_node_forwarded(
     except TunnelError as exc:
         return NodeResult(pod, error=str(exc))
     via = "port-forward" if tunnel.authorization else "port-forward without token"
-    return _answered(pod, status, body, via)
+    return _answered(pod, status, body, via, options.path)
 
 
 def merge(results: list[NodeResult], missing: Sequence[str] = ()) -> dict[str, Any]:
@@ -343,13 +382,9 @@ def merge(results: list[NodeResult], missing: Sequence[str] = ()) -> dict[str, A
     not: exporters that failed, and the `missing` nodes that have no exporter at all."""
     namespaces: dict[str, dict[str, dict[str, Any]]] = {}
     ok: list[str] = []
-    failed: list[dict[str, str | None]] = [
-        {"node": node, "pod": None, "error": NO_EXPORTER} for node in missing
-    ]
     for result in results:
         node = result.pod.node
         if result.document is None:
-            failed.append({"node": node, "pod": result.pod.name, "error": result.error})
             continue
         node = node or result.document.get("node")
         ok.append(str(node))
@@ -363,18 +398,25 @@ def merge(results: list[NodeResult], missing: Sequence[str] = ()) -> dict[str, A
                 entry["containers"][key] = {
                     k: v for k, v in container.items() if k not in ("namespace", "pod")
                 }
-    failed.sort(key=lambda f: (f["node"] or "", f["pod"] or ""))
-    return {"nodes": {"ok": ok, "failed": failed}, "namespaces": namespaces}
+    return {"nodes": {"ok": ok, "failed": failures(results, missing)}, "namespaces": namespaces}
 
 
-async def collect(
+@dataclass(frozen=True)
+class Gathered:
+    """Every exporter's answer (or failure), and the expected nodes without an exporter."""
+
+    results: list[NodeResult]
+    missing: list[str]
+
+
+async def gather(
     client: KubeClient,
     pods: list[ExporterPod],
     options: CollectOptions,
     nodes: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Ask every exporter in parallel (at most PARALLEL_NODES at once) and merge; each of
-    the expected `nodes` without an exporter pod is a failure of its own."""
+) -> Gathered:
+    """Ask every exporter in parallel (at most PARALLEL_NODES at once); each of the
+    expected `nodes` without an exporter pod is listed as missing."""
     gate = asyncio.Semaphore(PARALLEL_NODES)
     cfg = client.configuration
     # The token is resolved once, here: the official loaders refresh an expiring one in
@@ -390,28 +432,80 @@ async def collect(
             return NodeResult(pod, error=f"exporter pod is {pod.phase or 'in an unknown phase'}")
         async with gate:
             if options.via == "proxy":
-                return await fetch_node(
-                    client, options.namespace, pod, options.port, options.scheme, options.timeout
-                )
+                return await fetch_node(client, pod, options)
             return await fetch_node_forwarded(tunnel, pod, options)
 
     results = await asyncio.gather(*(one(p) for p in pods))
     covered = {p.node for p in pods}
-    return merge(list(results), [n for n in nodes if n not in covered])
+    return Gathered(list(results), [n for n in nodes if n not in covered])
 
 
-async def _collect_all(args: argparse.Namespace, options: CollectOptions) -> dict[str, Any]:
+async def collect(
+    client: KubeClient,
+    pods: list[ExporterPod],
+    options: CollectOptions,
+    nodes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Every exporter's `/v1/pods`, merged (see ``gather`` and ``merge``)."""
+    found = await gather(client, pods, options, nodes)
+    return merge(found.results, found.missing)
+
+
+async def _gather_all(args: argparse.Namespace, options: CollectOptions) -> Gathered:
     client = KubeClient(load_configuration(args.kubeconfig), timeout=options.timeout)
     try:
         pods = await list_exporter_pods(client, args.namespace, args.selector, args.timeout)
         nodes = await list_expected_nodes(client, args.timeout)
-        return await collect(client, pods, options, nodes)
+        return await gather(client, pods, options, nodes)
     finally:
         await client.aclose()
 
 
+def failures(results: Sequence[NodeResult], missing: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The nodes that did not answer, sorted by node: failed exporters and the `missing`
+    nodes with none."""
+    failed: list[dict[str, Any]] = [
+        {"node": node, "pod": None, "error": NO_EXPORTER} for node in missing
+    ]
+    failed += [
+        {"node": r.pod.node, "pod": r.pod.name, "error": r.error}
+        for r in results
+        if r.document is None
+    ]
+    return sorted(failed, key=lambda f: (f["node"] or "", f["pod"] or ""))
+
+
+def _output(args: argparse.Namespace, fmt: str, found: Gathered) -> str:
+    if fmt == "insights":
+        return insights_format.render((r.pod.name, r.document) for r in found.results)
+    if not args.report:
+        document = merge(found.results, found.missing)
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+    nodes = [
+        from_pods_document(r.pod.node or str(r.document.get("node")), r.document)
+        for r in found.results
+        if r.document is not None
+    ]
+    report = build_inventory(nodes, failures(found.results, found.missing), now=time.time())
+    if fmt == "json":
+        return orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
+    return to_csv(report) if fmt == "csv" else table(report)
+
+
 def run_collect(args: argparse.Namespace) -> int:
-    """The `collect` subcommand: prints the merged document; see the module doc for exits."""
+    """The `collect` subcommand: prints the merged document, extract.sh's array or the
+    inventory; see the module doc for exits."""
+    fmt = args.format or ("table" if args.report else "json")
+    allowed = REPORT_FORMATS if args.report else DOCUMENT_FORMATS
+    if fmt not in allowed:
+        mode = "with" if args.report else "without"
+        print(
+            f"runtime-insights collect: --format {fmt} {mode} --report: "
+            f"use one of {', '.join(allowed)}",
+            file=sys.stderr,
+        )
+        return 2
+    insights = fmt == "insights"
     options = CollectOptions(
         namespace=args.namespace,
         port=str(args.port),
@@ -420,17 +514,20 @@ def run_collect(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         ca_file=args.ca_file,
         tls_server_name=args.tls_server_name,
+        path=INSIGHTS_PATH if insights else EXPORTER_PATH,
+        query=INSIGHTS_QUERY if insights else (),
     )
     try:
-        document = asyncio.run(_collect_all(args, options))
+        found = asyncio.run(_gather_all(args, options))
     except (KubeConfigError, CollectError) as exc:
         print(f"runtime-insights collect: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
-    for failure in document["nodes"]["failed"]:
+    sys.stdout.write(_output(args, fmt, found))
+    failed = failures(found.results, found.missing)
+    for failure in failed:
         pod = f" (pod {failure['pod']})" if failure["pod"] else ""
         print(
             f"runtime-insights collect: node {failure['node']}{pod}: {failure['error']}",
             file=sys.stderr,
         )
-    return 1 if document["nodes"]["failed"] else 0
+    return 1 if failed else 0

@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 from exporter.cluster.peers import Peers
 from exporter.feeds import sse
 from exporter.feeds.sse import PodEventSource
-from exporter.http import custom_metrics
+from exporter.http import custom_metrics, inventory
 from exporter.http import insights as insights_compat
 from exporter.http.documents import container_document, pod_document
 from exporter.http.errors import status_response
@@ -197,6 +197,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     insights_compat.add_routes(app, views, insights_gather)
+    inventory.add_routes(app, views)
     custom_metrics.add_routes(app, views, peers)
     if events is not None:
         sse.add_routes(app, events)
