@@ -144,7 +144,11 @@ def fold_equal(name: str, field: str) -> bool:
 
 def decode_string(text: str, start: int) -> str:
     """The JSON string at ``start``; lone surrogates become U+FFFD as Go's decoder does."""
-    value = str(scanstring(text, start + 1, True)[0])
+    return no_surrogates(str(scanstring(text, start + 1, True)[0]))
+
+
+def no_surrogates(value: str) -> str:
+    """A decoded string as Go holds it: a lone surrogate escape is U+FFFD."""
     return _SURROGATES.sub("\ufffd", value)
 
 

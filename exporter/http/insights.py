@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,9 +78,65 @@ def parse_container_ids(body: bytes) -> list[str]:
 
     Go reads the first JSON value only, matches ``containerIds`` under Unicode case
     folding (the last matching key wins), takes ``null`` as nil, a ``null`` element as
-    "", and fails on any type mismatch after reading the whole value.
+    "", and fails on any type mismatch after reading the whole value. Python's own
+    decoder reads it when the nesting is shallow enough for its recursion; deeper
+    bodies go through the iterative scanner, which bounds nesting as Go does.
     """
     text = body.decode("utf-8", "replace")
+    try:
+        return decode_shallow(text)
+    except RecursionError:
+        return decode_any_depth(text)
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its (key, value) pairs in order (an array stays a plain list)."""
+
+
+def _no_constants(name: str) -> None:
+    """Go's decoder knows no NaN or Infinity."""
+    raise ValueError(name)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_Pairs, parse_constant=_no_constants)
+
+
+def decode_shallow(text: str) -> list[str]:
+    try:
+        value, _ = _DECODER.raw_decode(text, go_compat.skip_space(text, 0))
+    except ValueError:
+        raise BadBody(INVALID_JSON) from None
+    if value is None:
+        raise BadBody(IDS_REQUIRED)
+    if not isinstance(value, _Pairs):
+        raise BadBody(INVALID_JSON)
+    ids: list[str] | None = None
+    mismatch = False
+    for key, item in value:
+        if not go_compat.fold_equal(key, FIELD):
+            continue
+        if item is None:
+            ids = None
+        elif isinstance(item, list) and not isinstance(item, _Pairs):
+            mismatch |= not all(isinstance(i, str | None) for i in item)
+            ids = [
+                go_compat.no_surrogates(i) if i else "" for i in item if isinstance(i, str | None)
+            ]
+        else:
+            mismatch = True
+    return _checked(ids, mismatch)
+
+
+def _checked(ids: list[str] | None, mismatch: bool) -> list[str]:
+    if mismatch:
+        raise BadBody(INVALID_JSON)
+    if ids is None:
+        raise BadBody(IDS_REQUIRED)
+    return ids
+
+
+def decode_any_depth(text: str) -> list[str]:
+    """The same decoding without recursion, for bodies nested beyond Python's stack."""
     start = go_compat.skip_space(text, 0)
     try:
         _, members = go_compat.scan(text, start)
@@ -110,11 +167,7 @@ def parse_container_ids(body: bytes) -> list[str]:
                     mismatch = True
         else:
             mismatch = True
-    if mismatch:
-        raise BadBody(INVALID_JSON)
-    if ids is None:
-        raise BadBody(IDS_REQUIRED)
-    return ids
+    return _checked(ids, mismatch)
 
 
 def _rust_trim(text: str) -> str:

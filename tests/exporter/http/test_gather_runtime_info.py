@@ -22,7 +22,7 @@ docs/insights-runtime-extractor.md). Each test names the file it comes from:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -33,8 +33,11 @@ from exporter.http.app import build_app
 from exporter.http.insights import (
     BODY_LIMITS,
     MAX_REQUEST_BYTES,
+    BadBody,
     Gathered,
     Selection,
+    decode_any_depth,
+    decode_shallow,
     hash_value,
     parse_container_ids,
 )
@@ -396,6 +399,27 @@ async def test_post_bodies_decoded_as_go_decodes_them(
     wanted = apps if answer is None else [c for c in apps if c.name in answer]
     prefix = {"crio": "cri-o", "containerd": "containerd"}
     assert got == {f"{prefix[c.runtime]}://{c.id}" for c in wanted}, case
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "answer"), _body_cases(), ids=[c[0] for c in _body_cases()]
+)
+def test_both_decoders_agree(case: str, body: bytes, answer: object) -> None:
+    """Python's decoder (fast, recursive) and the iterative scanner (any depth) read every
+    body alike; the first hands over to the second when the nesting is too deep for it."""
+
+    def outcome(decode: Callable[[str], list[str]]) -> object:
+        try:
+            return decode(body.decode("utf-8", "replace"))
+        except BadBody as e:
+            return str(e)
+
+    try:
+        fast = outcome(decode_shallow)
+    except RecursionError:
+        assert b"[" * 900 in body, case
+        return
+    assert fast == outcome(decode_any_depth), case
 
 
 def test_decoder_returns_ids_as_sent() -> None:
