@@ -107,6 +107,33 @@ class Settings(BaseSettings):
     meter_spool_dir: str = "/var/lib/runtime-insights/meter"
     meter_spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
 
+    # the lifecycle feed over Redis (off unless a host is set): telemd's galileo/events and
+    # our container events; telemd-kubernetes-adapter's own variable names keep working
+    redis_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "RUNTIME_INSIGHTS_REDIS_HOST", "telemd_kubernetes_adapter_redis_host"
+        ),
+    )
+    redis_port: int = Field(
+        default=6379,
+        gt=0,
+        le=65535,
+        validation_alias=AliasChoices(
+            "RUNTIME_INSIGHTS_REDIS_PORT", "telemd_kubernetes_adapter_redis_port"
+        ),
+    )
+    redis_password_file: str | None = Field(
+        default=None, description="read at start; Redis AUTH with this password"
+    )
+    redis_events_channel: str = Field(default="runtime-insights/events", min_length=1)
+    redis_key_prefix: str = Field(default="runtime-insights", min_length=1)
+    redis_backlog: int = Field(
+        default=10_000, ge=1, description="messages kept while Redis is away; oldest dropped"
+    )
+    redis_timeout_seconds: float = Field(default=5.0, gt=0)
+    redis_refresh_seconds: float = Field(default=60.0, gt=0)
+
     @property
     def needs_api_server(self) -> bool:
         """Whether any part calls the API server (then credentials are loaded, once)."""
@@ -180,4 +207,20 @@ def _openmeter(s: Settings) -> str | None:
     return None
 
 
-_CHECKS: tuple[Callable[[Settings], str | None], ...] = (_node_name, _peers, _tls_pair, _openmeter)
+def _redis(s: Settings) -> str | None:
+    if s.redis_host is not None and not s.kube_enabled:
+        return (
+            "RUNTIME_INSIGHTS_REDIS_HOST (or telemd_kubernetes_adapter_redis_host) needs "
+            "RUNTIME_INSIGHTS_KUBE_ENABLED=true: the feed announces the pods the API server "
+            "reports"
+        )
+    return None
+
+
+_CHECKS: tuple[Callable[[Settings], str | None], ...] = (
+    _node_name,
+    _peers,
+    _tls_pair,
+    _openmeter,
+    _redis,
+)

@@ -29,6 +29,7 @@ from pydantic_settings import SettingsError
 
 from exporter.cluster.peers import KubePeerSource, PeerCA, PeerDirectory, Peers
 from exporter.http import insights
+from exporter.feeds.redis_feed import RedisFeed
 from exporter.http.app import build_app
 from exporter.http.limits import limits_middleware
 from exporter.kube.client import KubeClient, KubeConfigError, TokenAuth, load_configuration
@@ -212,6 +213,31 @@ def meter(settings: Settings) -> Meter | None:
     )
 
 
+def redis_feed(settings: Settings, reflector: PodReflector | None) -> RedisFeed | None:
+    """None when the feed is off (no Redis host); the password file is read once, here."""
+    if settings.redis_host is None or reflector is None:
+        return None
+    assert settings.node_name  # the settings' validator made sure
+    password = None
+    if settings.redis_password_file:
+        try:
+            password = Path(settings.redis_password_file).read_text().strip()
+        except OSError as e:
+            raise StartupError(f"RUNTIME_INSIGHTS_REDIS_PASSWORD_FILE: {e}") from None
+    return RedisFeed(
+        reflector,
+        settings.node_name,
+        host=settings.redis_host,
+        port=settings.redis_port,
+        password=password,
+        events_channel=settings.redis_events_channel,
+        key_prefix=settings.redis_key_prefix,
+        backlog=settings.redis_backlog,
+        timeout_seconds=settings.redis_timeout_seconds,
+        refresh_seconds=settings.redis_refresh_seconds,
+    )
+
+
 @dataclass
 class Exporter:
     """Every part, built; ``lifecycle`` runs them, ``app`` and ``tls`` are served."""
@@ -246,6 +272,7 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
             read_timeout_seconds=settings.api_read_timeout_seconds,
         )
     usage = meter(settings)
+    feed = redis_feed(settings, reflector)
     state = State(client.fetch, settings.poll_interval_seconds)
     if usage is not None:
         lookup = reflector.get_by_uid if reflector is not None else (lambda uid: None)
@@ -268,6 +295,7 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
         middlewares=middlewares,
         peers=fan_out,
         meter=usage,
+        collectors=[feed.collector()] if feed is not None else [],
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
 
@@ -283,6 +311,8 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
             log.info("listening on %s://%s:%s", scheme, address[0], address[1])
 
     parts.add("HTTP server", runner.cleanup, listen)
+    if feed is not None:  # subscribed before the reflector lists, so every pod is announced
+        parts.add("Redis feed", feed.stop, feed.start)
     if reflector is not None:
         parts.add("pod reflector", reflector.stop, reflector.start)
     parts.add("snapshot polling", state.stop, state.start)

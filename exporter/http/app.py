@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from prometheus_client.registry import Collector
 
 from exporter.cluster.peers import Peers
 from exporter.feeds import sse
@@ -124,15 +125,17 @@ def build_app(
     peers: Peers | None = None,
     meter: Meter | None = None,
     insights_gather: insights_compat.Gather | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> web.Application:
     """The whole HTTP surface over one State, every route of it.
 
     `lookup` is the pod reflector when the API server is used (None: runtime names only);
     `events` serves the lifecycle feed from it. With `peers`, custom metrics cover the
     other nodes too and /metrics counts peer calls; with `meter`, /metrics and /readyz
-    report OpenMeter delivery. A snapshot older than `stale_after_seconds` makes the
-    exporter degraded. `insights_gather` replaces where /gather_runtime_info's
-    fingerprints come from (default: the latest snapshot).
+    report OpenMeter delivery; every one of ``collectors`` (a feed's counters) is added to
+    /metrics. A snapshot older than `stale_after_seconds` makes the exporter degraded.
+    `insights_gather` replaces where /gather_runtime_info's fingerprints come from
+    (default: the latest snapshot).
     """
     views = Views(state, lookup)
     app = web.Application(middlewares=[*middlewares, json_errors])
@@ -142,6 +145,8 @@ def build_app(
         registry.register(peers.collector())
     if meter is not None:
         registry.register(MeterCollector(meter))
+    for collector in collectors:
+        registry.register(collector)
 
     def current() -> NodeView:
         view = views.current()

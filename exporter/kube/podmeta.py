@@ -45,6 +45,14 @@ class ContainerStatus(BaseModel):
     cpu_limit_millicores: int | None = None
     memory_request_bytes: int | None = None
     memory_limit_bytes: int | None = None
+    spec_image: str | None = Field(default=None, description="the image as the spec names it")
+    port: int | None = Field(default=None, description="the spec's first containerPort")
+    requests: dict[str, str] = Field(
+        default_factory=dict, description="spec resources.requests as the API writes them"
+    )
+    limits: dict[str, str] = Field(
+        default_factory=dict, description="spec resources.limits as the API writes them"
+    )
 
 
 class PodMeta(BaseModel):
@@ -69,4 +77,5 @@ class PodMeta(BaseModel):
     pod_ip: str | None = None
     start_time: float | None = Field(default=None, description="unix seconds")
     resource_version: str | None = None
+    deleting: bool = Field(default=False, description="metadata.deletionTimestamp is set")
     containers: list[ContainerStatus] = Field(default_factory=list)

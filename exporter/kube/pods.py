@@ -138,6 +138,9 @@ def _container(
         _opt_str(status.get("containerID") or terminated.get("containerID"))
     )
     exit_code = terminated.get("exitCode")
+    resources = _dict(spec.get("resources"), f"{where}.resources")
+    ports = _list(spec.get("ports"), f"{where}.ports")
+    port = ports[0].get("containerPort") if ports else None
     return ContainerStatus(
         name=str(status.get("name") or spec.get("name") or ""),
         kind=kind,
@@ -150,6 +153,10 @@ def _container(
         started_at=parse_time(running.get("startedAt") or terminated.get("startedAt")),
         finished_at=parse_time(terminated.get("finishedAt")),
         exit_code=None if exit_code is None else int(exit_code),
+        spec_image=_opt_str(spec.get("image")),
+        port=None if port is None else int(port),
+        requests=_str_map(resources.get("requests"), f"{where}.resources.requests"),
+        limits=_str_map(resources.get("limits"), f"{where}.resources.limits"),
         **_resources(spec, where),
     )
 
@@ -208,6 +215,7 @@ def pod_meta(pod: Any) -> PodMeta:
             pod_ip=_opt_str(status.get("podIP")),
             start_time=parse_time(status.get("startTime")),
             resource_version=_opt_str(meta.get("resourceVersion")),
+            deleting=meta.get("deletionTimestamp") is not None,
             containers=_containers(spec, status),
         )
     except (TypeError, ValueError) as err:
