@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         default=None, description="name in the peers' serving certs: the Service DNS name"
     )
     peer_timeout_seconds: float = Field(default=3.0, gt=0)
+    peer_fanout_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="the whole fan-out of one request ends by then"
+    )
+    peer_concurrency: int = Field(default=64, ge=1, le=1024, description="peers asked at once")
 
     # OpenMeter usage events (off unless openmeter_url is set); the seeds' OPENMETER_URL and
     # OPENMETER_TOKEN keep working as aliases
@@ -133,6 +137,9 @@ class Settings(BaseSettings):
     )
     redis_timeout_seconds: float = Field(default=5.0, gt=0)
     redis_refresh_seconds: float = Field(default=60.0, gt=0)
+
+    # metrics users define (exporter/http/definitions.py): a YAML/JSON file, checked at start
+    metric_definitions_file: str | None = None
 
     @property
     def needs_api_server(self) -> bool:

@@ -19,8 +19,10 @@ import logging
 import re
 import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -31,7 +33,9 @@ from exporter.cluster.peers import KubePeerSource, PeerCA, PeerDirectory, Peers
 from exporter.http import insights
 from exporter.feeds.redis_feed import RedisFeed
 from exporter.http.app import build_app
+from exporter.http.definitions import DefinitionError, load_definitions
 from exporter.http.limits import limits_middleware
+from exporter.http.metric_defs import MetricDef
 from exporter.kube.client import KubeClient, KubeConfigError, TokenAuth, load_configuration
 from exporter.kube.reflector import PodReflector
 from exporter.lifecycle import Lifecycle
@@ -57,29 +61,58 @@ class StartupError(Exception):
     """The exporter cannot start; the message says what to fix."""
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    """One line naming every offending setting by its environment variable."""
+def describe_validation_error(err: ValidationError, flags: Iterable[str] = ()) -> str:
+    """One line naming every offending setting by its environment variable (and by its
+    flag when one of ``flags``, the settings given on the command line, set it)."""
+    by_flag = {setting: flag for flag, setting in FLAGS.items() if setting in set(flags)}
     parts: list[str] = []
     for e in err.errors():
         msg = str(e["msg"]).removeprefix("Value error, ")
         if not e["loc"]:
             parts.append(msg)
             continue
-        name = str(e["loc"][0]).upper()
+        loc = str(e["loc"][0])
+        name = loc.upper()
         env = name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
+        if loc.startswith("telemd_kubernetes_adapter_"):
+            env = loc  # telemd-kubernetes-adapter's own, lower-case names
+        if loc in by_flag:
+            env = f"--{by_flag[loc].replace('_', '-')} ({env})"
         if e["type"] == "extra_forbidden":
             msg = "unknown setting"
         parts.append(f"{env}: {msg}")
     return "invalid settings: " + "; ".join(parts)
 
 
-def load_settings(env_file: str | None) -> Settings:
+FLAGS = {
+    "host": "host",
+    "port": "port",
+    "tls_cert_file": "tls_cert_file",
+    "tls_key_file": "tls_key_file",
+    "metric_definitions": "metric_definitions_file",
+}
+"""``runtime-insights exporter`` flags (runtime_insights/cli.py) → the setting each sets."""
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given as flags; they win over the environment and the env file."""
+    return {
+        setting: value
+        for flag, setting in FLAGS.items()
+        if (value := getattr(args, flag, None)) is not None
+    }
+
+
+def load_settings(env_file: str | None, overrides: dict[str, str] | None = None) -> Settings:
     if env_file is not None and not Path(env_file).is_file():
         raise StartupError(f"--env-file {env_file}: no such file")
+    values: dict[str, Any] = dict(overrides or {})
+    if env_file:
+        values["_env_file"] = env_file
     try:
-        return Settings(_env_file=env_file) if env_file else Settings()
+        return Settings(**values)
     except ValidationError as e:
-        raise StartupError(describe_validation_error(e)) from None
+        raise StartupError(describe_validation_error(e, values)) from None
     except SettingsError as e:
         # raised before validation when a list setting is not JSON
         field = re.search(r'field "(\w+)"', str(e))
@@ -181,6 +214,8 @@ def peers(settings: Settings, kube: KubeClient | None) -> Peers | None:
         server_name=settings.peer_server_name,
         auth=TokenAuth(kube.configuration),
         timeout=settings.peer_timeout_seconds,
+        fanout_timeout=settings.peer_fanout_timeout_seconds,
+        concurrency=settings.peer_concurrency,
     )
 
 
@@ -211,6 +246,18 @@ def meter(settings: Settings) -> Meter | None:
         batch_size=settings.meter_batch_size,
         retry_seconds=min(settings.meter_interval_seconds, 30.0),
     )
+
+
+def user_metrics(settings: Settings) -> list[MetricDef]:
+    """The user's metric definitions, checked; StartupError names the bad one."""
+    if settings.metric_definitions_file is None:
+        return []
+    try:
+        return load_definitions(settings.metric_definitions_file)
+    except DefinitionError as e:
+        raise StartupError(
+            f"RUNTIME_INSIGHTS_METRIC_DEFINITIONS_FILE {settings.metric_definitions_file}: {e}"
+        ) from None
 
 
 def redis_feed(settings: Settings, reflector: PodReflector | None) -> RedisFeed | None:
@@ -250,6 +297,7 @@ class Exporter:
 def build(settings: Settings, parts: Lifecycle) -> Exporter:
     """Every part from the settings, once, each put on ``parts``; StartupError names what
     to fix (the caller stops ``parts``, which closes whatever was built before)."""
+    defined = user_metrics(settings)
     kube = kube_client(settings)
     if kube is not None:
         parts.add("API client", kube.aclose)
@@ -296,6 +344,9 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
         peers=fan_out,
         meter=usage,
         collectors=[feed.collector()] if feed is not None else [],
+        kube=kube,
+        user_metrics=defined,
+        api_timeout=settings.peer_timeout_seconds,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
 
@@ -347,7 +398,7 @@ def run_exporter(args: argparse.Namespace) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     try:
-        settings = load_settings(args.env_file)
+        settings = load_settings(args.env_file, flag_overrides(args))
         asyncio.run(_main(settings))
     except StartupError as e:
         print(f"runtime-insights exporter: {e}", file=sys.stderr)

@@ -126,6 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--env-file", default=None, help="read settings from this file as well as the environment"
     )
+    # as flux-metrics-api is started; each flag overrides its RUNTIME_INSIGHTS_ variable
+    p.add_argument("--host", default=None, help="address to listen on (RUNTIME_INSIGHTS_HOST)")
+    p.add_argument("--port", default=None, help="port to listen on (RUNTIME_INSIGHTS_PORT)")
+    p.add_argument(
+        "--tls-cert-file", default=None, help="serving certificate (RUNTIME_INSIGHTS_TLS_CERT_FILE)"
+    )
+    p.add_argument(
+        "--tls-key-file", default=None, help="its private key (RUNTIME_INSIGHTS_TLS_KEY_FILE)"
+    )
+    p.add_argument(
+        "--metric-definitions",
+        default=None,
+        metavar="FILE",
+        help="metrics you define (RUNTIME_INSIGHTS_METRIC_DEFINITIONS_FILE)",
+    )
 
     p = sub.add_parser(
         "prepare-spool", help="hand the meter's spool directory to the exporter (init container)"

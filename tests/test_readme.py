@@ -5,7 +5,7 @@ Why: a setting added to the code but not to the table is a setting nobody can fi
 
 from __future__ import annotations
 
-from exporter.http.custom_metrics import METRICS
+from exporter.http.metric_defs import BUILTIN, field_names
 from exporter.settings import Settings
 from tests.support.paths import REPO_ROOT
 
@@ -20,7 +20,13 @@ def test_every_exporter_setting_is_in_the_configuration_table() -> None:
 
 def test_every_custom_metric_is_documented() -> None:
     section = README.split("**Custom metrics API**", 1)[1]
-    assert all(f"`{name}`" in section for name in METRICS)
+    assert all(f"`{metric.name}`" in section for metric in BUILTIN)
+
+
+def test_every_field_a_definition_may_name_is_documented() -> None:
+    section = README.split("### Metrics you define", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in field_names() if f"`{name}`" not in section]
+    assert not missing, f"definition fields missing from README: {missing}"
 
 
 def test_the_two_commands_come_first() -> None:

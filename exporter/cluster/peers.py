@@ -15,6 +15,13 @@ every peer runs as the same service account.
 A peer request carries `scope=node`, which makes the peer answer from its own node and
 never fan out again, so requests cannot loop. Every peer has its own deadline; a peer that
 fails is logged and counted, and the answer is built from the others.
+
+So that one HPA query does not cost one request per node of a big cluster, only the
+nodes that run the selected pods are asked: the API server's pod list (from its watch
+cache, `resourceVersion=0`) says where each runs, and is reused for `NODES_TTL_SECONDS`.
+A peer's answer is reused for as long as it says (`Cache-Control: max-age`, the time until
+its next snapshot), at most `PARALLEL_PEERS` are asked at once, and the whole fan-out
+ends at its own deadline: peers that have not answered by then count as failed.
 """
 
 from __future__ import annotations
@@ -44,9 +51,12 @@ LOCAL_SCOPE = "node"
 """`?scope=node`: answer for this node only (what peers are asked; never fans out)."""
 
 PEER_LIST_TTL_SECONDS = 30.0
+NODES_TTL_SECONDS = 10.0
 PARALLEL_PEERS = 64
 MAX_PEER_RESPONSE_BYTES = 16 * 1024 * 1024
+MAX_CACHED_ANSWERS = 4096
 Item = dict[str, Any]
+AnswerKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,8 @@ class PeerSource(Protocol):
     async def list_peers(self) -> list[Peer]: ...
 
     async def node_of(self, namespace: str, pod: str) -> str | None: ...
+
+    async def nodes_running(self, namespace: str, selector: str) -> set[str] | None: ...
 
 
 class PeerListError(Exception):
@@ -114,6 +126,25 @@ class KubePeerSource:
         node = (found.get("spec") or {}).get("nodeName") if isinstance(found, dict) else None
         return str(node) if node else None
 
+    async def nodes_running(self, namespace: str, selector: str) -> set[str] | None:
+        """The nodes of the namespace's pods that ``selector`` selects; None when the API
+        cannot tell (then every peer is asked)."""
+        path = api_path("/api/v1/namespaces/{namespace}/pods", namespace=namespace)
+        params: list[tuple[str, str | int | bool]] = [("resourceVersion", "0")]
+        if selector:
+            params.append(("labelSelector", selector))
+        try:
+            listed = await self._client.get_json(path, params, timeout=self._timeout)
+        except (ApiError, httpx.HTTPError, OSError, ValueError) as exc:
+            log.info("cannot tell where the pods of %s run: %s", namespace, exc)
+            return None
+        items = listed.get("items") if isinstance(listed, dict) else None
+        return {
+            str(node)
+            for item in items or []
+            if isinstance(item, dict) and (node := (item.get("spec") or {}).get("nodeName"))
+        }
+
 
 class PeerDirectory:
     """The peer list, refreshed at most once per TTL; a failed refresh keeps the old list."""
@@ -123,6 +154,7 @@ class PeerDirectory:
         source: PeerSource,
         ttl: float = PEER_LIST_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        nodes_ttl: float = NODES_TTL_SECONDS,
     ) -> None:
         self._source = source
         self._ttl = ttl
@@ -130,6 +162,8 @@ class PeerDirectory:
         self._peers: list[Peer] = []
         self._expires = float("-inf")
         self._lock = asyncio.Lock()
+        self._nodes_ttl = nodes_ttl
+        self._nodes: dict[tuple[str, str], tuple[float, set[str] | None]] = {}
         self.list_errors = 0
 
     async def peers(self) -> list[Peer]:
@@ -150,6 +184,20 @@ class PeerDirectory:
 
     async def node_of(self, namespace: str, pod: str) -> str | None:
         return await self._source.node_of(namespace, pod)
+
+    async def nodes_running(self, namespace: str, selector: str) -> set[str] | None:
+        """Where the selected pods run, reused for ``nodes_ttl`` (a failed lookup is not)."""
+        key = (namespace, selector)
+        now = self._clock()
+        cached = self._nodes.get(key)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        nodes = await self._source.nodes_running(namespace, selector)
+        if nodes is not None:
+            if len(self._nodes) >= MAX_CACHED_ANSWERS:
+                self._nodes.clear()
+            self._nodes[key] = (now + self._nodes_ttl, nodes)
+        return nodes
 
 
 class PeerError(Exception):
@@ -211,6 +259,15 @@ def _items(body: bytes, namespace: str) -> list[Item]:
     return items
 
 
+def _max_age(cache_control: str) -> float:
+    """``max-age`` of a Cache-Control header in seconds (0: do not reuse)."""
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.strip().isdigit():
+            return float(value.strip())
+    return 0.0
+
+
 def _status_message(response: httpx.Response, body: bytes) -> str:
     try:
         doc = orjson.loads(body)
@@ -232,22 +289,29 @@ class Peers:
         server_name: str,
         auth: httpx.Auth,
         timeout: float,
+        fanout_timeout: float | None = None,
+        concurrency: int = PARALLEL_PEERS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
         self._port = port
         self._ca = ca
         self._server_name = server_name
         self._timeout = timeout
-        self._gate = asyncio.Semaphore(PARALLEL_PEERS)
+        self._fanout_timeout = fanout_timeout if fanout_timeout is not None else 3 * timeout
+        self._gate = asyncio.Semaphore(concurrency)
+        self._clock = clock
         self._client = httpx.AsyncClient(
             verify=ca.context,
             auth=auth,
             timeout=timeout,
             headers={"Accept": "application/json"},
-            limits=httpx.Limits(max_connections=PARALLEL_PEERS),
+            limits=httpx.Limits(max_connections=concurrency),
         )
+        self._answers: dict[AnswerKey, tuple[float, list[Item]]] = {}
         self.requests: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.reused = 0
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -255,8 +319,28 @@ class Peers:
     async def _ask(
         self, peer: Peer, path: str, params: Mapping[str, str], namespace: str, named: bool
     ) -> list[Item]:
-        """One peer's items; a 404 for a named pod means it is not there (no items)."""
-        async with self._gate:
+        """One peer's items, reused while the peer said they hold; a 404 for a named pod
+        means it is not there (no items)."""
+        key = (peer.node, peer.address, path, tuple(sorted(params.items())))
+        cached = self._answers.get(key)
+        if cached is not None and self._clock() < cached[0]:
+            self.reused += 1
+            return cached[1]
+        items, max_age = await self._request(peer, path, params, namespace, named)
+        if max_age > 0:
+            if len(self._answers) >= MAX_CACHED_ANSWERS:
+                now = self._clock()
+                self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+                if len(self._answers) >= MAX_CACHED_ANSWERS:
+                    self._answers.clear()
+            self._answers[key] = (self._clock() + max_age, items)
+        return items
+
+    async def _request(
+        self, peer: Peer, path: str, params: Mapping[str, str], namespace: str, named: bool
+    ) -> tuple[list[Item], float]:
+        # the deadline runs from the moment the request is sent, not while it waits its turn
+        async with self._gate, asyncio.timeout(self._timeout):
             self.requests[peer.node] += 1
             async with self._client.stream(
                 "GET",
@@ -268,18 +352,18 @@ class Peers:
                     body = await read_capped(response, MAX_PEER_RESPONSE_BYTES)
                 except ResponseTooLarge as exc:
                     raise PeerError(str(exc)) from None
+        max_age = _max_age(response.headers.get("Cache-Control", ""))
         if response.status_code == 404 and named:
-            return []
+            return [], max_age
         if response.status_code != 200:
             raise PeerError(_status_message(response, body))
-        return _items(body, namespace)
+        return _items(body, namespace), max_age
 
     async def _guarded(
         self, peer: Peer, path: str, params: Mapping[str, str], namespace: str, named: bool
     ) -> list[Item]:
         try:
-            async with asyncio.timeout(self._timeout):
-                return await self._ask(peer, path, params, namespace, named)
+            return await self._ask(peer, path, params, namespace, named)
         except TimeoutError:
             error = f"no answer within {self._timeout:g}s"
         except httpx.HTTPError as exc:
@@ -291,28 +375,53 @@ class Peers:
         return []
 
     async def gather(
-        self, path: str, query: Mapping[str, str], namespace: str, pod: str
+        self,
+        path: str,
+        query: Mapping[str, str],
+        namespace: str,
+        pod: str,
+        *,
+        selector: str | None = None,
     ) -> list[Item]:
         """Every reachable peer's items for `path`, in node order.
 
         For a named pod, only the peer on that pod's node is asked when the API says where
-        the pod runs (none if that is this node); otherwise all are. `query` is forwarded
-        (minus any scope marker).
+        the pod runs (none if that is this node); for ``*`` with a ``selector`` (``""``:
+        every pod of the namespace), only the peers on the nodes those pods run on;
+        otherwise all. `query` is forwarded (minus any scope marker).
         """
         peers = await self.directory.peers()
         if pod != "*":
             node = await self.directory.node_of(namespace, pod)
             if node is not None:
                 peers = [p for p in peers if p.node == node][:1]
+        elif selector is not None and peers:
+            nodes = await self.directory.nodes_running(namespace, selector)
+            if nodes is not None:
+                peers = [p for p in peers if p.node in nodes]
         if not peers:
             return []
         self._ca.refresh()
         params = {k: v for k, v in query.items() if k != SCOPE_PARAM}
         named = pod != "*"
-        answers = await asyncio.gather(
-            *(self._guarded(p, path, params, namespace, named) for p in peers)
-        )
-        return [item for items in answers for item in items]
+        tasks = [
+            asyncio.ensure_future(self._guarded(p, path, params, namespace, named)) for p in peers
+        ]
+        done, late = await asyncio.wait(tasks, timeout=self._fanout_timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            for peer, task in zip(peers, tasks, strict=True):
+                if task in late:
+                    self.errors[peer.node] += 1
+            log.warning(
+                "%d of %d peers did not answer within the fan-out deadline of %gs",
+                len(late),
+                len(peers),
+                self._fanout_timeout,
+            )
+        return [item for task in tasks if task in done for item in task.result()]
 
     def collector(self) -> Collector:
         return _PeerCollector(self)
@@ -339,6 +448,11 @@ class _PeerCollector(Collector):
             errors.add_metric([node], count)
         yield requests
         yield errors
+        yield CounterMetricFamily(
+            "runtime_insights_exporter_peer_answers_reused",
+            "peer answers reused within the peer's snapshot interval instead of asking again",
+            value=self._peers.reused,
+        )
         yield CounterMetricFamily(
             "runtime_insights_exporter_peer_list_errors",
             "failed refreshes of the peer list from the API server",

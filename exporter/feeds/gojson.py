@@ -1,8 +1,8 @@
 """JSON written byte for byte as Go's ``encoding/json`` writes it.
 
 Why: telemd-kubernetes-adapter's consumers read lines that Go's ``json.Marshal`` made;
-the telemd feed (exporter/feeds/telemd.py) must produce the same bytes, so a consumer
-that compares, hashes or greps them sees no difference. What Go does and Python's
+the telemd feed (exporter/feeds/telemd.py, docs/telemd.md) must produce the same bytes,
+so a consumer that compares, hashes or greps them sees no difference. What Go does and Python's
 ``json`` does not: struct fields in declaration order but map keys sorted, no spaces,
 ``<``, ``>``, ``&``, U+2028 and U+2029 escaped as ``\\u003c`` …, and control characters
 other than ``\\n``, ``\\r``, ``\\t`` as ``\\u00XX`` (the adapter is built with Go 1.15,

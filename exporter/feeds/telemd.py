@@ -2,10 +2,9 @@
 
 Its consumers subscribe to the Redis channel ``galileo/events`` and parse lines
 ``<unix seconds, 7 decimals> pod/<event> <JSON>``. The JSON is the adapter's
-``PodMessage`` as its source (edgerun/telemd-kubernetes-adapter,
-cmd/telemd-kubernetes-adapter/main.go, last changed 2024-03) marshals it; its README
-shows an older flat object (``containerID``, ``podName`` …) that no version of that
-source ever sent, so the source is what consumers parse and what this writes.
+``PodMessage`` as its source marshals it; its README shows a flat object
+(``containerID``, ``podName`` …) that no version of that source ever sent, so the source
+is what consumers parse and what this writes (docs/telemd.md).
 
 Events, as the adapter's informer handlers decide them:
 

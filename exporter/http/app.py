@@ -20,11 +20,14 @@ from prometheus_client.registry import Collector
 from exporter.cluster.peers import Peers
 from exporter.feeds import sse
 from exporter.feeds.sse import PodEventSource
-from exporter.http import custom_metrics, inventory
+from exporter.http import custom_metrics, external_metrics, inventory
 from exporter.http import insights as insights_compat
 from exporter.http.documents import container_document, pod_document
 from exporter.http.errors import status_response
+from exporter.http.metric_defs import MetricDef
 from exporter.http.prometheus import exposition, make_registry
+from exporter.http.user_metrics import UserMetricsCollector
+from exporter.kube.client import KubeClient
 from exporter.kube.selectors import Selector, SelectorError, parse_selector
 from exporter.meter.metrics import MeterCollector
 from exporter.meter.pipeline import Meter
@@ -126,6 +129,9 @@ def build_app(
     meter: Meter | None = None,
     insights_gather: insights_compat.Gather | None = None,
     collectors: Sequence[Collector] = (),
+    kube: KubeClient | None = None,
+    user_metrics: Sequence[MetricDef] = (),
+    api_timeout: float = 5.0,
 ) -> web.Application:
     """The whole HTTP surface over one State, every route of it.
 
@@ -133,9 +139,11 @@ def build_app(
     `events` serves the lifecycle feed from it. With `peers`, custom metrics cover the
     other nodes too and /metrics counts peer calls; with `meter`, /metrics and /readyz
     report OpenMeter delivery; every one of ``collectors`` (a feed's counters) is added to
-    /metrics. A snapshot older than `stale_after_seconds` makes the exporter degraded.
-    `insights_gather` replaces where /gather_runtime_info's fingerprints come from
-    (default: the latest snapshot).
+    /metrics. ``kube`` reads the objects of custom metrics (Services, Deployments…);
+    ``user_metrics`` are served beside the built-in ones and in /metrics. A snapshot
+    older than `stale_after_seconds` makes the exporter degraded. `insights_gather`
+    replaces where /gather_runtime_info's fingerprints come from (default: the latest
+    snapshot).
     """
     views = Views(state, lookup)
     app = web.Application(middlewares=[*middlewares, json_errors])
@@ -147,6 +155,8 @@ def build_app(
         registry.register(MeterCollector(meter))
     for collector in collectors:
         registry.register(collector)
+    if user_metrics:
+        registry.register(UserMetricsCollector(views, user_metrics))
 
     def current() -> NodeView:
         view = views.current()
@@ -203,7 +213,15 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     insights_compat.add_routes(app, views, insights_gather)
     inventory.add_routes(app, views)
-    custom_metrics.add_routes(app, views, peers)
+    pod_metrics = custom_metrics.add_routes(
+        app,
+        views,
+        peers,
+        catalog=custom_metrics.Catalog(user_metrics),
+        kube=kube,
+        api_timeout=api_timeout,
+    )
+    external_metrics.add_routes(app, pod_metrics)
     if events is not None:
         sse.add_routes(app, events)
     return app

@@ -15,7 +15,7 @@ _SUFFIXES = ((18, "E"), (15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "k"), (0, 
 _SUB_UNIT = ((-3, "m"), (-6, "u"), (-9, "n"))
 
 
-def format_quantity(value: float | int) -> str:
+def format_quantity(value: float | int | Decimal) -> str:
     """Canonical decimal quantity of ``value``, exact to 1e-9."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"a quantity must be finite, not {value}")

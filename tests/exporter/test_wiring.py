@@ -15,22 +15,28 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from exporter.http import insights
+from exporter.kube.quantity import parse_quantity
 from exporter.meter.spool import MeterState
 from exporter.settings import Settings
-from exporter.wiring import serve
+from exporter.wiring import flag_overrides, load_settings, serve
+from runtime_insights.cli import build_parser
 from tests.support.apiserver import FakeApiServer, FakeContainer, make_pod
 from tests.support.certs import make_ca, make_cert
 from tests.support.exporter_doubles import cid, standard_snapshot
 from tests.support.meter_snapshots import C, P, snap
 from tests.support.openmeter import FakeOpenMeter
+from tests.support.redis import RedisServer
+from tests.support.redis import skip_reason as redis_skip_reason
 
 
 @asynccontextmanager
@@ -235,3 +241,93 @@ async def test_meter_bills_the_served_counters_exactly_once(
     last = state.marks.pods[uid].cpu_ns
     assert last in served[-2:]
     assert billed + pending + still_open == last - served[0]
+
+
+async def test_started_as_flux_metrics_api_with_telemd_settings_and_user_metrics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flags win over the environment; telemd-kubernetes-adapter's own variables start the
+    Redis feed; a definitions file adds a metric to discovery, its values and /metrics."""
+    reason = redis_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    caplog.set_level(logging.INFO, logger="runtime_insights.exporter")
+    sock = f"/tmp/ri-h5d-{uuid.uuid4().hex[:12]}.sock"
+    snap = standard_snapshot()
+    web = next(p for p in snap.pods if p.name == "web-1")
+    main_id = next(c.id for c in snap.containers if c.pod_uid == web.uid and c.name == "main")
+    definitions = tmp_path / "metrics.yaml"
+    definitions.write_text(
+        "metrics:\n"
+        "  - name: java_cpu_seconds\n"
+        "    field: container.cpu.totalSeconds\n"
+        "    aggregation: sum\n"
+        "    fingerprintKind: Java\n"
+    )
+    with RedisServer.start(tmp_path) as redis_server:
+        async with FakeApiServer(bookmark_interval=0.5) as api, _extractor(sock):
+            api.add_pod(
+                make_pod(
+                    "web-1",
+                    "shop",
+                    uid=web.uid,
+                    node="node-a",
+                    containers=[FakeContainer("main", container_id=main_id)],
+                )
+            )
+            for name, value in {
+                "RUNTIME_INSIGHTS_PORT": "1",  # the flag wins
+                "RUNTIME_INSIGHTS_EXTRACTOR_SOCKET": sock,
+                "RUNTIME_INSIGHTS_POLL_INTERVAL_SECONDS": "0.2",
+                "RUNTIME_INSIGHTS_NODE_NAME": "node-a",
+                "RUNTIME_INSIGHTS_KUBECONFIG": str(api.write_kubeconfig(tmp_path / "kc")),
+                "telemd_kubernetes_adapter_redis_host": "127.0.0.1",
+                "telemd_kubernetes_adapter_redis_port": str(redis_server.port),
+            }.items():
+                monkeypatch.setenv(name, value)
+            args = build_parser().parse_args(
+                [
+                    *("exporter", "--host", "127.0.0.1", "--port", "0"),
+                    *("--metric-definitions", str(definitions)),
+                ]
+            )
+            settings = load_settings(None, flag_overrides(args))
+            assert (settings.host, settings.port) == ("127.0.0.1", 0)
+            subscriber = aioredis.Redis(port=redis_server.port)
+            pubsub = subscriber.pubsub()
+            await pubsub.subscribe("galileo/events")
+            try:
+                async with (
+                    _serving(settings, caplog) as url,
+                    httpx.AsyncClient(base_url=url, timeout=30) as client,
+                ):
+                    got = None
+                    for _ in range(100):
+                        got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+                        if got is not None:
+                            break
+                    assert got is not None, "no pod/create on galileo/events"
+                    assert b" pod/create {" in got["data"]
+                    await _until(client, "/readyz", "metadataSource", "api")
+                    root = "/apis/custom.metrics.k8s.io/v1beta2"
+                    names = {r["name"] for r in (await client.get(root)).json()["resources"]}
+                    assert "pods/java_cpu_seconds" in names
+                    assert "deployments.apps/java_cpu_seconds" in names
+                    resp = await client.get(f"{root}/namespaces/shop/pods/web-1/java_cpu_seconds")
+                    assert resp.status_code == 200, resp.text
+                    main = next(c for c in snap.containers if c.id == main_id)
+                    assert main.usage and main.usage.cpu
+                    expected = Decimal(main.usage.cpu.usage_ns) / Decimal(10**9)
+                    assert parse_quantity(resp.json()["items"][0]["value"]) == expected
+                    exposition = (await client.get("/metrics")).text
+                    assert (
+                        f'runtime_insights_custom_java_cpu_seconds{{namespace="shop",pod="web-1",'
+                        f'pod_uid="{web.uid}"}} {float(expected)}' in exposition
+                    )
+                    assert (
+                        'runtime_insights_exporter_redis_published_total{channel="galileo/events"}'
+                        in exposition
+                    )
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await subscriber.aclose()

@@ -255,6 +255,15 @@ async def _cluster(
                     pod_ip=node.address,
                 )
             )
+            # the workload pods the node runs, as the API server knows them (where each
+            # runs is what tells the fan-out whom to ask)
+            for ns, app, tier in (
+                ("shop", f"web-{node.name}", "backend"),
+                ("infra", f"dns-{node.name}", "sys"),
+            ):
+                api.add_pod(
+                    make_pod(f"{app}-api", ns, node=node.name, labels={"app": app, "tier": tier})
+                )
         # not peers: a pending exporter, a pod without the DaemonSet's labels (both would
         # be counted as failures if asked: nothing listens at their addresses)
         api.add_pod(
@@ -334,12 +343,13 @@ async def test_one_exporter_answers_for_the_pods_of_every_node(tmp_path: Path) -
         }
         assert await cluster.metric("node-a", "runtime_insights_exporter_peer_errors_total") == {}
 
-        # any node gives the same answer; the peer list is listed once per TTL per exporter
+        # any node gives the same answer; the peer list and where the selected pods run
+        # are listed once per TTL per exporter
         lists = cluster.api.calls["list"]
         again = await cluster.get("node-c", path)
         assert _by_name(again.json()) == expected
         await cluster.get("node-c", path)
-        assert cluster.api.calls["list"] == lists + 1
+        assert cluster.api.calls["list"] == lists + 2
 
 
 async def test_a_local_only_request_never_fans_out(tmp_path: Path) -> None:
@@ -360,7 +370,6 @@ async def test_a_named_pod_is_asked_of_its_node_else_of_all(tmp_path: Path) -> N
     cpu = {"node-a": 1_000_000_000, "node-b": 2_000_000_000, "node-c": 4_000_000_000}
     async with _cluster(tmp_path, cpu) as cluster:
         # the API knows where web-node-b-api runs: only node-b is asked
-        cluster.api.add_pod(make_pod("web-node-b-api", "shop", node="node-b"))
         resp = await cluster.get(
             "node-a", f"{ROOT}/namespaces/shop/pods/web-node-b-api/cpu_seconds_total"
         )
@@ -377,6 +386,7 @@ async def test_a_named_pod_is_asked_of_its_node_else_of_all(tmp_path: Path) -> N
         assert cluster.nodes["node-c"].seen == []
 
         # the API does not know web-node-c-api: every peer is asked, a 404 is no error
+        cluster.api.delete_pod("shop", "web-node-c-api")
         resp = await cluster.get(
             "node-a", f"{ROOT}/namespaces/shop/pods/web-node-c-api/cpu_seconds_total"
         )
@@ -430,8 +440,9 @@ async def test_all_peers_failing_and_no_local_match_answers_as_no_match(tmp_path
         )
         assert resp.status_code == 404
         jsonschema.validate(resp.json(), STATUS)
+        # only the node that runs the selected (or named) pod was asked, twice
         errors = await cluster.metric("node-a", "runtime_insights_exporter_peer_errors_total")
-        assert errors == {"node-dead": 2.0, "node-deny": 2.0}
+        assert errors == {"node-deny": 2.0}
 
 
 async def test_a_peer_without_the_expected_certificate_name_is_refused(tmp_path: Path) -> None:
@@ -498,6 +509,9 @@ class _Source:
         return result
 
     async def node_of(self, namespace: str, pod: str) -> str | None:
+        return None
+
+    async def nodes_running(self, namespace: str, selector: str) -> set[str] | None:
         return None
 
 

@@ -3,8 +3,8 @@
 A real Redis client subscribes to ``galileo/events`` as telemd-kubernetes-adapter's
 consumers do. The expected JSON of each line is computed here independently of the
 exporter's encoder: Python's ``json`` with the struct order of the adapter's
-``PodMessage`` (edgerun/telemd-kubernetes-adapter cmd/telemd-kubernetes-adapter/main.go)
-and the escapes Go's ``encoding/json`` documents (``<``, ``>``, ``&`` as ``\\u003c``…).
+``PodMessage`` (docs/telemd.md) and the escapes Go's ``encoding/json`` documents
+(``<``, ``>``, ``&`` as ``\\u003c``…).
 """
 
 from __future__ import annotations

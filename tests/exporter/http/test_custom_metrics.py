@@ -216,7 +216,7 @@ async def test_single_pod_values_equal_the_pod_cgroup(metric: str, read: Any) ->
     pod = next(p for p in state.snapshot.pods if p.namespace == "infra")
     [item] = body["items"]
     assert parse_quantity(item["value"]) == read(pod)
-    assert "windowSeconds" not in item
+    assert item["windowSeconds"] == 0  # an instantaneous value
 
 
 async def test_runtime_seconds_is_the_oldest_container() -> None:
@@ -266,7 +266,8 @@ async def test_runtime_names_without_the_api() -> None:
     [
         (f"{ROOT}/namespaces/shop/pods/*/no_such_metric", 404),
         (f"{ROOT}/namespaces/shop/pods/missing-pod/cpu_usage_rate", 404),
-        (f"{ROOT}/namespaces/shop/services/web/cpu_usage_rate", 404),
+        (f"{ROOT}/namespaces/shop/nodes/web/cpu_usage_rate", 404),
+        (f"{ROOT}/namespaces/shop/services/web/cpu_usage_rate", 503),  # no API server here
         (f"{ROOT}/namespaces/shop/pods/*/cpu_usage_rate?labelSelector=a%20in%20(", 400),
     ],
 )

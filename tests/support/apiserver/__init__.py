@@ -30,6 +30,9 @@ Stable API (others rely on it; only add to it)::
         api.delete_configmap("kube-system", "extension-apiserver-authentication")
         api.add_node(make_node("node-a", unschedulable=False, os="linux"))  # -> stored copy
         api.delete_node("node-a")
+        api.add_object(make_workload("Deployment", "web", "shop", {"app": "web"}))  # -> copy
+        api.add_object(make_service("web", "shop", {"app": "web"}))  # also StatefulSet,
+        api.delete_object("Service", "shop", "web")                  # DaemonSet, Job
         api.forbid("configmaps")         # configmaps or nodes: 403 Status, as RBAC answers
         api.calls["watch"]               # Counter of calls by kind (see below)
         api.proxy_requests               # [(method, ns, name, scheme, port, path, query)]
@@ -68,13 +71,16 @@ Endpoints (all require ``Authorization: Bearer <api.token>``, else 401 Status):
   ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``.
 * ``GET /api/v1/namespaces/{ns}/configmaps/{name}``: one ConfigMap (``data`` as stored with
   ``set_configmap``), or a 404 Status.
+* ``GET`` one or a list (``labelSelector`` on the objects' own labels) of Services
+  (``/api/v1/namespaces/{ns}/services``), Deployments, StatefulSets, DaemonSets
+  (``/apis/apps/v1/…``) and Jobs (``/apis/batch/v1/…``), as stored with ``add_object``.
 * ``GET /api/v1/nodes``: a NodeList, with ``labelSelector`` (as for pods) and
   ``fieldSelector`` (``metadata.name``, ``spec.unschedulable``, as the real server allows).
 
 ``forbid(resource)`` makes requests for ``configmaps`` or ``nodes`` answer 403 with the
 Status RBAC gives.
 
-``calls`` keys: ``list``, ``watch``, ``get``, ``proxy``, ``portforward``,
+``calls`` keys: ``list``, ``watch``, ``get``, ``objects``, ``proxy``, ``portforward``,
 ``tokenreviews``, ``subjectaccessreviews``, ``configmaps``, ``nodes``, ``forbidden``,
 ``unauthorized``.
 
@@ -82,7 +88,8 @@ Mutating methods may be called from the event loop running the server or from an
 thread; watchers are woken on the server's loop.
 
 By concern: ``objects`` builds Pod, Node and Status objects and parses selectors;
-``watch`` stores objects and serves list, get and watch; ``reviews`` answers TokenReviews
+``watch`` stores objects and serves list, get and watch; ``workloads`` stores and serves
+Services and workload controllers; ``reviews`` answers TokenReviews
 and SubjectAccessReviews; ``proxy`` relays the pod proxy and port-forward; ``base`` holds
 the shared state and error answers; ``server`` puts them on one application.
 """
@@ -100,6 +107,7 @@ from tests.support.apiserver.objects import (
     status_object,
 )
 from tests.support.apiserver.server import FakeApiServer
+from tests.support.apiserver.workloads import make_service, make_workload
 
 __all__ = [
     "API_AUDIENCE",
@@ -108,6 +116,8 @@ __all__ = [
     "FakeContainer",
     "make_node",
     "make_pod",
+    "make_service",
+    "make_workload",
     "parse_field_selector",
     "parse_label_selector",
     "random_container_id",

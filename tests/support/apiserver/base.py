@@ -99,6 +99,7 @@ class Shared:
         self._grants: list[_Grant] = []
         self._configmaps: dict[tuple[str, str], JSON] = {}
         self._nodes: dict[str, JSON] = {}
+        self._objects: dict[tuple[str, str, str], JSON] = {}
         self._forbidden: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None

@@ -13,9 +13,10 @@ from aiohttp import web
 from tests.support.apiserver.proxy import Proxies
 from tests.support.apiserver.reviews import Reviews
 from tests.support.apiserver.watch import ObjectsAndWatch
+from tests.support.apiserver.workloads import Workloads
 
 
-class FakeApiServer(ObjectsAndWatch, Reviews, Proxies):
+class FakeApiServer(ObjectsAndWatch, Reviews, Proxies, Workloads):
     """The pod, review and proxy endpoints of a kube-apiserver, in memory."""
 
     async def __aenter__(self) -> FakeApiServer:
@@ -31,6 +32,7 @@ class FakeApiServer(ObjectsAndWatch, Reviews, Proxies):
         )
         app.router.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", self._get_configmap)
         app.router.add_get("/api/v1/nodes", self._nodes_collection)
+        self.add_workload_routes(app)  # after the pod and configmap routes, which win
         app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
         app.router.add_post(
             "/apis/authorization.k8s.io/v1/subjectaccessreviews", self._access_review
