@@ -92,6 +92,13 @@ def render(values: Obj | None = None, *, namespace: str = NAMESPACE) -> list[Obj
     return [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
 
 
+API_SERVICES = (
+    "v1beta2.custom.metrics.k8s.io",
+    "v1beta1.custom.metrics.k8s.io",
+    "v1beta1.external.metrics.k8s.io",
+)
+
+
 def _one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
     found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
@@ -235,9 +242,10 @@ def test_the_chart_renders_what_the_overlays_apply(
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     assert set(charted) - set(kustomized) == chart_only
     assert set(kustomized) - set(charted) == set()
-    api_service = charted[("APIService", "v1beta2.custom.metrics.k8s.io")]
-    if overlay == "":
-        assert api_service["spec"].pop("caBundle")
+    for api in API_SERVICES:
+        api_service = charted[("APIService", api)]
+        if overlay == "":
+            assert api_service["spec"].pop("caBundle")
     for key, obj in kustomized.items():
         assert charted[key] == obj, key
 
@@ -336,7 +344,7 @@ def test_tls_sources_issue_the_mounted_secret() -> None:
     objects = render(SWITCHES["tls-existing-secret"])
     assert mounted(objects) == "my-tls"
     assert not [o for o in objects if o["kind"] in ("Secret", "Certificate")]
-    assert "caBundle" not in _one(objects, "APIService")["spec"]
+    assert all("caBundle" not in _one(objects, "APIService", a)["spec"] for a in API_SERVICES)
 
     objects = render(SWITCHES["tls-cert-manager-issuer"])
     certificate = _one(objects, "Certificate")
@@ -358,7 +366,8 @@ def test_the_charts_own_certificate_is_valid_for_the_service(tmp_path: Path) -> 
     secret = _one(objects, "Secret", "runtime-insights-tls")
     for key in ("tls.crt", "tls.key", "ca.crt"):
         (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
-    assert _one(objects, "APIService")["spec"]["caBundle"] == secret["data"]["ca.crt"]
+    for api in API_SERVICES:
+        assert _one(objects, "APIService", api)["spec"]["caBundle"] == secret["data"]["ca.crt"]
     for name in ("runtime-insights.metering.svc", "runtime-insights.metering.svc.cluster.local"):
         verified = subprocess.run(
             ["openssl", "verify", "-CAfile", tmp_path / "ca.crt", "-verify_hostname", name,

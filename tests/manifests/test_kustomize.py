@@ -324,13 +324,27 @@ def test_service_network_policy_and_apiservice_point_at_the_exporter(
     ports = [p for rule in policy["spec"]["ingress"] for p in rule["ports"]]
     assert ports == [{"protocol": "TCP", "port": 8443}]
 
-    api_service = _one(base, "APIService", "v1beta2.custom.metrics.k8s.io")
-    spec = api_service["spec"]
-    assert (spec["group"], spec["version"]) == ("custom.metrics.k8s.io", "v1beta2")
-    assert not spec.get("insecureSkipTLSVerify")
-    assert spec["service"]["name"] == service["metadata"]["name"]
-    assert spec["service"]["namespace"] == service["metadata"]["namespace"]
-    assert spec["service"]["port"] == service_port["port"]
+    # every group-version the exporter serves (exporter/http/custom_metrics.py,
+    # external_metrics.py), v1beta2 preferred over v1beta1 as the HPA's discovery expects
+    served = {
+        ("custom.metrics.k8s.io", "v1beta2"): 200,
+        ("custom.metrics.k8s.io", "v1beta1"): 100,
+        ("external.metrics.k8s.io", "v1beta1"): 100,
+    }
+    assert {o["metadata"]["name"] for o in base if o["kind"] == "APIService"} == {
+        f"{version}.{group}" for group, version in served
+    }
+    for (group, version), priority in served.items():
+        spec = _one(base, "APIService", f"{version}.{group}")["spec"]
+        assert (spec["group"], spec["version"], spec["versionPriority"]) == (
+            group,
+            version,
+            priority,
+        )
+        assert not spec.get("insecureSkipTLSVerify")
+        assert spec["service"]["name"] == service["metadata"]["name"]
+        assert spec["service"]["namespace"] == service["metadata"]["namespace"]
+        assert spec["service"]["port"] == service_port["port"]
 
 
 def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
@@ -350,6 +364,18 @@ def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
         ("authorization.k8s.io", "subjectaccessreviews", "create"),
         ("custom.metrics.k8s.io", "pods", "get"),
         ("custom.metrics.k8s.io", "pods", "list"),
+        # Object metrics read their object's selector (exporter/http/objects.py)
+        *(
+            (group, resource, verb)
+            for group, resource in (
+                ("", "services"),
+                ("apps", "deployments"),
+                ("apps", "statefulsets"),
+                ("apps", "daemonsets"),
+                ("batch", "jobs"),
+            )
+            for verb in ("get", "list")
+        ),
     }
     binding = _one(base, "ClusterRoleBinding", "runtime-insights")
     assert binding["roleRef"]["name"] == "runtime-insights"
@@ -535,8 +561,10 @@ def test_cert_manager_issues_the_mounted_secret_for_the_service(
     service = _one(base, "Service")["metadata"]
     assert f"{service['name']}.{service['namespace']}.svc" in serving["spec"]["dnsNames"]
     kustomization = _docs(MANIFESTS / "cert-manager" / "kustomization.yaml")[0]
-    (patch,) = kustomization["patches"]
-    annotations = yaml.safe_load(patch["patch"])["metadata"]["annotations"]
+    patched = {p["target"]["name"]: yaml.safe_load(p["patch"]) for p in kustomization["patches"]}
     namespace = serving["metadata"]["namespace"]
     injected = f"{namespace}/{serving['metadata']['name']}"
-    assert annotations["cert-manager.io/inject-ca-from"] == injected
+    api_services = {o["metadata"]["name"] for o in base if o["kind"] == "APIService"}
+    assert set(patched) == api_services  # every APIService gets the CA
+    for patch in patched.values():
+        assert patch["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == injected
