@@ -36,7 +36,7 @@ from exporter.node.state import State
 from exporter.settings import Settings
 from exporter.wiring import StartupError, load_settings
 from tests.exporter.http.test_custom_metrics import METRIC_VALUE_LIST, STATUS
-from tests.support.apiserver import FakeApiServer, make_pod
+from tests.support.apiserver import FakeApiServer, make_pod, make_workload
 from tests.support.certs import CertPair, make_ca, make_cert
 from tests.support.exporter_doubles import FakeLookup, api_meta_for, pod_with, snapshot
 from tests.support.parts import Parts
@@ -105,6 +105,22 @@ class Cluster:
     ca: CertPair
     nodes: dict[str, Node]
     client: httpx.AsyncClient
+    aggregator: httpx.AsyncClient
+    """Presents the front-proxy client certificate, as the kube-aggregator does."""
+
+    async def via_aggregator(self, node: str, path: str) -> httpx.Response:
+        """The HPA's request as the aggregation layer forwards it: the front-proxy
+        certificate and the HPA's identity in X-Remote-* headers, no token."""
+        return await self.aggregator.get(
+            f"https://{self.nodes[node].address}:{self.port}{path}",
+            headers={"X-Remote-User": HPA, "X-Remote-Group": "system:serviceaccounts"},
+            extensions={"sni_hostname": SERVER_NAME},
+        )
+
+    async def scalar(self, node: str, name: str) -> float:
+        resp = await self.get(node, "/metrics")
+        line = next(x for x in resp.text.splitlines() if x.startswith(name + " "))
+        return float(line.split()[1])
 
     async def get(self, node: str, path: str, token: str = HPA_TOKEN) -> httpx.Response:
         return await self.client.get(
@@ -152,6 +168,8 @@ def _settings(cluster_dir: Path, node: Node, port: int, **over: Any) -> Settings
         "peer_ca_file": str(cluster_dir / "ri-peer-ca.crt"),
         "peer_server_name": SERVER_NAME,
         "peer_timeout_seconds": 1.0,
+        "requestheader_client_ca_file": str(cluster_dir / "front-proxy-ca.crt"),
+        "requestheader_allowed_names": ["front-proxy-client"],
     }
     return Settings(**(values | over))
 
@@ -174,6 +192,7 @@ async def _exporter(
         stale_after_seconds=settings.stale_after_seconds,
         middlewares=[_counting(node), reviewer.auth_middleware()],
         peers=node.peers,
+        kube=parts.kube,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -230,6 +249,8 @@ async def _cluster(
     cluster_dir.mkdir()
     ca = make_ca(cluster_dir, "ri-peer-ca")
     make_cert(cluster_dir, ca, SERVER_NAME, stem="serving")
+    proxy_ca = make_ca(cluster_dir, "front-proxy-ca")
+    front_proxy = make_cert(cluster_dir, proxy_ca, "front-proxy-client", client=True)
     base = f"127.{random.randint(2, 254)}.{random.randint(0, 255)}"
     names = [*healthy, *dead, *hanging, *malformed, *denying]
     nodes = {n: Node(n, f"{base}.{i + 1}") for i, n in enumerate(names)}
@@ -244,6 +265,9 @@ async def _cluster(
         for user in (EXPORTER_SA, HPA):
             for verb in ("get", "list"):
                 api.allow(user, verb, resource="pods", api_group="custom.metrics.k8s.io")
+        for verb in ("get", "list"):  # the HPA's bootstrap role: every resource of both APIs
+            for group in ("custom.metrics.k8s.io", "external.metrics.k8s.io"):
+                api.allow(HPA, verb, resource="*", api_group=group)
         api.allow(HPA, "get", path="/metrics")
         for node in nodes.values():
             api.add_pod(
@@ -298,7 +322,12 @@ async def _cluster(
                 await _malformed(stack, node.address, probe, tls)
         trust = ssl.create_default_context(cafile=str(ca.cert))
         client = await stack.enter_async_context(httpx.AsyncClient(verify=trust, timeout=30))
-        yield Cluster(api, probe, ca, nodes, client)
+        proxy_trust = ssl.create_default_context(cafile=str(ca.cert))
+        proxy_trust.load_cert_chain(front_proxy.cert, front_proxy.key)
+        aggregator = await stack.enter_async_context(
+            httpx.AsyncClient(verify=proxy_trust, timeout=30)
+        )
+        yield Cluster(api, probe, ca, nodes, client, aggregator)
 
 
 def socket_port(address: str) -> int:
@@ -544,3 +573,92 @@ async def test_an_exporter_without_a_snapshot_still_serves_its_peers_pods(tmp_pa
         resp = await cluster.get("node-a", path + "?scope=node")
         assert resp.status_code == 503
         jsonschema.validate(resp.json(), STATUS)
+
+
+CPU = {"node-a": 3_000_000_000, "node-b": 6_000_000_000, "node-c": 9_000_000_000}
+
+
+def _all_rates(cluster: Cluster) -> dict[str, Decimal]:
+    expected: dict[str, Decimal] = {}
+    for node in cluster.nodes.values():
+        assert node.state is not None
+        expected |= _expected_rates(node.state, "shop")
+    return expected
+
+
+async def test_hpa_pods_metric_through_the_aggregator_asks_only_the_selected_nodes(
+    tmp_path: Path,
+) -> None:
+    async with _cluster(tmp_path, CPU) as cluster:
+        selector = "app%20in%20(web-node-a,web-node-b)"
+        path = f"{ROOT}/namespaces/shop/pods/*/cpu_usage_rate"
+        resp = await cluster.via_aggregator("node-a", f"{path}?labelSelector={selector}")
+        assert resp.status_code == 200, resp.text
+        jsonschema.validate(resp.json(), METRIC_VALUE_LIST)
+        rates = _all_rates(cluster)
+        assert _by_name(resp.json()) == {n: rates[n] for n in ("web-node-a-api", "web-node-b-api")}
+        assert [s for _, s in cluster.nodes["node-b"].seen] == ["node"]
+        assert cluster.nodes["node-c"].seen == []  # runs none of the selected pods
+        # the HPA was authorized as the front-proxy certificate vouched for it, by resource
+        hpa_reviews = [r for r in cluster.api.access_reviews if r["user"] == HPA]
+        assert hpa_reviews[0]["resourceAttributes"]["group"] == "custom.metrics.k8s.io"
+
+        # the same query within node-b's snapshot interval reuses its answer
+        again = await cluster.via_aggregator("node-a", f"{path}?labelSelector={selector}")
+        assert _by_name(again.json()) == _by_name(resp.json())
+        assert len(cluster.nodes["node-b"].seen) == 1
+        assert (
+            await cluster.scalar("node-a", "runtime_insights_exporter_peer_answers_reused_total")
+            == 1
+        )
+
+
+async def test_hpa_object_metric_sums_a_deployment_across_nodes(tmp_path: Path) -> None:
+    async with _cluster(tmp_path, CPU) as cluster:
+        cluster.api.add_object(
+            make_workload(
+                "Deployment",
+                "web",
+                "shop",
+                match_expressions=[{"key": "tier", "operator": "In", "values": ["backend"]}],
+            )
+        )
+        for version in ("v1beta2", "v1beta1"):
+            root = f"/apis/custom.metrics.k8s.io/{version}"
+            path = f"{root}/namespaces/shop/deployments.apps/web/cpu_usage_rate"
+            resp = await cluster.via_aggregator("node-b", path)
+            assert resp.status_code == 200, resp.text
+            [item] = resp.json()["items"]  # an Object metric: exactly one item
+            assert item["describedObject"] == {
+                "kind": "Deployment",
+                "namespace": "shop",
+                "name": "web",
+                "apiVersion": "apps/v1",
+            }
+            assert parse_quantity(item["value"]) == sum(_all_rates(cluster).values())
+            assert item["windowSeconds" if version == "v1beta2" else "window"] == 15
+        # the namespace as the object: all of shop's pods, on every node
+        resp = await cluster.via_aggregator(
+            "node-c", f"{ROOT}/namespaces/shop/metrics/cpu_usage_rate"
+        )
+        assert resp.status_code == 200, resp.text
+        [item] = resp.json()["items"]
+        assert item["describedObject"] == {"kind": "Namespace", "name": "shop", "apiVersion": "v1"}
+        assert parse_quantity(item["value"]) == sum(_all_rates(cluster).values())
+
+
+async def test_hpa_external_metric_of_selected_pods_across_nodes(tmp_path: Path) -> None:
+    async with _cluster(tmp_path, CPU) as cluster:
+        path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/cpu_usage_rate"
+        resp = await cluster.via_aggregator("node-c", f"{path}?labelSelector=tier%3Dbackend")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert (body["kind"], body["apiVersion"]) == (
+            "ExternalMetricValueList",
+            "external.metrics.k8s.io/v1beta1",
+        )
+        [item] = body["items"]
+        assert item["metricName"] == "cpu_usage_rate"
+        assert item["metricLabels"] == {"tier": "backend"}
+        assert parse_quantity(item["value"]) == sum(_all_rates(cluster).values())
+        assert item["window"] == 15
