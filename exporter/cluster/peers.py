@@ -32,7 +32,8 @@ import os
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -422,6 +423,27 @@ class Peers:
                 self._fanout_timeout,
             )
         return [item for task in tasks if task in done for item in task.result()]
+
+    @asynccontextmanager
+    async def stream(
+        self, peer: Peer, path: str, params: Mapping[str, str], read_timeout: float
+    ) -> AsyncIterator[httpx.Response]:
+        """A long-lived GET of ``path`` on ``peer`` (an event stream), verified and
+        authenticated as every peer call; PeerError for an answer other than 200."""
+        self._ca.refresh()
+        timeout = httpx.Timeout(read_timeout, connect=self._timeout)
+        async with self._client.stream(
+            "GET",
+            peer.url(self._port, path),
+            params=dict(params),
+            headers={"Accept": "text/event-stream"},
+            timeout=timeout,
+            extensions={"sni_hostname": self._server_name},
+        ) as response:
+            if response.status_code != 200:
+                body = await read_capped(response, 64 * 1024)
+                raise PeerError(_status_message(response, body))
+            yield response
 
     def collector(self) -> Collector:
         return _PeerCollector(self)

@@ -66,7 +66,26 @@ def add_routes(
     app.router.add_get("/v1/events", handler)
 
 
-def _frame(event: ContainerEvent) -> bytes:
+def stream_options(request: web.Request) -> tuple[str | None, bool] | web.Response:
+    """``namespace`` and ``initial`` of an event stream request, or the 400 to answer."""
+    namespace = request.query.get("namespace")
+    if namespace is not None and not _NAMESPACE.match(namespace):
+        return web.json_response({"error": f"invalid namespace: {namespace!r}"}, status=400)
+    initial = request.query.get("initial", "false").lower()
+    if initial not in ("true", "false", "1", "0"):
+        return web.json_response({"error": "initial must be true or false"}, status=400)
+    return namespace, initial in ("true", "1")
+
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def frame(event: ContainerEvent) -> bytes:
+    """One Server-Sent Event: ``id`` (deterministic), ``event`` (its type), ``data``."""
     data = orjson.dumps(event.model_dump(by_alias=True, exclude_none=True))
     return b"id: %s\nevent: %s\ndata: %s\n\n" % (
         event.event_id.encode(),
@@ -81,12 +100,10 @@ async def _stream(
     streams: set[asyncio.Event],
     heartbeat: float,
 ) -> web.StreamResponse:
-    namespace = request.query.get("namespace")
-    if namespace is not None and not _NAMESPACE.match(namespace):
-        return web.json_response({"error": f"invalid namespace: {namespace!r}"}, status=400)
-    initial = request.query.get("initial", "false").lower()
-    if initial not in ("true", "false", "1", "0"):
-        return web.json_response({"error": "initial must be true or false"}, status=400)
+    options = stream_options(request)
+    if isinstance(options, web.Response):
+        return options
+    namespace, replay = options
 
     def wanted(event: ContainerEvent) -> bool:
         return namespace is None or event.namespace == namespace
@@ -104,10 +121,10 @@ async def _stream(
     try:
         await response.prepare(request)
         seen = {pod.uid: pod for pod in reflector.pods()}
-        if initial in ("true", "1"):
+        if replay:
             for pod in seen.values():
                 for event in filter(wanted, running(pod)):
-                    await response.write(_frame(event))
+                    await response.write(frame(event))
         await response.write(b": connected\n\n")
         await _pump(response, reflector, queue, stop, seen, wanted, heartbeat)
         await response.write_eof()
@@ -172,7 +189,7 @@ async def _pump(
                     queue.get_nowait()
                 await response.write(RESYNC_FRAME)
                 for event in filter(wanted, _resync(seen, reflector)):
-                    await response.write(_frame(event))
+                    await response.write(frame(event))
                 continue
             old = seen.get(pod_event.pod.uid)
             new = None if pod_event.type == "DELETED" else pod_event.pod
@@ -181,7 +198,7 @@ async def _pump(
             else:
                 seen[new.uid] = new
             for event in filter(wanted, diff(old, new)):
-                await response.write(_frame(event))
+                await response.write(frame(event))
     finally:
         stopped.cancel()
         if got is not None:

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client.registry import Collector
 
 from exporter.cluster.peers import Peers
-from exporter.feeds import sse
+from exporter.feeds import cluster_events, sse
 from exporter.feeds.sse import PodEventSource
 from exporter.http import custom_metrics, external_metrics, inventory
 from exporter.http import insights as insights_compat
@@ -224,6 +224,8 @@ def build_app(
     external_metrics.add_routes(app, pod_metrics)
     if events is not None:
         sse.add_routes(app, events)
+        if peers is not None:
+            cluster_events.add_routes(app, events, peers)
     return app
 
 

@@ -349,9 +349,13 @@ def test_service_network_policy_and_apiservice_point_at_the_exporter(
 
 def test_rbac_grants_the_exporter_what_it_calls(base: list[Obj]) -> None:
     role = _one(base, "ClusterRole", "runtime-insights")
+    assert [r for r in role["rules"] if "nonResourceURLs" in r] == [
+        {"nonResourceURLs": ["/v1/events"], "verbs": ["get"]}  # /v1/cluster/events' peers
+    ]
     granted = {
         (group, resource, verb)
         for rule in role["rules"]
+        if "apiGroups" in rule
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]

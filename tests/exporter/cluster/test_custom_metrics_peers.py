@@ -11,6 +11,7 @@ from each node's own State, never written down.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import ssl
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from exporter.cluster.peers import Peer, PeerDirectory, PeerListError, Peers
 from exporter.http.app import build_app
 from exporter.kube.quantity import parse_quantity
+from exporter.kube.reflector import PodReflector
 from exporter.node.state import State
 from exporter.settings import Settings
 from exporter.wiring import StartupError, load_settings
@@ -186,6 +188,10 @@ async def _exporter(
     stack.push_async_callback(reviewer.aclose)
     node.peers = parts.peers()
     stack.push_async_callback(node.peers.aclose)
+    # the node's pod reflector feeds its event streams, as in the exporter
+    reflector = PodReflector(parts.kube, node.name, watch_timeout_seconds=1)
+    await reflector.start()
+    stack.push_async_callback(reflector.stop)
     app = build_app(
         node.state,
         FakeLookup(api_meta_for(node.state.snapshot)),
@@ -193,6 +199,7 @@ async def _exporter(
         middlewares=[_counting(node), reviewer.auth_middleware()],
         peers=node.peers,
         kube=parts.kube,
+        events=reflector,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -269,6 +276,8 @@ async def _cluster(
             for group in ("custom.metrics.k8s.io", "external.metrics.k8s.io"):
                 api.allow(HPA, verb, resource="*", api_group=group)
         api.allow(HPA, "get", path="/metrics")
+        api.allow(HPA, "get", path="/v1/cluster/events")
+        api.allow(EXPORTER_SA, "get", path="/v1/events")  # manifests/base/rbac.yaml
         for node in nodes.values():
             api.add_pod(
                 make_pod(
@@ -392,7 +401,8 @@ async def test_a_local_only_request_never_fans_out(tmp_path: Path) -> None:
         assert state is not None
         assert _by_name(resp.json()) == _expected_rates(state, "shop")
         assert cluster.nodes["node-b"].seen == []
-        assert cluster.api.calls["list"] == 0
+        peer_lists = [q for _, q in cluster.api.pod_requests if q.get("labelSelector")]
+        assert peer_lists == []  # neither the peers nor where pods run were looked up
 
 
 async def test_a_named_pod_is_asked_of_its_node_else_of_all(tmp_path: Path) -> None:
@@ -662,3 +672,47 @@ async def test_hpa_external_metric_of_selected_pods_across_nodes(tmp_path: Path)
         assert item["metricLabels"] == {"tier": "backend"}
         assert parse_quantity(item["value"]) == sum(_all_rates(cluster).values())
         assert item["window"] == 15
+
+
+async def _frames(lines: AsyncIterator[str], count: int) -> list[dict[str, Any]]:
+    """The next ``count`` event frames of an SSE stream's lines, as id + data dicts."""
+    frames: list[dict[str, Any]] = []
+    fields: dict[str, str] = {}
+    async with asyncio.timeout(30):
+        async for line in lines:
+            if line.startswith(":"):
+                continue
+            if line:
+                key, _, value = line.partition(": ")
+                fields[key] = value
+                continue
+            if fields:
+                frames.append({"id": fields["id"], **json.loads(fields["data"])})
+                fields = {}
+                if len(frames) == count:
+                    return frames
+    raise AssertionError(f"the stream ended after {frames}")
+
+
+async def test_one_stream_of_every_nodes_container_events(tmp_path: Path) -> None:
+    async with _cluster(tmp_path, {n: CPU[n] for n in ("node-a", "node-b", "node-c")}) as cluster:
+        address = cluster.nodes["node-a"].address
+        url = f"https://{address}:{cluster.port}/v1/cluster/events"
+        async with cluster.client.stream(
+            "GET",
+            url,
+            params={"initial": "true", "namespace": "shop"},
+            headers={"Authorization": f"Bearer {HPA_TOKEN}"},
+            extensions={"sni_hostname": SERVER_NAME},
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["Content-Type"] == "text/event-stream"
+            lines = response.aiter_lines()
+            initial = await _frames(lines, 3)  # web-node-X-api's container, every node
+            assert {f["node"] for f in initial} == {"node-a", "node-b", "node-c"}
+            assert all(f["id"] == f"{f['containerID']}/start" for f in initial)
+            assert {f["namespace"] for f in initial} == {"shop"}
+            cluster.api.add_pod(make_pod("late", "shop", node="node-c"))
+            cluster.api.add_pod(make_pod("elsewhere", "infra", node="node-b"))  # filtered out
+            [late] = await _frames(lines, 1)
+            assert (late["podName"], late["node"], late["type"]) == ("late", "node-c", "start")
