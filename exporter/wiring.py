@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 from pydantic_settings import SettingsError
 
 from exporter.cluster.peers import KubePeerSource, PeerCA, PeerDirectory, Peers
@@ -74,14 +74,27 @@ def describe_validation_error(err: ValidationError, flags: Iterable[str] = ()) -
         loc = str(e["loc"][0])
         name = loc.upper()
         env = name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
-        if loc.startswith("telemd_kubernetes_adapter_"):
-            env = loc  # telemd-kubernetes-adapter's own, lower-case names
+        choices = _alias_choices().get(loc)
+        if choices:  # the seeds' names too: the user may have set either
+            env = f"{choices[0]} (or {', '.join(choices[1:])})"
         if loc in by_flag:
             env = f"--{by_flag[loc].replace('_', '-')} ({env})"
         if e["type"] == "extra_forbidden":
             msg = "unknown setting"
         parts.append(f"{env}: {msg}")
     return "invalid settings: " + "; ".join(parts)
+
+
+def _alias_choices() -> dict[str, list[str]]:
+    """Every name of a setting with several (a field's name or any alias) → all of them."""
+    out: dict[str, list[str]] = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            choices = [str(c) for c in alias.choices]
+            for key in (name, *choices):
+                out[key] = choices
+    return out
 
 
 FLAGS = {

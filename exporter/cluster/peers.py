@@ -309,6 +309,14 @@ class Peers:
             headers={"Accept": "application/json"},
             limits=httpx.Limits(max_connections=concurrency),
         )
+        # event streams stay open: a client of their own, so they never hold the
+        # connections metric requests need
+        self._streams = httpx.AsyncClient(
+            verify=ca.context,
+            auth=auth,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+        )
         self._answers: dict[AnswerKey, tuple[float, list[Item]]] = {}
         self.requests: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -316,6 +324,7 @@ class Peers:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._streams.aclose()
 
     async def _ask(
         self, peer: Peer, path: str, params: Mapping[str, str], namespace: str, named: bool
@@ -432,7 +441,7 @@ class Peers:
         authenticated as every peer call; PeerError for an answer other than 200."""
         self._ca.refresh()
         timeout = httpx.Timeout(read_timeout, connect=self._timeout)
-        async with self._client.stream(
+        async with self._streams.stream(
             "GET",
             peer.url(self._port, path),
             params=dict(params),

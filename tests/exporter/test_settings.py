@@ -45,6 +45,14 @@ def _run(env_file: str | None = None) -> int:
             {"RUNTIME_INSIGHTS_REQUESTHEADER_ALLOWED_NAMES": "front-proxy"},
             ["RUNTIME_INSIGHTS_REQUESTHEADER_ALLOWED_NAMES"],
         ),
+        (  # telemd-kubernetes-adapter's own names are named as the user wrote them
+            {"telemd_kubernetes_adapter_redis_port": "x", "RUNTIME_INSIGHTS_KUBE_ENABLED": "0"},
+            ["telemd_kubernetes_adapter_redis_port"],
+        ),
+        (
+            {"RUNTIME_INSIGHTS_REDIS_HOST": "redis", "RUNTIME_INSIGHTS_KUBE_ENABLED": "false"},
+            ["RUNTIME_INSIGHTS_REDIS_HOST", "RUNTIME_INSIGHTS_KUBE_ENABLED=true"],
+        ),
     ],
 )
 def test_invalid_values_name_the_setting(
