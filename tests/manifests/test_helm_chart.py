@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import tests.manifests.test_kustomize as overlay_checks
+from exporter.http.definitions import parse_definitions
 from tests.manifests.environment import exporter_settings
 from tests.manifests.kustomize import build
 
@@ -433,3 +434,34 @@ def test_scheduling_and_image_values_reach_the_pod() -> None:
     resources = _container(objects, "exporter")["resources"]
     assert resources["requests"] == {"cpu": "50m", "memory": "96Mi"}
     assert resources["limits"] == {"cpu": "500m", "memory": "192Mi"}  # defaults kept
+
+
+def test_metric_definitions_and_the_redis_feed_are_chart_values() -> None:
+    """Off by default (nothing rendered, the overlays' objects); set, the exporter reads
+    the definitions ConfigMap at the path it is given and publishes to that Redis."""
+    default = render()
+    assert not [o for o in default if o["kind"] == "ConfigMap"]
+    assert exporter_settings(_container(default, "exporter")).redis_host is None
+    definitions = {
+        "metrics": [
+            {
+                "name": "java_rss",
+                "field": "container.memory.workingSetBytes",
+                "aggregation": "sum",
+                "fingerprintKind": "Java",
+            }
+        ]
+    }
+    objects = render({"metricDefinitions": definitions, "redis": {"host": "redis.telemd"}})
+    configmap = _one(objects, "ConfigMap", "runtime-insights-metrics")
+    [metric] = parse_definitions(configmap["data"]["metrics.yaml"])
+    assert (metric.name, metric.kinds) == ("java_rss", frozenset({"Java"}))
+    spec = _pod_spec(objects)
+    exporter = _container(objects, "exporter")
+    settings = exporter_settings(exporter)
+    assert (settings.redis_host, settings.redis_port) == ("redis.telemd", 6379)
+    assert settings.metric_definitions_file is not None
+    mount = next(m for m in exporter["volumeMounts"] if m["name"] == "metric-definitions")
+    assert settings.metric_definitions_file == mount["mountPath"] + "/metrics.yaml"
+    volume = next(v for v in spec["volumes"] if v["name"] == "metric-definitions")
+    assert volume["configMap"]["name"] == "runtime-insights-metrics"
