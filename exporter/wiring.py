@@ -30,8 +30,8 @@ from pydantic import AliasChoices, ValidationError
 from pydantic_settings import SettingsError
 
 from exporter.cluster.peers import KubePeerSource, PeerCA, PeerDirectory, Peers
-from exporter.http import insights
 from exporter.feeds.redis_feed import RedisFeed
+from exporter.http import insights
 from exporter.http.app import build_app
 from exporter.http.definitions import DefinitionError, load_definitions
 from exporter.http.limits import limits_middleware
