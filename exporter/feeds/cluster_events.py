@@ -25,7 +25,7 @@ import httpx
 from aiohttp import web
 
 from exporter.cluster.peers import Peer, PeerError, Peers
-from exporter.feeds.lifecycle import ContainerEvent, diff, running
+from exporter.feeds.lifecycle import ContainerEvent, diff, follow, running
 from exporter.feeds.sse import SSE_HEADERS, PodEventSource, frame, stream_options
 from exporter.kube.podmeta import PodMeta
 
@@ -83,13 +83,7 @@ async def _local(
                 changes = [diff(seen.get(u), current.get(u)) for u in {**seen, **current}]
                 seen = current
             else:
-                old = seen.get(pod_event.pod.uid)
-                new = None if pod_event.type == "DELETED" else pod_event.pod
-                if new is None:
-                    seen.pop(pod_event.pod.uid, None)
-                else:
-                    seen[new.uid] = new
-                changes = [diff(old, new)]
+                changes = [follow(seen, pod_event.pod, pod_event.type == "DELETED")]
             for events in changes:
                 for event in filter(wanted, events):
                     await out.put(frame(event))

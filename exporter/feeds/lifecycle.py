@@ -103,6 +103,16 @@ def diff(old: PodMeta | None, new: PodMeta | None) -> list[ContainerEvent]:
     return events
 
 
+def follow(seen: dict[str, PodMeta], changed: PodMeta, deleted: bool) -> list[ContainerEvent]:
+    """The events of one change to a pod, with ``seen`` (pods by UID) brought up to date."""
+    old = seen.get(changed.uid)
+    if deleted:
+        seen.pop(changed.uid, None)
+        return diff(old, None)
+    seen[changed.uid] = changed
+    return diff(old, changed)
+
+
 def running(pod: PodMeta) -> list[ContainerEvent]:
     """Start events for the containers running now (a new subscriber's starting point)."""
     return [

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from exporter.feeds.lifecycle import ContainerEvent, diff, running
+from exporter.feeds.lifecycle import ContainerEvent, diff, follow, running
 from exporter.kube.podmeta import PodMeta
 from exporter.kube.reflector import PodEvent
 
@@ -191,13 +191,8 @@ async def _pump(
                 for event in filter(wanted, _resync(seen, reflector)):
                     await response.write(frame(event))
                 continue
-            old = seen.get(pod_event.pod.uid)
-            new = None if pod_event.type == "DELETED" else pod_event.pod
-            if new is None:
-                seen.pop(pod_event.pod.uid, None)
-            else:
-                seen[new.uid] = new
-            for event in filter(wanted, diff(old, new)):
+            changes = follow(seen, pod_event.pod, pod_event.type == "DELETED")
+            for event in filter(wanted, changes):
                 await response.write(frame(event))
     finally:
         stopped.cancel()

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import re
 
-from fingerprints.base import Detection, FingerprintError, ProcessView
-from fingerprints.reading.binscan import first_string
-from fingerprints.reading.evidence import exe_name, library_reader, mapped
-from fingerprints.reading.rootfs import BudgetExceeded
+from fingerprints.base import Detection, ProcessView
+from fingerprints.reading.evidence import interpreter
 
 KIND = "Perl"
 
@@ -22,18 +20,10 @@ _VERSION = re.compile(rb"v(5\.\d{1,3}\.\d{1,3})\x00")
 
 def detect(view: ProcessView) -> Detection | None:
     """Kind ``Perl`` with its version."""
-    lib = mapped(view, _LIBPERL)
-    if not _EXE.match(exe_name(view)) and lib is None:
+    seen = interpreter(view, KIND, _EXE, _LIBPERL, _VERSION, preceded_by=b"\x00")
+    if seen is None:
         return None
-    found = Detection(kind=KIND)
-    read = library_reader(view, lib[0]) if lib else view.read_exe
-    try:
-        hit = first_string(read, _VERSION, preceded_by=b"\x00")
-    except BudgetExceeded:
-        raise
-    except (FingerprintError, OSError) as exc:
-        found.extra["perlError"] = f"perl binary: {exc}"
-        hit = None
+    found, hit = seen
     if hit is not None:
         found.kind_version = hit.group(1).decode()
     return found

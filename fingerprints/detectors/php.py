@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 
-from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView
-from fingerprints.reading.binscan import first_string
-from fingerprints.reading.evidence import exe_name, library_reader, mapped, parse_json, read_text
-from fingerprints.reading.rootfs import BudgetExceeded
+from fingerprints.base import ContainerRoot, Detection, ProcessView
+from fingerprints.reading.evidence import (
+    interpreter,
+    parse_json,
+    read_text,
+)
 
 KIND = "PHP"
 
@@ -52,18 +54,10 @@ def _apps(root: ContainerRoot, cwd: str) -> list[tuple[str, str | None]]:
 
 def detect(view: ProcessView) -> Detection | None:
     """Kind ``PHP`` with PHP_VERSION."""
-    lib = mapped(view, _LIBPHP)
-    if not _EXE.match(exe_name(view)) and lib is None:
+    seen = interpreter(view, KIND, _EXE, _LIBPHP, _VERSION)
+    if seen is None:
         return None
-    found = Detection(kind=KIND)
-    read = library_reader(view, lib[0]) if lib else view.read_exe
-    try:
-        hit = first_string(read, _VERSION)
-    except BudgetExceeded:
-        raise
-    except (FingerprintError, OSError) as exc:
-        found.extra["phpError"] = f"php binary: {exc}"
-        hit = None
+    found, hit = seen
     if hit is not None:
         found.kind_version = hit.group(1).decode("ascii", "replace")
     found.runtimes = _apps(view.root, view.cwd)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import re
 
-from fingerprints.base import Detection, FingerprintError, ProcessView
-from fingerprints.reading.binscan import first_string
-from fingerprints.reading.evidence import exe_name, library_reader, mapped, read_text
-from fingerprints.reading.rootfs import BudgetExceeded
+from fingerprints.base import Detection, ProcessView
+from fingerprints.reading.evidence import interpreter, read_text
 
 KIND = "Ruby"
 
@@ -58,18 +56,10 @@ def gemfile_frameworks(lock: str) -> list[tuple[str, str | None]]:
 
 def detect(view: ProcessView) -> Detection | None:
     """Kind ``Ruby`` with RUBY_VERSION."""
-    lib = mapped(view, _LIBRUBY)
-    if not _EXE.match(exe_name(view)) and lib is None:
+    seen = interpreter(view, KIND, _EXE, _LIBRUBY, _BANNER)
+    if seen is None:
         return None
-    found = Detection(kind=KIND)
-    read = library_reader(view, lib[0]) if lib else view.read_exe
-    try:
-        banner = first_string(read, _BANNER)
-    except BudgetExceeded:
-        raise
-    except (FingerprintError, OSError) as exc:
-        found.extra["rubyError"] = f"ruby binary: {exc}"
-        banner = None
+    found, banner = seen
     if banner is not None:
         found.kind_version = banner.group(1).decode()
         if banner.group(2):

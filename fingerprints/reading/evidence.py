@@ -11,8 +11,8 @@ import json
 import posixpath
 import re
 
-from fingerprints.base import ContainerRoot, FingerprintError, ProcessView, Reader
-from fingerprints.reading.binscan import root_reader
+from fingerprints.base import ContainerRoot, Detection, FingerprintError, ProcessView, Reader
+from fingerprints.reading.binscan import first_string, root_reader
 from fingerprints.reading.rootfs import BudgetExceeded
 
 DELETED = " (deleted)"
@@ -38,6 +38,34 @@ def library_reader(view: ProcessView, path: str) -> Reader:
     can be opened (deleted or replaced on disk, or out of reach of the root's paths),
     else the file at that path in the confined root."""
     return view.read_mapped(path) or root_reader(view.root, path)
+
+
+def interpreter(
+    view: ProcessView,
+    kind: str,
+    exe: re.Pattern[str],
+    library: re.Pattern[str],
+    version: re.Pattern[bytes],
+    *,
+    preceded_by: bytes | None = None,
+) -> tuple[Detection, re.Match[bytes] | None] | None:
+    """An interpreter known by its executable's name or its mapped shared library, and
+    the first match of ``version`` in whichever of the two holds the interpreter: None
+    when the process is not one. A binary that cannot be read costs only the version,
+    named under ``<kind>Error``."""
+    lib = mapped(view, library)
+    if not exe.match(exe_name(view)) and lib is None:
+        return None
+    found = Detection(kind=kind)
+    read = library_reader(view, lib[0]) if lib else view.read_exe
+    try:
+        return found, first_string(read, version, preceded_by=preceded_by)
+    except BudgetExceeded:
+        raise
+    except (FingerprintError, OSError) as exc:
+        name = kind.lower()
+        found.extra[f"{name}Error"] = f"{name} binary: {exc}"
+        return found, None
 
 
 def exe_name(view: ProcessView) -> str:
