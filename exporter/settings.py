@@ -32,6 +32,24 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    # slow, idle and greedy clients (exporter/http/server.py, exporter/feeds/sse.py)
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request's headers must be complete this soon after the connection "
+        "opened (a TLS handshake gets as long again) or after the request's first byte",
+    )
+    idle_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="a keep-alive connection with no request is closed"
+    )
+    max_connections_per_client: int = Field(
+        default=64, gt=0, description="open connections per remote address; beyond: 503"
+    )
+    max_event_streams: int = Field(default=64, gt=0, description="open /v1/events streams")
+    max_event_streams_per_client: int = Field(
+        default=8, gt=0, description="open /v1/events streams per remote address"
+    )
+
     # authentication and authorization (on in the manifests, off for local use)
     auth_enabled: bool = False
     auth_cache_ttl_seconds: float = Field(

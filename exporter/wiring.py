@@ -36,6 +36,7 @@ from exporter.http.app import build_app
 from exporter.http.definitions import DefinitionError, load_definitions
 from exporter.http.limits import limits_middleware
 from exporter.http.metric_defs import MetricDef
+from exporter.http.server import ConnectionLimits, GuardedSite
 from exporter.kube.client import KubeClient, KubeConfigError, TokenAuth, load_configuration
 from exporter.kube.reflector import PodReflector
 from exporter.lifecycle import Lifecycle
@@ -300,11 +301,13 @@ def redis_feed(settings: Settings, reflector: PodReflector | None) -> RedisFeed 
 
 @dataclass
 class Exporter:
-    """Every part, built; ``lifecycle`` runs them, ``app`` and ``tls`` are served."""
+    """Every part, built; ``lifecycle`` runs them, ``app`` and ``tls`` are served by
+    ``runner`` (whose ``addresses`` say where, once started)."""
 
     app: web.Application
     tls: ServerContext | None
     lifecycle: Lifecycle
+    runner: web.AppRunner
 
 
 def build(settings: Settings, parts: Lifecycle) -> Exporter:
@@ -360,12 +363,21 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
         kube=kube,
         user_metrics=defined,
         api_timeout=settings.peer_timeout_seconds,
+        max_event_streams=settings.max_event_streams,
+        max_event_streams_per_client=settings.max_event_streams_per_client,
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # handler_cancellation: a handler whose client has gone is cancelled at once, so an
+    # event stream's slot is free again without waiting for its next heartbeat
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+    limits = ConnectionLimits(
+        header_timeout_seconds=settings.header_timeout_seconds,
+        idle_timeout_seconds=settings.idle_timeout_seconds,
+        max_connections_per_client=settings.max_connections_per_client,
+    )
 
     async def listen() -> None:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
+        site = GuardedSite(runner, settings.host, settings.port, limits=limits, ssl_context=tls)
         try:
             await site.start()
         except OSError as e:
@@ -382,7 +394,7 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
     parts.add("snapshot polling", state.stop, state.start)
     if usage is not None:
         parts.add("meter", usage.stop, usage.start)
-    return Exporter(app, tls, parts)
+    return Exporter(app, tls, parts, runner)
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

@@ -4,15 +4,21 @@ A push feed lets a consumer attribute per-container usage the moment a container
 starts or stops, instead of polling and missing short-lived containers. Each stream
 subscribes to the pod reflector, remembers the pods it has seen, and turns every pod
 update into container events (exporter.feeds.lifecycle). Idle streams get a comment
-heartbeat so proxies keep them open and dead clients are noticed; all streams end
-cleanly when the application shuts down.
+heartbeat so proxies keep them open and a client that vanished without closing is
+noticed; all streams end cleanly when the application shuts down.
+
+Streams are capped in all and per client (remote address), so one client cannot take
+every slot; a stream's slot is freed the moment its handler ends, and the exporter's
+server cancels the handler as soon as the client's connection closes
+(exporter/wiring.py: ``handler_cancellation``), not at the next heartbeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +31,9 @@ from exporter.kube.reflector import PodEvent
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 MAX_STREAMS = 64
 """Open streams at once: each holds a queue of up to 1024 pod updates and a task."""
+MAX_STREAMS_PER_CLIENT = 8
+"""Open streams of one client (remote address), so one client cannot take every slot."""
+HEARTBEAT_SECONDS = 15.0
 
 
 class PodEventSource(Protocol):
@@ -39,28 +48,63 @@ class PodEventSource(Protocol):
     def overflowed(self, queue: asyncio.Queue[PodEvent]) -> bool: ...
 
 
+class _Slots:
+    """Open streams, all of them and per client; a slot is held from the check until the
+    handler ends, whichever way it ends (its client gone included: the server cancels
+    the handler of a closed connection, see exporter/http/server.py)."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.stops: set[asyncio.Event] = set()
+        self.clients: dict[str, int] = {}
+
+    def refusal(self, client: str) -> str | None:
+        if len(self.stops) >= self.total:
+            return f"too many open event streams (at most {self.total}); retry later"
+        if self.clients.get(client, 0) >= self.per_client:
+            return (
+                f"too many open event streams from this client (at most {self.per_client}); "
+                "retry later"
+            )
+        return None
+
+    @contextlib.contextmanager
+    def held(self, client: str, stop: asyncio.Event) -> Iterator[None]:
+        self.stops.add(stop)
+        self.clients[client] = self.clients.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            self.stops.discard(stop)
+            left = self.clients.pop(client) - 1
+            if left:
+                self.clients[client] = left
+
+
 def add_routes(
     app: web.Application,
     reflector: PodEventSource,
     *,
-    heartbeat_seconds: float = 15.0,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
     max_streams: int = MAX_STREAMS,
+    max_streams_per_client: int = MAX_STREAMS_PER_CLIENT,
 ) -> None:
     """Serve ``GET /v1/events`` from this reflector; streams end on app shutdown."""
-    streams: set[asyncio.Event] = set()
+    slots = _Slots(max_streams, max_streams_per_client)
 
     async def end_streams(_: web.Application) -> None:
-        for stop in streams:
+        for stop in slots.stops:
             stop.set()
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        if len(streams) >= max_streams:
-            return web.json_response(
-                {"error": f"too many open event streams (at most {max_streams}); retry later"},
-                status=503,
-                headers={"Retry-After": "10"},
-            )
-        return await _stream(request, reflector, streams, heartbeat_seconds)
+        client = request.remote or "unknown"
+        refused = slots.refusal(client)
+        if refused is not None:
+            return web.json_response({"error": refused}, status=503, headers={"Retry-After": "10"})
+        stop = asyncio.Event()
+        with slots.held(client, stop):
+            return await _stream(request, reflector, stop, heartbeat_seconds)
 
     app.on_shutdown.append(end_streams)
     app.router.add_get("/v1/events", handler)
@@ -95,10 +139,7 @@ def frame(event: ContainerEvent) -> bytes:
 
 
 async def _stream(
-    request: web.Request,
-    reflector: PodEventSource,
-    streams: set[asyncio.Event],
-    heartbeat: float,
+    request: web.Request, reflector: PodEventSource, stop: asyncio.Event, heartbeat: float
 ) -> web.StreamResponse:
     options = stream_options(request)
     if isinstance(options, web.Response):
@@ -116,8 +157,6 @@ async def _stream(
         }
     )
     queue = reflector.subscribe()
-    stop = asyncio.Event()
-    streams.add(stop)
     try:
         await response.prepare(request)
         seen = {pod.uid: pod for pod in reflector.pods()}
@@ -131,7 +170,6 @@ async def _stream(
     except ConnectionResetError:
         pass  # the client went away: nothing to end cleanly
     finally:
-        streams.discard(stop)
         reflector.unsubscribe(queue)
     return response
 

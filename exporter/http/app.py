@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web import RequestPayloadError
 from prometheus_client.registry import Collector
 
 from exporter.cluster.peers import Peers
@@ -23,7 +24,7 @@ from exporter.feeds.sse import PodEventSource
 from exporter.http import custom_metrics, external_metrics, inventory
 from exporter.http import insights as insights_compat
 from exporter.http.documents import container_document, pod_document
-from exporter.http.errors import status_response
+from exporter.http.errors import Refusal, status_response
 from exporter.http.metric_defs import MetricDef
 from exporter.http.prometheus import exposition, make_registry
 from exporter.http.user_metrics import UserMetricsCollector
@@ -48,9 +49,10 @@ class _Filters:
     def __init__(self, request: web.Request, allowed: Sequence[str]) -> None:
         unknown = sorted(set(request.query) - set(allowed))
         if unknown:
-            raise web.HTTPBadRequest(
-                reason=f"unknown query parameter(s) {', '.join(unknown)}; "
-                f"known: {', '.join(allowed)}"
+            raise Refusal(
+                400,
+                f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(allowed)}",
             )
         self.namespace = request.query.get("namespace")
         self.pod = request.query.get("pod")
@@ -58,7 +60,7 @@ class _Filters:
         try:
             self.selector: Selector = parse_selector(request.query.get("labelSelector"))
         except SelectorError as e:
-            raise web.HTTPBadRequest(reason=f"labelSelector: {e}") from None
+            raise Refusal(400, f"labelSelector: {e}") from None
 
     def keep(
         self, namespace: str, pod: str, labels: dict[str, str], container: str | None = None
@@ -104,9 +106,18 @@ def _json(body: bytes, status: int = 200) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every refusal is JSON ``{"error": ...}``; a crash becomes a 500, never a traceback."""
+    """Every refusal is JSON ``{"error": ...}``, whichever middleware or handler refused;
+    a body the client broke off or mis-framed is a 400; a crash becomes a 500 whose
+    traceback goes to the log, never to the client.
+
+    It is the outermost middleware, so authentication and the limits are covered too.
+    """
     try:
         return await handler(request)
+    except Refusal as e:
+        return e.response()
+    except RequestPayloadError as e:
+        return status_response(400, f"request body unreadable: {e}")
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -132,11 +143,14 @@ def build_app(
     kube: KubeClient | None = None,
     user_metrics: Sequence[MetricDef] = (),
     api_timeout: float = 5.0,
+    max_event_streams: int = sse.MAX_STREAMS,
+    max_event_streams_per_client: int = sse.MAX_STREAMS_PER_CLIENT,
 ) -> web.Application:
     """The whole HTTP surface over one State, every route of it.
 
     `lookup` is the pod reflector when the API server is used (None: runtime names only);
-    `events` serves the lifecycle feed from it. With `peers`, custom metrics cover the
+    `events` serves the lifecycle feed from it (at most `max_event_streams` streams,
+    `max_event_streams_per_client` of one client). With `peers`, custom metrics cover the
     other nodes too and /metrics counts peer calls; with `meter`, /metrics and /readyz
     report OpenMeter delivery; every one of ``collectors`` (a feed's counters) is added to
     /metrics. ``kube`` reads the objects of custom metrics (Services, Deployments…);
@@ -146,7 +160,7 @@ def build_app(
     snapshot).
     """
     views = Views(state, lookup)
-    app = web.Application(middlewares=[*middlewares, json_errors])
+    app = web.Application(middlewares=[json_errors, *middlewares])
     cache = _BodyCache()
     registry = make_registry(views, lookup is not None)
     if peers is not None:
@@ -162,7 +176,7 @@ def build_app(
         view = views.current()
         if view is None:
             reason = state.last_error or "the extractor has not answered yet"
-            raise web.HTTPServiceUnavailable(reason=f"no snapshot from the extractor: {reason}")
+            raise Refusal(503, f"no snapshot from the extractor: {reason}")
         return view
 
     async def containers(request: web.Request) -> web.Response:
@@ -223,7 +237,12 @@ def build_app(
     )
     external_metrics.add_routes(app, pod_metrics)
     if events is not None:
-        sse.add_routes(app, events)
+        sse.add_routes(
+            app,
+            events,
+            max_streams=max_event_streams,
+            max_streams_per_client=max_event_streams_per_client,
+        )
         if peers is not None:
             cluster_events.add_routes(app, events, peers)
     return app

@@ -18,6 +18,7 @@ _REASONS = {
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    408: "RequestTimeout",
     413: "RequestEntityTooLarge",
     500: "InternalError",
     503: "ServiceUnavailable",
@@ -45,3 +46,25 @@ def status_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+class Refusal(Exception):
+    """A request answered with the JSON error ``status`` and ``message``, raised where a
+    handler cannot simply return it.
+
+    Why not aiohttp's ``HTTPException(reason=...)``: the reason goes into the status line,
+    and aiohttp refuses one holding CR or LF with a ValueError, so a message quoting the
+    request (a query parameter named ``a%0D%0Ab``) turned a 400 into a 500. This message
+    only ever goes into the JSON body.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+    def response(self) -> web.Response:
+        return status_response(self.status, self.message, headers=self.headers)

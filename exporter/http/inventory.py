@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from exporter.http.documents import container_document
+from exporter.http.errors import Refusal
 from exporter.inventory import NodeContainers, build_inventory, table, to_csv
 from exporter.node.views import Views
 
@@ -24,16 +25,15 @@ def add_routes(app: web.Application, views: Views) -> None:
     async def inventory(request: web.Request) -> web.Response:
         unknown = sorted(set(request.query) - {"format"})
         if unknown:
-            raise web.HTTPBadRequest(
-                reason=f"unknown query parameter(s) {', '.join(unknown)}; known: format"
-            )
+            names = ", ".join(map(repr, unknown))
+            raise Refusal(400, f"unknown query parameter(s) {names}; known: format")
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
-            raise web.HTTPBadRequest(reason=f"format must be one of {', '.join(FORMATS)}")
+            raise Refusal(400, f"format must be one of {', '.join(FORMATS)}")
         view = views.current()
         if view is None:
             reason = views.state.last_error or "the extractor has not answered yet"
-            raise web.HTTPServiceUnavailable(reason=f"no snapshot from the extractor: {reason}")
+            raise Refusal(503, f"no snapshot from the extractor: {reason}")
         node = NodeContainers(
             view.snapshot.node,
             view.snapshot.taken_at,

@@ -8,6 +8,8 @@ own read limit is lowered so a chunked body stops at the limit too. A route that
 take more (`/gather_runtime_info`: every container id of a node) has its own bound.
 
 Long-lived streams (Server-Sent Events) are exempt from the handler time limit by path.
+A request whose body had not all arrived when its time ran out is the client's fault:
+408, not 504.
 Router 404/405 become JSON; a handler that answers 404/405 itself (the insights-compatible
 `/gather_runtime_info` does, with its own bodies) is left alone.
 """
@@ -54,6 +56,8 @@ def limits_middleware(
         except TimeoutError:
             if not deadline.expired():
                 raise
+            if request.body_exists and not request.content.is_eof():
+                return status_response(408, f"request body not received within {timeout:g}s")
             return status_response(504, f"request did not complete within {timeout:g}s")
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
             if routing_error is None:

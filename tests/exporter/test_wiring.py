@@ -13,7 +13,7 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +22,6 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from exporter.http import insights
 from exporter.kube.quantity import parse_quantity
@@ -37,27 +36,7 @@ from tests.support.meter_snapshots import C, P, snap
 from tests.support.openmeter import FakeOpenMeter
 from tests.support.redis import RedisServer
 from tests.support.redis import skip_reason as redis_skip_reason
-
-
-@asynccontextmanager
-async def _extractor(path: str, body: Callable[[], str] | None = None) -> AsyncIterator[None]:
-    """A unix-socket extractor serving ``body()`` (default: the standard snapshot)."""
-    fixed = standard_snapshot().model_dump_json()
-
-    async def handler(request: web.Request) -> web.Response:
-        text = body() if body is not None else fixed
-        return web.Response(text=text, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/v1/snapshot", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.UnixSite(runner, path).start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
-        Path(path).unlink(missing_ok=True)
+from tests.support.served import extractor_standin
 
 
 @asynccontextmanager
@@ -105,7 +84,7 @@ async def test_tls_auth_reflector_and_clean_stop(
     snap = standard_snapshot()
     web_pod = next(p for p in snap.pods if p.name == "web-1")
     main_id = next(c.id for c in snap.containers if c.pod_uid == web_pod.uid and c.name == "main")
-    async with FakeApiServer(bookmark_interval=0.5) as api, _extractor(sock):
+    async with FakeApiServer(bookmark_interval=0.5) as api, extractor_standin(sock):
         api.add_pod(
             make_pod(
                 "web-1-from-api",
@@ -184,7 +163,7 @@ async def test_meter_bills_the_served_counters_exactly_once(
     async with (
         FakeApiServer() as api,
         FakeOpenMeter(token="om-token") as om,
-        _extractor(sock, next_snapshot),
+        extractor_standin(sock, next_snapshot),
     ):
         api.add_pod(
             make_pod(
@@ -265,7 +244,7 @@ async def test_started_as_flux_metrics_api_with_telemd_settings_and_user_metrics
         "    fingerprintKind: Java\n"
     )
     with RedisServer.start(tmp_path) as redis_server:
-        async with FakeApiServer(bookmark_interval=0.5) as api, _extractor(sock):
+        async with FakeApiServer(bookmark_interval=0.5) as api, extractor_standin(sock):
             api.add_pod(
                 make_pod(
                     "web-1",
