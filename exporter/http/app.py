@@ -9,7 +9,6 @@ beyond the socket work.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 
 import orjson
@@ -21,7 +20,7 @@ from prometheus_client.registry import Collector
 from exporter.cluster.peers import Peers
 from exporter.feeds import cluster_events, sse
 from exporter.feeds.sse import PodEventSource
-from exporter.http import custom_metrics, external_metrics, inventory
+from exporter.http import custom_metrics, external_metrics, health, inventory
 from exporter.http import insights as insights_compat
 from exporter.http.documents import container_document, pod_document
 from exporter.http.errors import Refusal, status_response
@@ -213,18 +212,10 @@ def build_app(
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
-    async def healthz(request: web.Request) -> web.Response:
-        return _json(orjson.dumps({"status": "ok"}))
-
-    async def readyz(request: web.Request) -> web.Response:
-        body, ready = readiness(views, stale_after_seconds, time.time(), meter)
-        return _json(orjson.dumps(body), 200 if ready else 503)
-
     app.router.add_get("/v1/containers", containers)
     app.router.add_get("/v1/pods", pods)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    health.add_routes(app, views, stale_after_seconds=stale_after_seconds, meter=meter)
     insights_compat.add_routes(app, views, insights_gather)
     inventory.add_routes(app, views)
     pod_metrics = custom_metrics.add_routes(
@@ -246,51 +237,3 @@ def build_app(
         if peers is not None:
             cluster_events.add_routes(app, events, peers)
     return app
-
-
-def readiness(
-    views: Views, stale_after: float, now: float, meter: Meter | None = None
-) -> tuple[dict[str, object], bool]:
-    """Ready once there is a snapshot and the pod list has synced (or the API is known down).
-
-    An unreachable API server does not make the exporter unready: it keeps serving with
-    the runtime's names, says so (``degraded``), and readiness explains why. Neither does
-    an unreachable OpenMeter: events wait in the spool, and readiness says how many.
-    """
-    state = views.state
-    reasons: list[str] = []
-    ready = state.snapshot is not None
-    if not ready:
-        reasons.append(
-            f"no snapshot from the extractor yet: {state.last_error or 'first pass pending'}"
-        )
-    elif state.last_error:
-        reasons.append(f"last snapshot pass failed: {state.last_error}")
-    if state.last_success is not None and now - state.last_success > stale_after:
-        reasons.append(f"snapshot is {now - state.last_success:.0f}s old")
-    reflector = views.reflector
-    reflector_state = None
-    if reflector is not None:
-        reflector_state = reflector.state
-        if reflector_state == "starting":
-            ready = False
-            reasons.append("waiting for the first pod list from the API server")
-        elif reflector_state == "disconnected":
-            detail = f": {reflector.last_error}" if reflector.last_error else ""
-            reasons.append(f"API server unreachable, serving runtime names{detail}")
-    body: dict[str, object] = {
-        "status": "ok" if ready and not reasons else ("degraded" if ready else "not ready"),
-        "ready": ready,
-        "metadataSource": "api" if views.api_usable() else "runtime",
-        "reflector": reflector_state,
-        "lastSnapshot": rfc3339(state.last_success),
-        "reasons": reasons,
-    }
-    if meter is not None:
-        stats = meter.stats()
-        body["meter"] = {"pendingEvents": stats.pending, "lastError": meter.last_error}
-        if meter.last_error:
-            reasons.append(f"OpenMeter delivery postponed ({stats.pending} events kept)")
-    if reasons and ready:
-        body["status"] = "degraded"
-    return body, ready

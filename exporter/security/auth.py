@@ -22,6 +22,7 @@ one timeout per call, no thread per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -37,6 +38,7 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDictProxy
 
 from exporter.http.errors import status_response
+from exporter.http.health import ANONYMOUS
 from exporter.kube.client import ApiError, KubeClient
 from exporter.security.front_proxy import RequestHeaderConfig
 from exporter.security.tls import front_proxy_source
@@ -44,7 +46,8 @@ from exporter.security.tls import front_proxy_source
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez"})
-"""Probes: the kubelet calls them without credentials (as k8s.io/apiserver allows)."""
+"""Probes: the kubelet calls them without credentials (as k8s.io/apiserver allows); a
+caller who does authenticate (and may ``get`` the path) sees ``/readyz``'s details."""
 
 USER_KEY = web.RequestKey("user", str)
 """Where the middleware leaves the authenticated username for handlers and access logs."""
@@ -388,9 +391,21 @@ def auth_middleware(
     """
     authorizer = _Authorizer(policy, api, clock)
 
+    async def identify(request: web.Request) -> None:
+        """A probe never fails for its credentials: one that brings none (the kubelet) or
+        whose credentials are refused or cannot be checked is served as ``ANONYMOUS``."""
+        if _bearer_token(request) is not None or _front_proxy(request) is not None:
+            with contextlib.suppress(ApiUnavailable):
+                decision = await authorizer.decide(request)
+                if decision.code == 200:
+                    request[USER_KEY] = decision.username or ""
+                    return
+        request[ANONYMOUS] = True
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_PATHS:
+            await identify(request)
             return await handler(request)
         try:
             decision = await authorizer.decide(request)

@@ -62,10 +62,14 @@ async def _serving(settings: Settings, caplog: pytest.LogCaptureFixture) -> Asyn
 
 
 async def _until(
-    client: httpx.AsyncClient, path: str, key: str, value: object
+    client: httpx.AsyncClient,
+    path: str,
+    key: str,
+    value: object,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, object]:
     for _ in range(200):
-        resp = await client.get(path)
+        resp = await client.get(path, headers=headers)
         if resp.status_code == 200 and resp.json().get(key) == value:
             body: dict[str, object] = resp.json()
             return body
@@ -99,6 +103,7 @@ async def test_tls_auth_reflector_and_clean_stop(
         api.allow("prometheus", "get", path="/v1/containers")
         api.allow("prometheus", "post", path="/gather_runtime_info")
         api.allow("prometheus", "post", path="/v1/containers")  # only to reach its body bound
+        api.allow("prometheus", "get", path="/readyz")
         settings = Settings(
             host="127.0.0.1",
             port=0,
@@ -116,10 +121,16 @@ async def test_tls_auth_reflector_and_clean_stop(
             httpx.AsyncClient(base_url=url, verify=trust, timeout=30) as client,
         ):
             assert url.startswith("https://")
-            ready = await _until(client, "/readyz", "metadataSource", "api")
-            assert ready["ready"] is True
-            assert (await client.get("/v1/containers")).status_code == 401
             headers = {"Authorization": "Bearer scraper-token"}
+            ready = await _until(client, "/readyz", "metadataSource", "api", headers)
+            assert ready["ready"] is True and ready["reasonCodes"] == []
+            # without credentials: the status and reason codes, nothing about the cluster
+            anonymous = await client.get("/readyz")
+            assert (anonymous.status_code, anonymous.json()) == (
+                200,
+                {"status": "ok", "reasonCodes": []},
+            )
+            assert (await client.get("/v1/containers")).status_code == 401
             resp = await client.get("/v1/containers", headers=headers)
             assert resp.status_code == 200
             docs = {d["id"]: d for d in resp.json()["containers"]}

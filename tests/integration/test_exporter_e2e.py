@@ -142,6 +142,7 @@ def _start_api(pod: ContainerdPod, labels: dict[str, str]) -> tuple[FakeApiServe
         ("get", "/gather_runtime_info"),
         ("post", "/gather_runtime_info"),
         ("get", "/metrics"),
+        ("get", "/readyz"),
     ):
         api.allow("system:serviceaccount:monitoring:reader", verb, path=path)
     # discovery (/apis/<group>/<version>): what the bootstrap ClusterRole system:discovery
@@ -427,6 +428,10 @@ def test_every_endpoint_answers_curl_over_tls_with_a_bearer_token(stack: Stack) 
     status, body = stack.curl("/healthz", token=None)
     assert (status, json.loads(body)) == (200, {"status": "ok"})
     status, body = stack.curl("/readyz", token=None)
+    assert (status, json.loads(body)) == (200, {"status": "ok", "reasonCodes": []})
+    status, body = stack.curl("/livez", token=None)
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    status, body = stack.curl("/readyz")
     assert status == 200 and json.loads(body)["metadataSource"] == "api"
 
     status, body = stack.curl(f"/v1/containers?namespace={ns}")

@@ -456,6 +456,7 @@ def test_reader_role_covers_what_the_middleware_asks(base: list[Obj]) -> None:
         ("GET", "/metrics"),
         ("GET", "/gather_runtime_info"),
         ("POST", "/gather_runtime_info"),
+        ("GET", "/readyz"),  # its details; the probes need no credentials
     ):
         attrs = request_attributes(method, path)["nonResourceAttributes"]
         assert attrs["verb"] in rule["verbs"]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from exporter.http.app import readiness
+from exporter.http.health import readiness
 from exporter.kube.selectors import SelectorError, parse_selector
 from exporter.node.source import ExtractorClient, ExtractorError
 from exporter.node.state import State
@@ -212,6 +212,7 @@ async def test_health_and_readiness() -> None:
     state = State()
     async with client_for(state) as client:
         assert (await client.get("/healthz")).status == 200
+        assert (await (await client.get("/livez")).json()) == {"status": "ok"}
         resp = await client.get("/readyz")
         assert resp.status == 503 and (await resp.json())["ready"] is False
         state.record(standard_snapshot())
@@ -387,6 +388,7 @@ def test_readiness_names_a_stale_snapshot_and_a_failing_extractor() -> None:
         "last snapshot pass failed: extractor socket /x: no answer within 5s",
         "snapshot is 36s old",
     ]
+    assert body["reasonCodes"] == ["pass-failed", "snapshot-stale"]
 
 
 async def test_a_static_pod_is_named_by_its_mirror_uid_everywhere() -> None:
