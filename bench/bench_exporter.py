@@ -50,13 +50,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = """
 import sys
 from aiohttp import web
-body = open(sys.argv[1], "rb").read()
-async def handler(request):
-    return web.Response(body=body, content_type="application/json")
 app = web.Application()
-app.router.add_get("/v1/containers", handler)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None, access_log=None)
+for route in sys.argv[2:]:
+    path, _, name = route.partition("=")
+    body = open(name, "rb").read()
+    async def handler(request, body=body):
+        return web.Response(body=body, content_type="application/json")
+    app.router.add_get(path, handler)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
+"""The least any HTTP server can do: ``BASELINE PORT /path=FILE …`` answers each path
+with the file's bytes, read once."""
 
 
 IMPORTS_ONLY = """
@@ -130,7 +134,8 @@ def node(taken_at: float) -> tuple[Snapshot, list[dict[str, object]]]:
     return snap, api
 
 
-async def _extractor(path: str, snap: Snapshot) -> web.AppRunner:
+async def extractor_standin(path: str, snap: Snapshot) -> web.AppRunner:
+    """A unix-socket extractor serving ``snap``."""
     body = snap.model_dump_json().encode()
 
     async def handler(request: web.Request) -> web.Response:
@@ -155,7 +160,7 @@ async def _wait_port(log: Path, proc: subprocess.Popen[bytes]) -> int:
     raise RuntimeError("exporter did not start listening")
 
 
-async def _start_exporter(
+async def start_exporter(
     log: Path, sock: str, kubeconfig: str | None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``runtime-insights exporter`` on a free port; kube on when a kubeconfig is given."""
@@ -184,6 +189,38 @@ async def _start_exporter(
         proc.terminate()
         proc.wait(10)
         raise
+
+
+async def wait_ready(session: aiohttp.ClientSession, port: int) -> None:
+    """Until the exporter on ``port`` is ready with names from the API server."""
+    for _ in range(300):
+        async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+            ready = await r.json()
+        if ready.get("ready") and ready.get("metadataSource") == "api":
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the exporter never got ready: {ready}")
+
+
+async def start_baseline(
+    session: aiohttp.ClientSession, routes: dict[str, Path]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The ``BASELINE`` server answering each path of ``routes`` with its file, on a free
+    port, once it answers."""
+    port = free_port()
+    args = [f"{path}={body}" for path, body in routes.items()]
+    proc = subprocess.Popen([sys.executable, "-c", BASELINE, str(port), *args])
+    path = next(iter(routes))
+    for _ in range(100):
+        try:
+            async with session.get(f"http://127.0.0.1:{port}{path}") as r:
+                await r.read()
+            return proc, port
+        except aiohttp.ClientConnectionError:
+            await asyncio.sleep(0.1)
+    proc.terminate()
+    proc.wait(10)
+    raise RuntimeError(f"the baseline server never answered {path}")
 
 
 async def _load(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
@@ -243,41 +280,28 @@ async def _run_in(tmp: Path) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     async with StaticPodApi(api_pods) as api:
         kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
-        extractor = await _extractor(sock, snap)
+        extractor = await extractor_standin(sock, snap)
         try:
-            exporter, port = await _start_exporter(tmp / "exporter.log", sock, str(kubeconfig))
+            exporter, port = await start_exporter(tmp / "exporter.log", sock, str(kubeconfig))
             procs.append(exporter)
-            local, local_port = await _start_exporter(tmp / "local.log", sock, None)
+            local, local_port = await start_exporter(tmp / "local.log", sock, None)
             procs.append(local)
             url = f"http://127.0.0.1:{port}/v1/containers"
             async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=CONCURRENCY)
             ) as session:
-                for _ in range(300):
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        ready = await r.json()
-                    if ready.get("ready") and ready.get("metadataSource") == "api":
-                        break
-                    await asyncio.sleep(0.1)
+                await wait_ready(session, port)
                 async with session.get(url) as r:
                     body = await r.read()
                 count = body.count(b'"containerId"')
                 assert count == PODS, f"expected {PODS} containers, got {count}"
                 assert b'"metadataSource":"api"' in body
                 (tmp / "body.json").write_bytes(body)
-                base_port = _free_port()
-                baseline = subprocess.Popen(
-                    [sys.executable, "-c", BASELINE, str(tmp / "body.json"), str(base_port)]
+                baseline, base_port = await start_baseline(
+                    session, {"/v1/containers": tmp / "body.json"}
                 )
                 procs.append(baseline)
                 base_url = f"http://127.0.0.1:{base_port}/v1/containers"
-                for _ in range(100):
-                    try:
-                        async with session.get(base_url) as r:
-                            await r.read()
-                        break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.1)
                 await _load(session, url)  # warm-up both
                 await _load(session, base_url)
                 ours, theirs = [], []
@@ -360,7 +384,7 @@ def cold_build(snap: Snapshot, api_pods: list[dict[str, object]]) -> tuple[float
     return statistics.median(joined), statistics.median(dumped)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A loopback port nobody holds right now, for the baseline process to bind."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
