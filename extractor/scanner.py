@@ -16,8 +16,14 @@ steady-state pass reads only new processes' files and a periodic refresh one ``p
 per known process.
 
 The Scanner of ``extractor serve`` also owns the exit watcher (``extractor.exitwatch``):
-its tombstones of recently emptied pods are every snapshot's ``exited_pods``. One-off
+its tombstones of recently emptied pods are every snapshot's ``exited_pods`` and its ended
+container runs ``exited_containers``; with a ``state_dir`` they outlive the process. One-off
 passes (``take_snapshot``) have none.
+
+Every time in a snapshot comes from one reading of both clocks at the start of the pass
+(``hostfs.clock``): a process's start is its boot-clock ticks, put on the wall clock by
+that reading's offset, so it is exact to the kernel's tick (not a second early, as
+``btime`` would make it). The meter compares these starts with its previous pass.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import logging
 import os
 import resource
 import socket
-import time
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol, get_args
 
@@ -34,19 +40,22 @@ from extractor.cgroups.counters import account
 from extractor.cgroups.counters import plan as plan_dirs
 from extractor.cgroups.layout import CgroupFsError, Layout, detect, namespace_base
 from extractor.contract import Container, Fingerprint, Pod, Runtime, Snapshot, Usage
-from extractor.discover import Discoverer, FoundContainer
-from extractor.exitwatch import ExitWatcher, PassedPod
+from extractor.discover import Discoverer, Discovery, FoundContainer
+from extractor.exitwatch import ExitWatcher, PassedContainer, PassedPod
 from extractor.hostpaths import HostPaths
 from extractor.pidwatch import PidWatch, usable_for
+from extractor.tombstones import FILE_NAME, TombstoneFile
 from hostfs import (
     KeptFiles,
+    Moment,
     ProcReadError,
     ProcStat,
-    boot_time,
+    boot_id,
     clock_ticks,
     read_cmdline,
-    start_time,
+    start_boottime,
 )
+from hostfs import now as clock_now
 
 RUNTIMES: dict[str, Runtime] = {name: name for name in get_args(Runtime)}
 WATCHER_READY_SECONDS = 2.0
@@ -108,16 +117,24 @@ class Scanner:
     """Takes snapshots of one node; reuse it across passes, ``close()`` it when done."""
 
     def __init__(
-        self, paths: HostPaths, *, keep_open: int | None = None, watch_exits: bool = False
+        self,
+        paths: HostPaths,
+        *,
+        keep_open: int | None = None,
+        watch_exits: bool = False,
+        state_dir: str | None = None,
+        clock: Callable[[], Moment] = clock_now,
     ) -> None:
         if not os.path.isfile(os.path.join(paths.proc_root, "stat")):
             raise NodeUnreadable(f"{paths.proc_root!r} is not a proc filesystem (no stat file)")
         try:
             self.layout: Layout = detect(paths.cgroup_root)
-            self.btime = boot_time(paths.proc_root)
-        except (CgroupFsError, ProcReadError) as e:
+        except CgroupFsError as e:
             raise NodeUnreadable(str(e)) from None
         self.paths = paths
+        self.clock = clock
+        self.boot_id = boot_id(paths.proc_root)
+        self.state_dir = state_dir
         self.hz = clock_ticks()
         self.errors: list[str] = []
         bases: dict[str, str] = {}
@@ -147,7 +164,12 @@ class Scanner:
                 self.paths.cgroup_root,
             )
             return
-        watcher = ExitWatcher(self.layout, hz=self.hz, proc_root=self.paths.proc_root)
+        store = None
+        if self.state_dir is not None:
+            store = TombstoneFile(os.path.join(self.state_dir, FILE_NAME), self.boot_id)
+        watcher = ExitWatcher(
+            self.layout, hz=self.hz, proc_root=self.paths.proc_root, clock=self.clock, store=store
+        )
         try:
             watcher.start()
         except (OSError, RuntimeError) as e:  # no descriptor or thread left: serve anyway
@@ -180,27 +202,27 @@ class Scanner:
         return entry
 
     def take(
-        self,
-        *,
-        identify: Identify | None = None,
-        fingerprint: FingerprintFn | None = None,
-        now: float | None = None,
+        self, *, identify: Identify | None = None, fingerprint: FingerprintFn | None = None
     ) -> Snapshot:
-        taken_at = time.time() if now is None else now
+        moment = self.clock()
+        if self.exits is not None and identify is not None and self.exits.namer is None:
+            self.exits.namer = _namer(identify)
         try:
             found = self.discoverer.run()
         except OSError as e:
             raise NodeUnreadable(f"{self.paths.proc_root}: {e.strerror or e}") from None
         snapshot = Snapshot(
             node=node_name(),
-            taken_at=taken_at,
+            taken_at=moment.wall,
+            taken_boottime=moment.boot,
+            boot_id=self.boot_id,
             cgroup_version=self.layout.version,
             errors=[*self.errors, *found.errors],
         )
         pods: dict[str, Pod] = {}
         pod_paths: dict[str, dict[str, str]] = {}
         for cid, entry in sorted(found.containers.items()):
-            container = self._container(cid, entry, identify, fingerprint, taken_at)
+            container = self._container(cid, entry, identify, fingerprint, moment)
             snapshot.containers.append(container)
             uid = container.pod_uid
             if uid is None:
@@ -220,24 +242,48 @@ class Scanner:
                 pod.errors.append("no pod cgroup above its containers' cgroups")
             snapshot.pods.append(pod)
         if self.exits is not None:
-            self._exited(snapshot, pods, pod_paths)
+            self._exited(snapshot, pods, pod_paths, found)
         self.kept.end_pass()
         return snapshot
 
     def _exited(
-        self, snapshot: Snapshot, pods: dict[str, Pod], pod_paths: dict[str, dict[str, str]]
+        self,
+        snapshot: Snapshot,
+        pods: dict[str, Pod],
+        pod_paths: dict[str, dict[str, str]],
+        found: Discovery,
     ) -> None:
-        """The watcher's tombstones, told what this pass read so they match it."""
+        """The watcher's tombstones, told what this pass read so they match it.
+
+        Called after discovery: a pod this pass saw live is left out of ``exited_pods``
+        (its reading here is newer), and one it did not see (between two containers of a
+        pod without a sandbox) is listed by its tombstone, which a refill no longer
+        removes; so every pod the meter knows is in one list or the other, or is waited
+        for, never silently dropped.
+        """
         assert self.exits is not None
-        passed = {
-            uid: PassedPod(paths, pods[uid].namespace, pods[uid].name)
-            for uid, paths in pod_paths.items()
-        }
+        by_id = {c.id: c for c in snapshot.containers}
+        passed = {}
+        for uid, paths in pod_paths.items():
+            pod = pods[uid]
+            known = {}
+            for cid in pod.container_ids:
+                c, entry = by_id[cid], found.containers[cid]
+                known[cid] = PassedContainer(
+                    paths=entry.ref.paths,
+                    name=c.name,
+                    sandbox=c.sandbox,
+                    started_boottime=c.started_boottime,
+                )
+            passed[uid] = PassedPod(paths, pod.namespace, pod.name, known)
         try:
-            snapshot.exited_pods, errors = self.exits.collect(passed, pods.keys())
+            collected = self.exits.collect(passed, pods.keys())
         except Exception as e:  # the watcher must never cost a pass
-            errors = [f"exit watcher: {type(e).__name__}: {e}"]
-        snapshot.errors.extend(errors)
+            snapshot.errors.append(f"exit watcher: {type(e).__name__}: {e}")
+            return
+        snapshot.exited_pods = collected.pods
+        snapshot.exited_containers = collected.containers
+        snapshot.errors.extend(collected.errors)
 
     def _container(
         self,
@@ -245,7 +291,7 @@ class Scanner:
         entry: FoundContainer,
         identify: Identify | None,
         fingerprint: FingerprintFn | None,
-        now: float,
+        now: Moment,
     ) -> Container:
         """The container's fields, gathered first and validated once (a pass builds 250
         of these; one constructor call is much cheaper than a dozen attribute sets)."""
@@ -267,9 +313,10 @@ class Scanner:
             sandbox = self._looks_like_pause(entry)
         fields["sandbox"] = sandbox
         first = min(entry.stats, key=lambda s: s.start_ticks)
-        started = start_time(first, self.btime, self.hz)
-        fields["started_at"] = started
-        fields["runtime_seconds"] = max(now - started, 0.0)
+        started = start_boottime(first, self.hz)
+        fields["started_boottime"] = started
+        fields["started_at"] = now.wall_of(started)
+        fields["runtime_seconds"] = max(now.boot - started, 0.0)
         if not sandbox:
             fields["usage"], usage_errors = self.account(entry.ref.paths)
             errors.extend(usage_errors)
@@ -327,19 +374,34 @@ def _apply(fields: dict[str, object], labels: Labels) -> bool:
     return labels.container_type == "sandbox"
 
 
+def _namer(identify: Identify) -> Callable[[str], tuple[str | None, bool] | None]:
+    """The exit watcher's view of ``identify`` (called from its thread, hence the lock:
+    the runtime-state reader keeps a cache)."""
+    lock = threading.Lock()
+
+    def name(cid: str) -> tuple[str | None, bool] | None:
+        with lock:
+            labels = identify(cid)
+        if labels is None:
+            return None
+        return labels.container_name, labels.container_type == "sandbox"
+
+    return name
+
+
 def take_snapshot(
     paths: HostPaths,
     *,
     identify: Identify | None = None,
     fingerprint: FingerprintFn | None = None,
-    now: float | None = None,
     scanner: Scanner | None = None,
+    clock: Callable[[], Moment] = clock_now,
 ) -> Snapshot:
     """One pass; pass a long-lived ``scanner`` to make repeated passes cheap."""
     if scanner is not None:
-        return scanner.take(identify=identify, fingerprint=fingerprint, now=now)
-    own = Scanner(paths, keep_open=0)
+        return scanner.take(identify=identify, fingerprint=fingerprint)
+    own = Scanner(paths, keep_open=0, clock=clock)
     try:
-        return own.take(identify=identify, fingerprint=fingerprint, now=now)
+        return own.take(identify=identify, fingerprint=fingerprint)
     finally:
         own.close()

@@ -6,15 +6,16 @@ keeps the ones read every pass open); ``procfs`` reads one process's files, answ
 ``None`` when the process is gone and raising ``ProcReadError`` for anything else;
 ``fstype`` tells which filesystem an open descriptor is on (a container's files must
 never be read through a kernel pseudo-filesystem); ``liveness`` whether a process is
-still the one something was read from.
+still the one something was read from; ``clock`` reads the wall and boot clocks together,
+which start times and intervals need.
 """
 
+from hostfs.clock import Moment, boot_id, boottime, now
 from hostfs.fstype import PSEUDO_FILESYSTEMS, filesystem_type, pseudo_filesystem
 from hostfs.liveness import Chosen, reusable, still_running
 from hostfs.procfs import (
     ProcReadError,
     ProcStat,
-    boot_time,
     clock_ticks,
     list_pids,
     parse_stat,
@@ -22,7 +23,7 @@ from hostfs.procfs import (
     read_cmdline,
     read_comm,
     read_stat,
-    start_time,
+    start_boottime,
 )
 from hostfs.smallread import CHUNK, GONE, KeptFiles, read_fd, read_small
 
@@ -32,12 +33,15 @@ __all__ = [
     "PSEUDO_FILESYSTEMS",
     "Chosen",
     "KeptFiles",
+    "Moment",
     "ProcReadError",
     "ProcStat",
-    "boot_time",
+    "boot_id",
+    "boottime",
     "clock_ticks",
     "filesystem_type",
     "list_pids",
+    "now",
     "parse_stat",
     "pseudo_filesystem",
     "read_cgroup",
@@ -47,6 +51,6 @@ __all__ = [
     "read_small",
     "read_stat",
     "reusable",
-    "start_time",
+    "start_boottime",
     "still_running",
 ]

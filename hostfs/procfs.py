@@ -4,7 +4,8 @@ Any process can exit between two reads and its PID can be reused, so each helper
 ``None`` when the process is gone (ENOENT/ESRCH) and raises :class:`ProcReadError` with a
 readable message for anything else (EACCES, garbage); nothing here lets an ``OSError``
 escape. Start times are kept in clock ticks (field 22 of ``stat``) so that ``(pid,
-start_ticks)`` identifies a process exactly; unix seconds are derived with ``btime``.
+start_ticks)`` identifies a process exactly; they count CLOCK_BOOTTIME, and seconds are
+derived with ``hostfs.clock`` (not /proc/stat's ``btime``, which is whole seconds).
 """
 
 from __future__ import annotations
@@ -47,17 +48,6 @@ def _read(path: str, limit: int = 1 << 20) -> bytes | None:
         raise ProcReadError(f"{path}: {e.strerror or e}") from None
 
 
-def boot_time(proc_root: str) -> int:
-    """``btime`` of /proc/stat: unix seconds of boot, to turn start ticks into times."""
-    data = _read(os.path.join(proc_root, "stat"))
-    if data is None:
-        raise ProcReadError(f"{proc_root}/stat: not found (is {proc_root} a proc filesystem?)")
-    for line in data.splitlines():
-        if line.startswith(b"btime "):
-            return int(line.split()[1])
-    raise ProcReadError(f"{proc_root}/stat: no btime line")
-
-
 def parse_stat(pid: int, data: bytes) -> ProcStat:
     """Parse /proc/<pid>/stat; comm may hold spaces and parentheses, so split at the last ')'."""
     open_at = data.find(b"(")
@@ -96,6 +86,7 @@ def read_cmdline(proc_root: str, pid: int) -> list[str] | None:
     return [a.decode("utf-8", "replace") for a in args.split(b"\0")] if args else []
 
 
-def start_time(stat: ProcStat, btime: int, hz: int) -> float:
-    """Unix seconds at which the process started."""
-    return btime + stat.start_ticks / hz
+def start_boottime(stat: ProcStat, hz: int) -> float:
+    """CLOCK_BOOTTIME seconds at which the process started (the kernel truncates to a
+    tick, so the true start is within ``1/hz`` after this)."""
+    return stat.start_ticks / hz

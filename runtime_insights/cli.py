@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections open at once; more are refused with 503 (default: 64)",
     )
+    serve.add_argument(
+        "--state-dir",
+        help="where the exit watcher keeps its tombstones across restarts "
+        "(default: the socket's directory; 'none' keeps them in memory only)",
+    )
 
     p = sub.add_parser("exporter", help="the unprivileged, network-facing exporter")
     p.add_argument(

@@ -3,13 +3,17 @@
 One Scanner lives as long as the process: it keeps counter files and pidfds open across
 passes and owns the exit watcher, so each snapshot lists the pods that ended lately.
 Fingerprints are computed beside the passes by a worker process
-(``extractor/fingerprinting.py``), so no pass waits on a container's files.
+(``extractor/fingerprinting.py``), so no pass waits on a container's files. The
+watcher's tombstones are kept in ``--state-dir`` (by default the socket's directory, the
+one place the read-only extractor writes anyway), so a restarted extractor still lists a
+pod that ended just before.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 
@@ -34,10 +38,25 @@ def snapshot_taker(scanner: Scanner, fingerprints: Fingerprints | None) -> Calla
     return take
 
 
+def state_directory(args: argparse.Namespace) -> str | None:
+    """``--state-dir``, defaulting to the socket's directory; None for ``none``."""
+    chosen: str | None = getattr(args, "state_dir", None)
+    if chosen == "none":
+        return None
+    return chosen or os.path.dirname(os.path.abspath(args.socket))
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Exit 0 after a clean shutdown; 2 with one line on stderr if serving is impossible."""
+    state_dir = state_directory(args)
+    if state_dir is not None and not os.path.isdir(state_dir):
+        print(
+            f"runtime-insights extractor serve: --state-dir {state_dir}: no such directory",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        scanner = Scanner(host_paths(args), watch_exits=True)
+        scanner = Scanner(host_paths(args), watch_exits=True, state_dir=state_dir)
     except NodeUnreadable as e:
         print(f"runtime-insights extractor serve: {e}", file=sys.stderr)
         return 2

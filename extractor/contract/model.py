@@ -4,6 +4,10 @@ Counters are kept as the kernel's integers (nanoseconds, bytes, counts) so that 
 exporter can meter exact deltas; seconds are derived only for people. Every field the
 kernel may not offer (an older kernel, a controller that is not enabled) is optional, and
 a failure to read something goes into an ``errors`` list instead of aborting the pass.
+
+Times come in pairs: ``*_at`` is unix seconds (for people and for OpenMeter), and
+``*_boottime`` the same instant on the node's CLOCK_BOOTTIME (``hostfs.clock``), which
+never steps: the meter orders and measures on it, within one ``boot_id``.
 """
 
 from __future__ import annotations
@@ -113,6 +117,11 @@ class Container(_Model):
     image: str | None = None
     pids: list[int] = Field(default_factory=list)
     started_at: float | None = Field(default=None, description="unix seconds")
+    started_boottime: float | None = Field(
+        default=None,
+        description="CLOCK_BOOTTIME seconds of its first process's start (kernel ticks: the "
+        "true start is less than one tick later)",
+    )
     runtime_seconds: float | None = None
     usage: Usage | None = None
     fingerprint: Fingerprint | None = None
@@ -125,6 +134,9 @@ class Pod(_Model):
     ``started_at`` and ``exited_at`` are set on exited pods (``Snapshot.exited_pods``):
     when the extractor met the pod's cgroup (at its creation when it saw that happen) and
     when the pod's last process was gone, read from the kernel's ``populated`` flag.
+    ``exited_late``: the extractor did not see the exit happen (it found the cgroup empty
+    when it started or rescanned), so ``exited_at`` is the last moment the pod was known
+    to run and the true exit came later, before the snapshot.
     """
 
     uid: str
@@ -134,8 +146,28 @@ class Pod(_Model):
     usage: Usage | None = None
     container_ids: list[str] = Field(default_factory=list)
     started_at: float | None = Field(default=None, description="unix seconds")
+    started_boottime: float | None = None
     exited_at: float | None = Field(default=None, description="unix seconds")
+    exited_boottime: float | None = None
+    exited_late: bool = False
     errors: list[str] = Field(default_factory=list)
+
+
+class ExitedContainer(_Model):
+    """One run of a container that ended: when its cgroup filled and emptied, and its
+    counters read at that moment (``usage``; None when the runtime removed the cgroup
+    first). Containers shorter than a pass are only ever seen here."""
+
+    id: str
+    pod_uid: str
+    name: str | None = None
+    sandbox: bool = False
+    started_at: float | None = Field(default=None, description="unix seconds")
+    started_boottime: float | None = None
+    exited_at: float = Field(description="unix seconds")
+    exited_boottime: float
+    exited_late: bool = False
+    usage: Usage | None = None
 
 
 class Snapshot(_Model):
@@ -144,6 +176,12 @@ class Snapshot(_Model):
     schema_version: int = SCHEMA_VERSION
     node: str
     taken_at: float = Field(description="unix seconds when the pass started")
+    taken_boottime: float | None = Field(
+        default=None, description="the same instant on CLOCK_BOOTTIME"
+    )
+    boot_id: str | None = Field(
+        default=None, description="the kernel's boot id: boot-clock times compare within one"
+    )
     cgroup_version: CgroupVersion
     pods: list[Pod] = Field(default_factory=list)
     exited_pods: list[Pod] = Field(
@@ -151,6 +189,11 @@ class Snapshot(_Model):
         description="pods whose last process exited recently, with their final counters "
         "(read when the cgroup emptied, before the kubelet removed it); repeated in every "
         "snapshot for the retention period, never together with the same pod in ``pods``",
+    )
+    exited_containers: list[ExitedContainer] = Field(
+        default_factory=list,
+        description="container runs that ended recently (the exit watcher's), repeated for "
+        "the retention period like ``exited_pods``",
     )
     containers: list[Container] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)

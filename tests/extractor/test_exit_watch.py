@@ -29,11 +29,14 @@ from exporter.meter.client import OpenMeterClient
 from exporter.meter.pipeline import Meter
 from exporter.meter.spool import Spool
 from exporter.node.source import ExtractorClient
-from extractor.cgroups.layout import Layout
+from extractor.cgroups.layout import Layout, detect
 from extractor.contract import Pod, Snapshot
 from extractor.exitwatch import ExitWatcher
 from extractor.hostpaths import HostPaths
 from extractor.scanner import Scanner
+from extractor.tombstones import FILE_NAME, TombstoneFile
+from hostfs import Moment, boot_id
+from hostfs import now as clock_now
 from tests.support.kernel import (
     UNIFIED,
     KubeTree,
@@ -251,7 +254,7 @@ def test_the_watcher_waits_for_its_hierarchy_and_then_watches_it() -> None:
         assert not watcher.wait_ready(0.3)
         os.mkdir(root)
         assert watcher.wait_ready(10.0)
-        _, errors = watcher.collect({}, ())
+        errors = watcher.collect({}, ()).errors
         assert any("cannot watch the hierarchy" in e for e in errors)
         assert watcher.alive and watcher.sessions >= 2
         uid = pod_uid()
@@ -261,7 +264,7 @@ def test_the_watcher_waits_for_its_hierarchy_and_then_watches_it() -> None:
         found: list[Pod] = []
         while not found and time.monotonic() < deadline:
             time.sleep(0.05)
-            found, _ = watcher.collect({}, ())
+            found = watcher.collect({}, ()).pods
         assert [(p.uid, cpu_ns(p)) for p in found] == [(uid, final)]
     finally:
         watcher.close()
@@ -381,3 +384,184 @@ def test_the_serving_extractor_survives_overflow_and_pods_gone_before_watched(
     finally:
         server.terminate()
         server.wait(15)
+
+
+def wait_until(found: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not found():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def layout_of(paths: HostPaths) -> Layout:
+    return detect(paths.cgroup_root)
+
+
+def test_a_pod_refilled_before_the_pass_keeps_its_tombstone(
+    layout: tuple[KubeTree, HostPaths],
+) -> None:
+    """A pod without a sandbox restarts its only container: it empties (buried), then
+    fills again before the pass collects. A pass that found none of its processes must
+    still list its last reading, or the meter would see the pod in neither list."""
+    tree, paths = layout
+    watcher = ExitWatcher(layout_of(paths))
+    watcher.start()
+    try:
+        assert watcher.wait_ready(10.0)
+        uid = pod_uid()
+        first = tree.spawn(tree.container_path(uid, container_id()))
+        first.burn(0.05)
+        first.finish()
+        final = tree.pod_cpu_ns(uid)
+        wait_until(lambda: uid in _tomb_uids(watcher), "burial")
+        second = tree.spawn(tree.container_path(uid, container_id()))  # the restart
+        second.burn(0.01)
+        listed = [p for p in watcher.collect({}, ()).pods if p.uid == uid]
+        assert [cpu_ns(p) for p in listed] == [final]
+        assert listed[0].exited_late is False
+        second.finish()
+        wait_until(lambda: cpu_ns(_listed(watcher, uid)) > final, "the second burial")
+        assert cpu_ns(_listed(watcher, uid)) == tree.pod_cpu_ns(uid)
+        assert _listed(watcher, uid).exited_at > listed[0].exited_at  # type: ignore[operator]
+    finally:
+        watcher.close()
+
+
+def _tomb_uids(watcher: ExitWatcher) -> set[str]:
+    return {p.uid for p in watcher.collect({}, ()).pods}
+
+
+def _listed(watcher: ExitWatcher, uid: str) -> Pod:
+    (pod,) = [p for p in watcher.collect({}, ()).pods if p.uid == uid]
+    return pod
+
+
+def test_each_container_run_is_timed_by_its_cgroup(layout: tuple[KubeTree, HostPaths]) -> None:
+    """Runs shorter than a pass and each run of a crash-looping container are known from
+    their cgroup filling and emptying, to the millisecond, with their final counters."""
+    tree, paths = layout
+    uid = pod_uid()
+    keeper = tree.spawn(tree.container_path(uid, container_id()))  # keeps the pod populated
+    watcher = ExitWatcher(layout_of(paths), hz=os.sysconf("SC_CLK_TCK"))
+    watcher.start()
+    runs: list[tuple[str, float, float, int]] = []
+    try:
+        assert watcher.wait_ready(10.0)
+        for _ in range(3):  # one container name, restarted: a new id each time
+            cid = container_id()
+            tree.make(tree.container_path(uid, cid))
+            time.sleep(0.05)  # its watch is in place, as for a runtime's mkdir-then-start
+            before = time.time()
+            tree.run_short(tree.container_path(uid, cid), loops=20000)
+            after = time.time()
+            counter = _container_cpu_ns(tree, tree.container_path(uid, cid))
+            runs.append((cid, before, after, counter))
+        wait_until(lambda: len(watcher.collect({}, ()).containers) >= 3, "three runs")
+        ended = {c.id: c for c in watcher.collect({}, ()).containers}
+        for cid, before, after, counter in runs:
+            run = ended[cid]
+            assert run.pod_uid == uid and not run.exited_late
+            assert run.started_at is not None and run.started_boottime is not None
+            assert before - 0.005 <= run.started_at < run.exited_at <= after + 0.05
+            assert run.exited_boottime - run.started_boottime == pytest.approx(
+                run.exited_at - run.started_at, abs=1e-3
+            )
+            assert run.usage is not None and run.usage.cpu is not None
+            assert run.usage.cpu.usage_ns == counter
+        assert uid not in _tomb_uids(watcher)  # the pod itself still runs
+    finally:
+        watcher.close()
+        keeper.stop()
+
+
+def _container_cpu_ns(tree: KubeTree, path: str) -> int:
+    if "cpuacct" in tree.mounts:
+        with open(f"{tree.directory('cpuacct', path)}/cpuacct.usage") as f:
+            return int(f.read())
+    with open(f"{tree.directory('', path)}/cpu.stat") as f:
+        return int(f.readline().split()[1]) * 1000
+
+
+def test_tombstones_outlive_the_extractor_process(hybrid: KubeTree, tmp_path: Path) -> None:
+    """A pod that ended just before the extractor restarted is listed by the next one,
+    with the same final counters and exit time, even after the kubelet removed its
+    cgroup; a file of another boot is ignored."""
+    paths = HostPaths(cgroup_root="/sys/fs/cgroup")
+    store = TombstoneFile(str(tmp_path / FILE_NAME), boot_id("/proc"))
+    watcher = ExitWatcher(layout_of(paths), store=store)
+    watcher.start()
+    uid = pod_uid()
+    try:
+        assert watcher.wait_ready(10.0)
+        hybrid.run_short(hybrid.container_path(uid, container_id()))
+        wait_until(lambda: uid in _tomb_uids(watcher), "burial")
+        before = _listed(watcher, uid)
+    finally:
+        watcher.close()  # the extractor stops (a killed one wrote the file within 0.5 s)
+    hybrid.remove(hybrid.pod_path(uid))  # and the kubelet removes the pod meanwhile
+    again = ExitWatcher(layout_of(paths), store=TombstoneFile(store.path, store.boot_id))
+    again.start()
+    try:
+        assert again.wait_ready(10.0)
+        assert _listed(again, uid) == before
+    finally:
+        again.close()
+    other_boot = ExitWatcher(layout_of(paths), store=TombstoneFile(store.path, "another-boot"))
+    assert uid not in {p.uid for p in other_boot.collect({}, ()).pods}
+
+
+def test_an_exit_found_by_a_rescan_is_dated_late_not_at_the_rescan(hybrid: KubeTree) -> None:
+    """A pod that emptied while nobody watched: the exit is marked late and dated no
+    later than what the watcher knew, never to the moment of the rescan (which made
+    durations too long)."""
+    uid = pod_uid()
+    hybrid.run_short(hybrid.container_path(uid, container_id()))
+    ended_by = time.time()
+    time.sleep(0.3)
+    watcher = ExitWatcher(layout_of(HostPaths(cgroup_root="/sys/fs/cgroup")))
+    watcher.start()
+    try:
+        assert watcher.wait_ready(10.0)
+        pod = _listed(watcher, uid)
+        assert pod.exited_late
+        assert pod.exited_at is not None and pod.exited_at <= ended_by
+        assert cpu_ns(pod) == hybrid.pod_cpu_ns(uid)
+    finally:
+        watcher.close()
+
+
+class SteppedClock:
+    """A clock whose wall time can be stepped back while the boot clock runs on."""
+
+    def __init__(self) -> None:
+        self.wall_step = 0.0
+        self.boot_step = 0.0
+
+    def __call__(self) -> Moment:
+        real = clock_now()
+        return Moment(wall=real.wall + self.wall_step, boot=real.boot + self.boot_step)
+
+
+def test_retention_is_measured_on_the_boot_clock(hybrid: KubeTree) -> None:
+    """A wall clock stepped back an hour neither keeps a tombstone past its retention
+    nor drops one early."""
+    clock = SteppedClock()
+    watcher = ExitWatcher(
+        layout_of(HostPaths(cgroup_root="/sys/fs/cgroup")), retention_seconds=60.0, clock=clock
+    )
+    watcher.start()
+    uid = pod_uid()
+    try:
+        assert watcher.wait_ready(10.0)
+        hybrid.run_short(hybrid.container_path(uid, container_id()))
+        wait_until(lambda: uid in _tomb_uids(watcher), "burial")
+        clock.wall_step = -3600.0
+        clock.boot_step = 30.0
+        assert uid in _tomb_uids(watcher)  # half its retention: kept
+        clock.wall_step = +3600.0
+        assert uid in _tomb_uids(watcher)  # a step forward does not expire it either
+        clock.boot_step = 61.0
+        assert uid not in _tomb_uids(watcher)
+    finally:
+        watcher.close()

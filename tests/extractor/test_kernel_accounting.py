@@ -9,6 +9,7 @@ kernel in the test, never written down.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from extractor.contract import Container, Pod, Snapshot
 from extractor.discover import Discovery
 from extractor.hostpaths import HostPaths
 from extractor.scanner import Scanner, take_snapshot
-from hostfs import read_small
+from hostfs import Moment, read_small
 from tests.support.kernel import (
     UNIFIED,
     KubeTree,
@@ -236,14 +237,35 @@ def test_start_time_and_runtime_seconds_from_proc(v1_tree: KubeTree) -> None:
     v1_tree.spawn(v1_tree.container_path(uid, cid))
     with open(f"/proc/{first.pid}/stat", "rb") as f:
         ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
-    with open("/proc/stat") as f:
-        btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    started = btime + ticks / os.sysconf("SC_CLK_TCK")
-    snap = take_snapshot(V1, now=started + 100.0)
+    started = ticks / os.sysconf("SC_CLK_TCK")  # CLOCK_BOOTTIME seconds
+    moment = Moment(wall=1_800_000_000.0, boot=started + 100.0)
+    snap = take_snapshot(V1, clock=lambda: moment)
     c = container(snap, cid)
-    assert c.started_at == started
+    assert c.started_boottime == started
+    assert c.started_at == pytest.approx(1_800_000_000.0 - 100.0)
     assert c.runtime_seconds == pytest.approx(100.0)
     assert c.pids == sorted(w.pid for w in v1_tree.workers)
+
+
+def test_start_times_are_exact_to_the_kernel_tick_on_the_wall_clock(v1_tree: KubeTree) -> None:
+    """A process started between two readings of the clock reads as started between them
+    (to one tick, the kernel's resolution): the meter decides from this whether a pod it
+    sees for the first time started after its previous pass. /proc/stat's ``btime`` is
+    whole seconds and put every start up to a second early."""
+    uid, cid = pod_uid(), container_id()
+    before = time.time()
+    worker = v1_tree.spawn(v1_tree.container_path(uid, cid))
+    after = time.time()
+    snap = take_snapshot(V1)
+    c = container(snap, cid)
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    assert c.pids == [worker.pid]
+    assert c.started_at is not None and c.started_boottime is not None
+    assert before - tick - 0.002 <= c.started_at <= after + 0.002
+    assert snap.taken_boottime is not None and snap.boot_id is not None
+    assert snap.taken_at - c.started_at == pytest.approx(
+        snap.taken_boottime - c.started_boottime, abs=1e-6
+    )
 
 
 def test_vanished_process_leaves_no_container_and_no_error(v1_tree: KubeTree) -> None:

@@ -18,10 +18,15 @@ from extractor.cgroups.layout import CgroupFsError, detect, namespace_base, reso
 from extractor.contract import Fingerprint
 from extractor.hostpaths import HostPaths
 from extractor.scanner import NodeUnreadable, Scanner, take_snapshot
-from hostfs import ProcReadError, ProcStat, parse_stat, read_cmdline, read_small
+from hostfs import Moment, ProcReadError, ProcStat, parse_stat, read_cmdline, read_small
 
 BTIME = 1_700_000_000
 HZ = os.sysconf("SC_CLK_TCK")
+
+
+def clock() -> Moment:
+    """The fake node's clocks: booted at BTIME, 1000 s ago."""
+    return Moment(wall=BTIME + 1000.0, boot=1000.0)
 
 
 def stat_line(pid: int, comm: str, start_ticks: int) -> str:
@@ -59,7 +64,7 @@ class FakeNode:
 def node(tmp_path: Path) -> FakeNode:
     proc, cg = tmp_path / "proc", tmp_path / "cg"
     proc.mkdir()
-    (proc / "stat").write_text(f"cpu  1 2 3\nbtime {BTIME}\n")
+    (proc / "stat").write_text("cpu  1 2 3\n")
     cg.mkdir()
     (cg / "cgroup.controllers").write_text("cpu memory pids\n")
     (cg / "cgroup.procs").write_text("")
@@ -139,7 +144,7 @@ def test_pass_over_fake_node(node: FakeNode) -> None:
     (node.proc / "13").mkdir()  # listed, then gone before its files were read
     (node.proc / "14").mkdir()
     (node.proc / "14" / "cgroup").mkdir()  # unreadable: EISDIR
-    snap = take_snapshot(node.paths, now=BTIME + 1000.0)
+    snap = take_snapshot(node.paths, clock=clock)
     (c,) = snap.containers
     assert (c.id, c.runtime, c.pod_uid, c.qos) == (cid, "containerd", uid, "burstable")
     assert c.pids == [10, 11]
@@ -169,7 +174,7 @@ def test_pid_reuse_is_not_attributed_to_the_old_container(node: FakeNode) -> Non
     uid, old = ids()
     new = secrets.token_hex(32)
     node.process(30, container_path(uid, old), start=100)
-    scanner = Scanner(node.paths)
+    scanner = Scanner(node.paths, clock=clock)
     try:
         first = scanner.take()
         # pid 30 exits; the number comes back as a process of another container.
