@@ -34,8 +34,9 @@ def readiness(
 
     An unreachable API server does not make the exporter unready: it keeps serving with
     the runtime's names, says so (``degraded``), and readiness explains why. Neither does
-    an unreachable OpenMeter: events wait in the spool, and readiness says how many.
-    ``reasonCodes`` has one stable code per entry of ``reasons``.
+    an unreachable OpenMeter: events wait in the spool, and readiness says how many;
+    events parked (never to be sent) or set aside, and a full spool, are reported with
+    where they are. ``reasonCodes`` has one stable code per entry of ``reasons``.
     """
     state = views.state
     reasons: list[tuple[str, str]] = []
@@ -68,11 +69,16 @@ def readiness(
     }
     if meter is not None:
         stats = meter.stats()
-        body["meter"] = {"pendingEvents": stats.pending, "lastError": meter.last_error}
-        if meter.last_error:
-            reasons.append(
-                ("meter-postponed", f"OpenMeter delivery postponed ({stats.pending} events kept)")
-            )
+        body["meter"] = {
+            "pendingEvents": stats.pending,
+            "parkedEvents": stats.events_parked,
+            "droppedEvents": stats.events_dropped,
+            "spoolFull": bool(stats.spool_full),
+            "spool": str(meter.spool.directory),
+            "sink": meter.sender.describe(),
+            "lastError": meter.last_error,
+        }
+        reasons.extend(meter.problems())
     if not ready:
         body["status"] = "not ready"
     elif reasons:

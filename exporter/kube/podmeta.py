@@ -53,6 +53,10 @@ class ContainerStatus(BaseModel):
     limits: dict[str, str] = Field(
         default_factory=dict, description="spec resources.limits as the API writes them"
     )
+    gpu_request: int | None = Field(
+        default=None, description="devices of extended resources named */gpu (nvidia.com/gpu)"
+    )
+    gpu_limit: int | None = None
 
 
 class PodMeta(BaseModel):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from exporter.kube.podmeta import ContainerKind, ContainerStatus, Owner, PodMeta
-from exporter.kube.quantity import QuantityError, byte_count, millicores
+from exporter.kube.quantity import QuantityError, byte_count, millicores, parse_quantity
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 QosClass = Literal["guaranteed", "burstable", "besteffort"]
@@ -107,6 +107,15 @@ def resolve_owner(
     return Owner(kind=kind, name=name)
 
 
+def _gpus(resources: dict[str, Any]) -> int | None:
+    """Devices of every extended resource named ``<vendor>/gpu`` (``nvidia.com/gpu``,
+    ``amd.com/gpu``): they are whole numbers by the API's own rule."""
+    found = [v for k, v in resources.items() if k.endswith("/gpu")]
+    if not found:
+        return None
+    return sum(int(parse_quantity(str(v))) for v in found)
+
+
 def _resources(spec: dict[str, Any], where: str) -> dict[str, int | None]:
     resources = _dict(spec.get("resources"), f"{where}.resources")
     requests = _dict(resources.get("requests"), f"{where}.resources.requests")
@@ -117,6 +126,8 @@ def _resources(spec: dict[str, Any], where: str) -> dict[str, int | None]:
             "cpu_limit_millicores": _maybe(millicores, limits.get("cpu")),
             "memory_request_bytes": _maybe(byte_count, requests.get("memory")),
             "memory_limit_bytes": _maybe(byte_count, limits.get("memory")),
+            "gpu_request": _gpus(requests),
+            "gpu_limit": _gpus(limits),
         }
     except (QuantityError, TypeError) as err:
         raise PodConversionError(f"{where}.resources: {err}") from err

@@ -1,8 +1,11 @@
 """Exact usage metering: cumulative kernel counters → per-window deltas → CloudEvents →
-a durable spool → OpenMeter, each event delivered at most once to the bill.
+a durable spool → OpenMeter (or a file, or stdout), each event billed exactly once.
 
-``deltas`` (pure arithmetic) → ``accrual`` (per-pod open windows) → ``events`` (CloudEvents)
-→ ``spool`` (disk) → ``client`` (HTTP); ``pipeline.Meter`` ties them together.
+``deltas`` (pure arithmetic per poll) → ``accrual`` (per-pod open windows, ``facts`` of
+their metadata) → ``billing`` (who is billed, as what) → ``events`` (CloudEvents) →
+``schema`` (checked before anything is sent) → ``spool`` (disk) → ``delivery`` over
+``client`` (HTTP) or ``sinks`` (file, stdout); ``pipeline.Meter`` ties them together.
+``compat`` reads the environment of the collectors it replaces.
 """
 
 from exporter.meter.metrics import MeterCollector

@@ -1,12 +1,17 @@
 """POST batches of CloudEvents to OpenMeter's ingest endpoint, retrying what may succeed.
 
-Status handling follows shared/reference/openmeter.md 1.4: 2xx is success (204 on v1);
-429 waits for ``Retry-After``; 408, 5xx and network errors back off exponentially with
-full jitter; 400/412/413/422 mean the events themselves are refused, so retrying them
-would loop forever (``Rejected``); 401/403/404 are configuration problems, kept for a
-later round (``Unavailable``). Retrying is safe because event ids are deterministic.
-The body is sent as pre-serialized bytes with the bare media type, because the v1
-handler compares the Content-Type header by exact string equality.
+Statuses, as OpenMeter and what sits in front of it answer: 2xx is success (204 on v1,
+202 on v3); 429 waits for ``Retry-After``; 408, 425, 5xx and network errors back off
+exponentially with full jitter; so does 412, which a proxy may answer for a while. 413
+means the body is too big for something on the way: ``TooLarge``, and the meter halves
+the batch. 400 and 422 mean OpenMeter refused the events (``Refused``): the meter halves
+the batch to find the one, and keeps retrying it in later rounds before parking it,
+because a proxy's or a misconfigured gateway's 400 can be transient too. 401, 403, 404
+and other 4xx are configuration problems, kept for a later round (``Unavailable``).
+Retrying is always safe because event ids are deterministic. The body is sent as
+pre-serialized bytes with the bare media type, because the v1 handler compares the
+Content-Type header by exact string equality. Every retry, give-up and recovery is
+logged with the endpoint and the server's problem detail.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import httpx
 import orjson
@@ -23,22 +29,27 @@ from exporter.meter.events import Event
 
 log = logging.getLogger(__name__)
 
+Api = Literal["v1", "v3"]
 CONTENT_TYPE = "application/cloudevents-batch+json"
-INGEST_PATH = "/api/v1/events"
-REJECTING = frozenset({400, 412, 413, 422})
-RETRYABLE = frozenset({408, 429})
+INGEST_PATHS: dict[Api, str] = {"v1": "/api/v1/events", "v3": "/api/v3/openmeter/events"}
+REFUSING = frozenset({400, 422})
+TRANSIENT = frozenset({408, 412, 425, 429})
 
 
 class DeliveryError(Exception):
     """A batch was not delivered."""
 
 
-class Rejected(DeliveryError):
-    """OpenMeter refused the events as invalid: sending them again cannot help."""
+class Refused(DeliveryError):
+    """OpenMeter refused the events as invalid."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
+
+
+class TooLarge(Refused):
+    """413: the body is too big for OpenMeter or a proxy in front of it."""
 
 
 class Unavailable(DeliveryError):
@@ -73,6 +84,7 @@ class OpenMeterClient:
         url: str,
         *,
         token: Callable[[], str | None],
+        api: Api = "v1",
         timeout_seconds: float = 10.0,
         max_attempts: int = 5,
         base_delay: float = 0.5,
@@ -81,7 +93,7 @@ class OpenMeterClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.endpoint = url.rstrip("/") + INGEST_PATH
+        self.endpoint = url.rstrip("/") + INGEST_PATHS[api]
         self._token = token
         self._max_attempts = max_attempts
         self._base_delay = base_delay
@@ -90,6 +102,9 @@ class OpenMeterClient:
         self._jitter = jitter
         self._http = httpx.AsyncClient(timeout=timeout_seconds, transport=transport)
         self.retries = 0
+
+    def describe(self) -> str:
+        return self.endpoint
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -121,14 +136,25 @@ class OpenMeterClient:
                 if 200 <= status < 300:
                     return
                 detail = problem_detail(response)
-                if status in REJECTING:
-                    raise Rejected(status, detail)
-                if status not in RETRYABLE and status < 500:
+                if status == 413:
+                    raise TooLarge(status, detail)
+                if status in REFUSING:
+                    raise Refused(status, detail)
+                if status not in TRANSIENT and status < 500:
                     raise Unavailable(f"HTTP {status} from {self.endpoint}: {detail}")
                 last = f"HTTP {status}: {detail}"
                 hinted = retry_after(response) if status == 429 else None
                 delay = self.backoff(attempt) if hinted is None else min(hinted, self._max_delay)
             if attempt + 1 < self._max_attempts:
-                log.info("OpenMeter: %s; retrying in %.1fs", last, delay)
+                log.info(
+                    "OpenMeter POST %s: %s; retrying in %.1fs (attempt %d of %d)",
+                    self.endpoint,
+                    last,
+                    delay,
+                    attempt + 2,
+                    self._max_attempts,
+                )
                 await self._sleep(delay)
-        raise Unavailable(f"gave up after {self._max_attempts} attempt(s): {last}")
+        raise Unavailable(
+            f"POST {self.endpoint} gave up after {self._max_attempts} attempt(s): {last}"
+        )

@@ -1,34 +1,49 @@
-"""Exact per-pod CPU deltas between two readings of the kernel's cumulative counters.
+"""What each pod used between two readings of the kernel's cumulative counters.
 
 Pure and integer-only, so that the sum of all billed deltas equals the counter's own
-change to the nanosecond. The rules (shared/reference/cgroups.md section 8):
+change to the nanosecond, and the sum of all billed intervals a run's length. Every
+interval runs from the pod's *cursor* (the boot-clock time of the poll that last
+accounted it, kept in its ``PodMark``) to this snapshot, so consecutive readings tile a
+pod's life with no gap and no overlap. The rules (README, "Usage events"):
 
-* A counter seen for the first time is a baseline and bills nothing, unless its pod or
-  container started after the previous pass: then the whole counter is the delta (it
-  all came after that pass).
-* A decrease is a reset (the cgroup was recreated): new baseline, counted only when the
-  container started after the previous pass.
+* A pod seen for the first time is billed from zero when it started after the previous
+  poll (by the kernel's boot clock, allowing its 10 ms tick; after a reboot everything
+  is new); otherwise it is a baseline and bills nothing (it was running before the
+  agent, or before its spool was lost).
+* A decrease of a counter is a reset (the cgroup was recreated): a new series, counted
+  from zero when it started after the previous poll.
 * A pod's cgroup keeps the CPU of its exited containers, so the pod's delta is what is
-  billed; the part no live container accounts for (exited containers, the sandbox, and
-  the skew of reading container counters a moment before the pod's) is the remainder.
-* An exited pod (``Snapshot.exited_pods``: its counters read by the extractor when its
-  last process exited) is a final reading. Seen before: final − mark is billed, and the
-  mark is kept as *finished*, so the same tombstone in later snapshots bills nothing more
-  (only a later, higher reading of it bills the difference) and the pod's disappearance
-  is no loss. Never seen, and its cgroup started after the previous pass: it lived
-  entirely between two passes, and its whole counter is billed. A final reading below
-  the mark is older than it: nothing is billed, the mark stays as it was.
-* A pod that vanished without such a reading loses its last partial window: its cgroup
-  is gone, nothing is left to read. Those are counted, never guessed.
+  billed. It is split over containers by their own deltas (live ones, and ended runs
+  with their final reading, ``Snapshot.exited_containers``); the rest (the sandbox, and
+  the skew of reading container counters a moment apart from the pod's) is the
+  remainder. The split never goes negative: if the containers' deltas add up to more
+  than the pod's, they are scaled down to it.
+* An exited pod (``Snapshot.exited_pods``) is a final reading: final − mark once, then
+  a *finished* mark, so the same tombstone in later snapshots bills nothing.
+* A pod in neither list keeps its mark until it has been missing for ``MARK_RETENTION``
+  of snapshots (longer than the extractor keeps a tombstone): it may be between two
+  containers, or its tombstone may come with the next snapshot. Only then is it
+  forgotten, and counted as lost if it never had a final reading.
+* Runtime is the overlap of each container run (cgroup filled → emptied, or the first
+  process's start for a live one) with the interval; the pod's duration the overlap of
+  its life (its first start → its exit) with it; restarts are runs that started in the
+  interval under a name the pod already ran.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from extractor.contract import Container, Pod, Snapshot, Usage
+from exporter.meter.clock import TICK_NS, ns, overlap_ns
+from extractor.contract import Container, ExitedContainer, Pod, Snapshot, Usage
+
+MARK_RETENTION_NS = 900 * 10**9
+EXITED = "<exited>"
+"""Where the CPU of several containers that ended unseen goes."""
+"""A missing pod's mark is kept this long: the extractor lists a tombstone for 600 s."""
 
 
 class ContainerMark(BaseModel):
@@ -41,55 +56,84 @@ class ContainerMark(BaseModel):
 
 
 class PodMark(BaseModel):
-    """The last reading of one pod: its own counter (if it has one) and its containers'."""
+    """Where a pod's next interval starts: its cursor and its counters' last readings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    at: float = Field(description="when the reading was taken (snapshot time, or exit time)")
+    at: float = Field(description="wall time of the poll that last accounted the pod")
+    at_ns: int = Field(description="the same poll on the boot clock: the cursor")
+    seen_ns: int = Field(description="boot clock of the last snapshot that listed it")
     cpu_ns: int | None
+    user_ns: int | None = None
+    system_ns: int | None = None
+    series: int = 0
+    started_ns: int | None = None
     containers: dict[str, ContainerMark] = Field(default_factory=dict)
+    names: list[str] = Field(default_factory=list, description="container names that ran")
+    working_set: int | None = None
+    peak: int | None = None
     finished: bool = Field(default=False, description="an exited pod's final reading")
 
 
 class Marks(BaseModel):
-    """Every counter's last reading: where the next window starts."""
+    """Every pod's last reading, and the poll they were taken at."""
 
     model_config = ConfigDict(extra="forbid")
 
     taken_at: float | None = None
+    taken_ns: int | None = None
+    boot_id: str | None = None
     pods: dict[str, PodMark] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class PodWindow:
-    """What one pod used between two readings."""
+class ContainerUse:
+    """One container's share of a pod's interval."""
+
+    name: str | None
+    cpu_ns: int = 0
+    runtime_ns: int = 0
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class PodReading:
+    """What one pod used in one interval (a poll, or up to its exit)."""
 
     pod_uid: str
     namespace: str | None
     name: str | None
-    start: float
-    end: float
+    start_at: float
+    start_ns: int
+    end_at: float
+    end_ns: int
     cpu_ns: int
+    user_ns: int
+    system_ns: int
     counter_start: int | None
     counter_end: int | None
-    live: dict[str, int]
-    names: dict[str, str | None]
-    exited: tuple[str, ...]
-    memory_working_set_bytes: int | None
+    series: int
+    containers: dict[str, ContainerUse]
+    remainder_ns: int
+    duration_ns: int
+    runtime_ns: int
+    restarts: int
+    working_set: int | None
+    working_set_byte_ns: int
+    memory_current: int | None
+    memory_peak: int | None
     finished: bool = False
-    """The pod has exited: whatever no live container accounts for, exited containers used."""
 
     @property
-    def remainder_ns(self) -> int:
-        """Pod CPU no live container's own delta accounts for."""
-        return self.cpu_ns - sum(self.live.values())
+    def empty(self) -> bool:
+        return not (self.cpu_ns or self.duration_ns or self.runtime_ns or self.restarts)
 
 
 @dataclass
 class Outcome:
-    windows: list[PodWindow] = field(default_factory=list)
+    readings: list[PodReading] = field(default_factory=list)
     marks: Marks = field(default_factory=Marks)
-    vanished_pods: int = 0
+    lost_pods: int = 0
     resets: int = 0
 
 
@@ -97,144 +141,454 @@ def cpu_of(usage: Usage | None) -> int | None:
     return usage.cpu.usage_ns if usage is not None and usage.cpu is not None else None
 
 
-def _delta(before: int | None, now: int, new_in_window: bool) -> tuple[int | None, bool]:
-    """(delta or None for a baseline, whether the counter went backwards)."""
-    if before is not None and now >= before:
-        return now - before, False
-    return (now if new_in_window else None), before is not None
+class _Clock:
+    """The snapshot's times as boot-clock nanoseconds (the wall clock for a snapshot of an
+    extractor too old to send the boot clock), and back to wall time for people."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.boot = snapshot.taken_boottime is not None
+        self.now_ns = ns(snapshot.taken_boottime if self.boot else snapshot.taken_at)  # type: ignore[arg-type]
+        self.now_at = snapshot.taken_at
+
+    def of(self, boot: float | None, wall: float | None) -> int | None:
+        value = boot if self.boot else wall
+        return None if value is None else ns(value)
+
+    def wall(self, at_ns: int) -> float:
+        return self.now_at - (self.now_ns - at_ns) / 1e9
 
 
-def _started_after(started_at: float | None, since: float | None) -> bool:
-    return since is not None and started_at is not None and started_at > since
+class _Poll:
+    """One snapshot against the previous marks."""
+
+    def __init__(self, previous: Marks, snapshot: Snapshot) -> None:
+        self.previous = previous
+        self.snapshot = snapshot
+        self.clock = _Clock(snapshot)
+        self.rebooted = previous.taken_ns is not None and previous.boot_id != snapshot.boot_id
+        self.out = Outcome(
+            marks=Marks(
+                taken_at=snapshot.taken_at, taken_ns=self.clock.now_ns, boot_id=snapshot.boot_id
+            )
+        )
+        self.ended: dict[str, list[ExitedContainer]] = defaultdict(list)
+        for run in snapshot.exited_containers:
+            self.ended[run.pod_uid].append(run)
+
+    def started_after_previous(self, started_ns: int | None) -> bool:
+        """Whether something that started then may have started after the previous poll
+        (the kernel truncates process starts to a tick, so within a tick counts)."""
+        since = self.previous.taken_ns
+        if since is None:
+            return False  # the very first poll: everything running is a baseline
+        if self.rebooted:
+            return True
+        return started_ns is not None and started_ns + TICK_NS > since
+
+    def old(self, uid: str) -> PodMark | None:
+        return None if self.rebooted else self.previous.pods.get(uid)
 
 
 def compute(previous: Marks, snapshot: Snapshot) -> Outcome:
-    """The windows between ``previous`` and ``snapshot``, and the marks to start from next."""
-    out = Outcome(marks=Marks(taken_at=snapshot.taken_at))
+    """The readings between ``previous`` and ``snapshot``, and the marks to start from next."""
+    poll = _Poll(previous, snapshot)
     by_id = {c.id: c for c in snapshot.containers}
     seen: set[str] = set()
     for pod in snapshot.pods:
         seen.add(pod.uid)
         members = [by_id[cid] for cid in pod.container_ids if cid in by_id]
-        window, mark = _pod(previous, snapshot, pod, members, out)
-        out.marks.pods[pod.uid] = mark
-        if window is not None:
-            out.windows.append(window)
+        _live(poll, pod, members)
     for pod in snapshot.exited_pods:
         if pod.uid in seen:  # live in this very snapshot: its live reading is newer
             continue
         seen.add(pod.uid)
-        window, exited_mark = _exited(previous, snapshot, pod)
-        if exited_mark is not None:
-            out.marks.pods[pod.uid] = exited_mark
-        if window is not None:
-            out.windows.append(window)
-    out.vanished_pods = sum(
-        1 for uid, m in previous.pods.items() if uid not in seen and not m.finished
-    )
-    return out
+        _exited(poll, pod)
+    now = poll.clock.now_ns
+    for uid, mark in ({} if poll.rebooted else previous.pods).items():
+        if uid in seen:
+            continue
+        if now - mark.seen_ns <= MARK_RETENTION_NS:
+            poll.out.marks.pods[uid] = mark  # between containers, or its tombstone is late
+        elif not mark.finished:
+            poll.out.lost_pods += 1
+    if poll.rebooted:
+        poll.out.lost_pods += sum(1 for m in previous.pods.values() if not m.finished)
+    return poll.out
 
 
-def _pod(
-    previous: Marks, snapshot: Snapshot, pod: Pod, members: list[Container], out: Outcome
-) -> tuple[PodWindow | None, PodMark]:
-    since = previous.taken_at
-    old = previous.pods.get(pod.uid)
+def _counter(before: int | None, now: int | None, new: bool) -> tuple[int | None, bool]:
+    """(delta, reset): None for a baseline or an unreadable counter."""
+    if now is None:
+        return None, False
+    if before is not None and now >= before:
+        return now - before, False
+    return (now if new else None), before is not None
+
+
+def _live(poll: _Poll, pod: Pod, members: list[Container]) -> None:
+    clock = poll.clock
+    old = poll.old(pod.uid)
     pod_ns = cpu_of(pod.usage)
     if pod_ns is None and old is not None and old.cpu_ns is not None:
         # the pod counter was readable before: wait for it rather than lose exited CPU
-        return None, old
-    starts = [c.started_at for c in members if c.started_at is not None]
-    pod_new = _started_after(min(starts), since) if starts else False
-    mark = PodMark(at=snapshot.taken_at, cpu_ns=pod_ns)
-    live: dict[str, int] = {}
-    names: dict[str, str | None] = {}
+        poll.out.marks.pods[pod.uid] = old.model_copy(update={"seen_ns": clock.now_ns})
+        return
+    ended = poll.ended.get(pod.uid, [])
+    starts = [clock.of(c.started_boottime, c.started_at) for c in members]
+    starts += [clock.of(r.started_boottime, r.started_at) for r in ended]
+    known = [s for s in starts if s is not None]
+    started_ns = _earliest(known, old)
+    new = old is None and poll.started_after_previous(started_ns)
+    cursor = old.at_ns if old is not None else None
+    reading = _Reading(poll, pod, old, cursor, started_ns, new)
+    reading.counters(pod.usage, min(known, default=None))
     for c in members:
-        before = old.containers.get(c.id) if old is not None else None
-        ns = cpu_of(c.usage)
-        if c.sandbox or ns is None:
-            if before is not None:
-                mark.containers[c.id] = before
-            continue
-        mark.containers[c.id] = ContainerMark(cpu_ns=ns, name=c.name)
-        names[c.id] = c.name
-        delta, reset = _delta(
-            before.cpu_ns if before else None, ns, _started_after(c.started_at, since)
-        )
-        out.resets += reset
-        if delta is not None:
-            live[c.id] = delta
-    if pod_ns is not None:
-        counter_start = old.cpu_ns if old is not None else None
-        cpu, reset = _delta(counter_start, pod_ns, pod_new)
-        out.resets += reset
-        if cpu is None:
-            return None, mark
-        if reset or counter_start is None:
-            counter_start = 0
-    elif old is not None or pod_new:
-        cpu, counter_start = sum(live.values()), None
-    else:
-        return None, mark
-    exited: tuple[str, ...] = ()
-    if old is not None:
-        exited = tuple(cid for cid in old.containers if cid not in mark.containers)
-        names.update({cid: old.containers[cid].name for cid in exited})
-    start = old.at if old is not None else max(min(starts), since or 0.0)
-    memory = pod.usage.memory if pod.usage is not None else None
-    window = PodWindow(
-        pod_uid=pod.uid,
-        namespace=pod.namespace,
-        name=pod.name,
-        start=start,
-        end=snapshot.taken_at,
-        cpu_ns=cpu,
-        counter_start=counter_start,
-        counter_end=pod_ns,
-        live=live,
-        names=names,
-        exited=exited,
-        memory_working_set_bytes=memory.working_set_bytes if memory is not None else None,
-    )
-    return window, mark
+        reading.live_container(c)
+    for run in ended:
+        reading.ended_container(run)
+    reading.memory(pod.usage)
+    reading.finish(end_ns=clock.now_ns, end_at=clock.now_at, life_end_ns=None)
 
 
-def _exited(
-    previous: Marks, snapshot: Snapshot, pod: Pod
-) -> tuple[PodWindow | None, PodMark | None]:
-    """The window up to an exited pod's final reading, and its finished mark."""
-    old = previous.pods.get(pod.uid)
+def _exited(poll: _Poll, pod: Pod) -> None:
+    clock = poll.clock
+    old = poll.old(pod.uid)
     final = cpu_of(pod.usage)
     if final is None:  # no final reading after all: as if the pod was not listed
-        return None, old
-    exited_at = snapshot.taken_at if pod.exited_at is None else pod.exited_at
+        if old is not None:
+            poll.out.marks.pods[pod.uid] = old.model_copy(update={"seen_ns": clock.now_ns})
+        return
+    exit_ns = clock.of(pod.exited_boottime, pod.exited_at)
+    exit_ns = clock.now_ns if exit_ns is None else min(exit_ns, clock.now_ns)
+    ended = poll.ended.get(pod.uid, [])
+    starts = [clock.of(pod.started_boottime, pod.started_at)]
+    starts += [clock.of(r.started_boottime, r.started_at) for r in ended]
+    known = [s for s in starts if s is not None]
+    started_ns = _earliest(known, old)
     if old is None:
-        if not _started_after(pod.started_at, previous.taken_at):
-            return None, PodMark(at=exited_at, cpu_ns=final, finished=True)
-        assert pod.started_at is not None
-        start, counter_start, cpu = pod.started_at, 0, final
-    elif old.cpu_ns is None:  # billed through its containers so far: their marks are gone
-        return None, PodMark(at=max(exited_at, old.at), cpu_ns=final, finished=True)
-    elif final < old.cpu_ns or (old.finished and final == old.cpu_ns):
-        return None, old  # nothing new; a reading older than the mark is not final either
+        new = poll.started_after_previous(started_ns)
+        if not new:  # ran before the previous poll and was never seen: a baseline
+            poll.out.marks.pods[pod.uid] = _finished_mark(clock, final, started_ns)
+            return
+    elif old.cpu_ns is None or final < old.cpu_ns or (old.finished and final == old.cpu_ns):
+        # billed through its containers so far, or a reading no newer than the mark
+        poll.out.marks.pods[pod.uid] = old.model_copy(update={"seen_ns": clock.now_ns})
+        return
     else:
-        start, counter_start, cpu = old.at, old.cpu_ns, final - old.cpu_ns
-    end = max(exited_at, start)
-    containers = old.containers if old is not None else {}
-    memory = pod.usage.memory if pod.usage is not None else None
-    window = PodWindow(
-        pod_uid=pod.uid,
-        namespace=pod.namespace,
-        name=pod.name,
-        start=start,
-        end=end,
-        cpu_ns=cpu,
-        counter_start=counter_start,
-        counter_end=final,
-        live={},
-        names={cid: m.name for cid, m in containers.items()},
-        exited=tuple(containers),
-        memory_working_set_bytes=memory.working_set_bytes if memory is not None else None,
+        new = False
+    reading = _Reading(poll, pod, old, None if old is None else old.at_ns, started_ns, new)
+    reading.counters(pod.usage, min(known, default=None))
+    reading.life_end_ns = exit_ns  # no container ran past its pod (their events race)
+    for run in ended:
+        reading.ended_container(run)
+    reading.memory(pod.usage)
+    end_ns = max(exit_ns, reading.cursor if reading.cursor is not None else exit_ns)
+    reading.finish(end_ns=end_ns, end_at=clock.wall(end_ns), life_end_ns=exit_ns, finished=True)
+
+
+def _earliest(starts: list[int], old: PodMark | None) -> int | None:
+    """The pod's first start: the earliest of everything it ever ran."""
+    if old is not None and old.started_ns is not None:
+        starts = [*starts, old.started_ns]
+    return min(starts, default=None)
+
+
+def _finished_mark(clock: _Clock, final: int, started_ns: int | None) -> PodMark:
+    return PodMark(
+        at=clock.now_at,
+        at_ns=clock.now_ns,
+        seen_ns=clock.now_ns,
+        cpu_ns=final,
+        started_ns=started_ns,
         finished=True,
     )
-    return window, PodMark(at=end, cpu_ns=final, finished=True)
+
+
+class _Reading:
+    """One pod's interval being put together: counters, containers, memory."""
+
+    def __init__(
+        self,
+        poll: _Poll,
+        pod: Pod,
+        old: PodMark | None,
+        cursor: int | None,
+        started_ns: int | None,
+        new: bool,
+    ) -> None:
+        self.poll = poll
+        self.pod = pod
+        self.old = old
+        self.cursor = cursor
+        self.started_ns = started_ns
+        self.new = new
+        self.baseline = old is None and not new
+        now = poll.clock
+        self.mark = PodMark(
+            at=now.now_at,
+            at_ns=now.now_ns,
+            seen_ns=now.now_ns,
+            cpu_ns=None,
+            series=old.series if old is not None else 0,
+            started_ns=started_ns,
+            names=list(old.names) if old is not None else [],
+        )
+        self.cpu: int | None = None
+        self.user = 0
+        self.system = 0
+        self.counter_start: int | None = None
+        self.uses: dict[str, ContainerUse] = {}
+        self.restarts = 0
+        self.runtime = 0
+        self.working_set: int | None = None
+        self.byte_ns = 0
+        self.current: int | None = None
+        self.peak: int | None = None
+        self.started_in_interval: list[tuple[int, str]] = []
+        self.life_end_ns: int | None = None
+
+    # -- the pod's own counters
+
+    def counters(self, usage: Usage | None, current_start: int | None) -> None:
+        """The pod counter's delta; ``current_start`` is when what runs now started (a
+        recreated cgroup counts from zero when that was after the last poll)."""
+        old, new = self.old, self.new
+        cpu = usage.cpu if usage is not None else None
+        now = cpu.usage_ns if cpu is not None else None
+        before = old.cpu_ns if old is not None else None
+        recreated_new = self.poll.started_after_previous(current_start)
+        delta, reset = _counter(before, now, new or recreated_new)
+        if reset:
+            self.poll.out.resets += 1
+            self.mark.series += 1
+            self.mark.started_ns = current_start
+        self.mark.cpu_ns = now
+        if cpu is not None:
+            self.mark.user_ns, self.mark.system_ns = cpu.user_ns, cpu.system_ns
+        if delta is None:
+            return
+        self.cpu = delta
+        self.counter_start = 0 if (reset or before is None) else before
+        if cpu is None:
+            return
+        fresh = reset or old is None
+        self.user = _part(old.user_ns if old else None, cpu.user_ns, fresh)
+        self.system = _part(old.system_ns if old else None, cpu.system_ns, fresh)
+
+    # -- containers
+
+    def _use(self, cid: str, name: str | None, cpu: int = 0, runtime: int = 0) -> None:
+        before = self.uses.get(cid)
+        if before is None:
+            self.uses[cid] = ContainerUse(name=name, cpu_ns=cpu, runtime_ns=runtime)
+        else:
+            self.uses[cid] = ContainerUse(
+                name=before.name or name,
+                cpu_ns=before.cpu_ns + cpu,
+                runtime_ns=before.runtime_ns + runtime,
+            )
+
+    def _ran(self, start: int | None, name: str | None) -> None:
+        """A run that started in this interval: a restart if its name ran before."""
+        if name is None:
+            return
+        since = self.cursor
+        if start is not None and (since is None or start > since):
+            self.started_in_interval.append((start, name))
+        elif name not in self.mark.names:
+            self.mark.names.append(name)
+
+    def live_container(self, c: Container) -> None:
+        if c.sandbox:
+            return
+        clock = self.poll.clock
+        start = clock.of(c.started_boottime, c.started_at)
+        self._ran(start, c.name)
+        if self.baseline:
+            self._mark_container(c)
+            return
+        runtime = overlap_ns(start, None, self.cursor, clock.now_ns)
+        old = self.old.containers.get(c.id) if self.old is not None else None
+        now = cpu_of(c.usage)
+        cpu: int | None = None
+        if now is not None:
+            new = self.new or self.poll.started_after_previous(start)
+            cpu, reset = _counter(old.cpu_ns if old else None, now, new)
+            self.poll.out.resets += reset
+        elif old is not None:
+            self.mark.containers[c.id] = old
+        self._mark_container(c)
+        self._use(c.id, c.name, cpu or 0, runtime)
+
+    def _mark_container(self, c: Container) -> None:
+        now = cpu_of(c.usage)
+        if now is not None:
+            self.mark.containers[c.id] = ContainerMark(cpu_ns=now, name=c.name)
+
+    def ended_container(self, run: ExitedContainer) -> None:
+        if run.sandbox:
+            return
+        clock = self.poll.clock
+        end = clock.of(run.exited_boottime, run.exited_at)
+        start = clock.of(run.started_boottime, run.started_at)
+        if self.baseline or end is None or (self.cursor is not None and end <= self.cursor):
+            return  # accounted by an earlier poll (the list repeats), or never to be billed
+        self._ran(start, run.name)
+        old = self.old.containers.get(run.id) if self.old is not None else None
+        self.mark.containers.pop(run.id, None)
+        if self.life_end_ns is not None:
+            end = min(end, self.life_end_ns)
+        runtime = overlap_ns(start, end, self.cursor, clock.now_ns)
+        final = cpu_of(run.usage)
+        cpu = 0
+        if final is not None:
+            if old is not None and final >= old.cpu_ns:
+                cpu = final - old.cpu_ns
+            elif old is None and (self.new or self.poll.started_after_previous(start)):
+                cpu = final
+        self._use(run.id, run.name, cpu, runtime)
+
+    def _to_vanished(
+        self, uses: dict[str, ContainerUse], remainder: int
+    ) -> tuple[dict[str, ContainerUse], int]:
+        """Without a record of its end (no exit watcher), a container that was running at
+        the last poll and is gone now used what no live container accounts for: the
+        remainder is its (or, for several, ``<exited>``'s)."""
+        if not remainder or self.old is None:
+            return uses, remainder
+        gone = [cid for cid in self.old.containers if cid not in self.mark.containers]
+        gone = [cid for cid in gone if cid not in uses]
+        if not gone:
+            return uses, remainder
+        cid = gone[0] if len(gone) == 1 else EXITED
+        name = self.old.containers[gone[0]].name if len(gone) == 1 else EXITED
+        out = dict(uses)
+        before = out.get(cid)
+        out[cid] = ContainerUse(
+            name=name,
+            cpu_ns=remainder + (before.cpu_ns if before else 0),
+            runtime_ns=before.runtime_ns if before else 0,
+            restarts=before.restarts if before else 0,
+        )
+        return out, 0
+
+    # -- memory
+
+    def memory(self, usage: Usage | None) -> None:
+        memory = usage.memory if usage is not None else None
+        if memory is None:
+            return
+        ws = memory.working_set_bytes
+        self.working_set, self.current = ws, memory.current_bytes
+        self.mark.working_set, self.mark.peak = ws, memory.peak_bytes
+        before = self.old.peak if self.old is not None else None
+        if memory.peak_bytes is not None and (before is None or memory.peak_bytes > before):
+            self.peak = memory.peak_bytes  # the high-water mark rose in this interval
+
+    # -- the reading
+
+    def finish(
+        self, *, end_ns: int, end_at: float, life_end_ns: int | None, finished: bool = False
+    ) -> None:
+        out = self.poll.out
+        self.mark.finished = finished
+        self.mark.names.extend(_restarts(self, self.mark.names))
+        out.marks.pods[self.pod.uid] = self.mark
+        if self.baseline:
+            return
+        if self.cpu is None:
+            if self.mark.cpu_ns is not None:
+                return  # a reset counter that started before the last poll: a new baseline
+            self.cpu = sum(u.cpu_ns for u in self.uses.values())  # no pod counter at all
+        clock = self.poll.clock
+        since = self.cursor
+        start_ns = since if since is not None else (self.started_ns or end_ns)
+        start_ns = min(start_ns, end_ns)
+        duration = overlap_ns(self.started_ns, life_end_ns, since, end_ns)
+        previous_ws = self.old.working_set if self.old is not None else None
+        if self.working_set is not None:
+            span = end_ns - start_ns
+            if previous_ws is None:
+                self.byte_ns = self.working_set * span
+            else:
+                self.byte_ns = (previous_ws + self.working_set) * span // 2
+        uses, remainder = _split(self.uses, self.cpu)
+        uses, remainder = self._to_vanished(uses, remainder)
+        reading = PodReading(
+            pod_uid=self.pod.uid,
+            namespace=self.pod.namespace,
+            name=self.pod.name,
+            start_at=self.old.at if self.old is not None else clock.wall(start_ns),
+            start_ns=start_ns,
+            end_at=end_at,
+            end_ns=end_ns,
+            cpu_ns=self.cpu,
+            user_ns=self.user,
+            system_ns=self.system,
+            counter_start=self.counter_start,
+            counter_end=self.mark.cpu_ns,
+            series=self.mark.series,
+            containers=uses,
+            remainder_ns=remainder,
+            duration_ns=duration,
+            runtime_ns=sum(u.runtime_ns for u in uses.values()),
+            restarts=sum(u.restarts for u in uses.values()),
+            working_set=self.working_set,
+            working_set_byte_ns=self.byte_ns,
+            memory_current=self.current,
+            memory_peak=self.peak,
+            finished=finished,
+        )
+        if not reading.empty or finished:
+            out.readings.append(reading)
+
+
+def _part(before: int | None, now: int | None, fresh: bool) -> int:
+    """A user or system counter's delta: all of it for a counter billed from zero, 0 when
+    unknown or when it went backwards (their tick-based v1 values may wobble)."""
+    if now is None:
+        return 0
+    if fresh:
+        return now
+    return 0 if before is None else max(now - before, 0)
+
+
+def _restarts(reading: _Reading, names: list[str]) -> list[str]:
+    """Count runs that started in the interval under a name that ran before (in time
+    order), add them to their containers' uses; returns the names new to the pod."""
+    seen = set(names)
+    new_names: list[str] = []
+    by_name: dict[str, int] = defaultdict(int)
+    for _, name in sorted(reading.started_in_interval):
+        if name in seen:
+            by_name[name] += 1
+        else:
+            seen.add(name)
+            new_names.append(name)
+    for cid, use in list(reading.uses.items()):
+        count = by_name.pop(use.name, 0) if use.name is not None else 0
+        if count:
+            reading.uses[cid] = ContainerUse(
+                name=use.name, cpu_ns=use.cpu_ns, runtime_ns=use.runtime_ns, restarts=count
+            )
+    return new_names
+
+
+def _split(uses: dict[str, ContainerUse], total: int) -> tuple[dict[str, ContainerUse], int]:
+    """Container shares that add up to at most ``total`` (scaled down, by largest
+    remainder, when their own deltas add up to more), and the rest."""
+    claimed = sum(u.cpu_ns for u in uses.values())
+    if claimed <= total:
+        return uses, total - claimed
+    shares = {cid: u.cpu_ns * total // claimed for cid, u in uses.items()}
+    left = total - sum(shares.values())
+    by_fraction = sorted(uses, key=lambda cid: (uses[cid].cpu_ns * total) % claimed, reverse=True)
+    for cid in by_fraction[:left]:
+        shares[cid] += 1
+    scaled = {
+        cid: ContainerUse(
+            name=u.name, cpu_ns=shares[cid], runtime_ns=u.runtime_ns, restarts=u.restarts
+        )
+        for cid, u in uses.items()
+    }
+    return scaled, 0

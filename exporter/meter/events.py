@@ -1,19 +1,14 @@
-"""Pod windows → OpenMeter CloudEvents, mapped the way OpenMeter's Kubernetes collectors do.
+"""Closed windows → OpenMeter CloudEvents, one per pod (or per container) per window.
 
-One event per pod per window: billing is per pod and subject, and the pod counter is the
-only exact one (it keeps exited containers' CPU). The per-container split rides along in
-``data.containers``. The mapping follows the collector preset ``kube-pod-exec-time``
-(shared/seeds/001) and the Pod Runtime Watcher (shared/seeds/000) so existing meters
-(``SUM $.duration_seconds`` grouped by ``$.pod_namespace``/``$.pod_name``) keep working:
+Field names keep what the collectors' meters read (``duration_seconds``, ``pod_name``,
+``pod_namespace``; the watcher's ``duration`` as a string of whole seconds) and add the
+kernel's exact usage; README's "Usage events" lists every field. Values are in seconds,
+bytes and cores; nothing is negative and nothing is null (a value that is not known is
+left out, so a meter never sums a null).
 
-* subject: annotation ``openmeter.io/subject``, else label ``k8s.openmeter.cloud/subject``,
-  else the pod name (else its UID);
-* ``data``: every ``data.openmeter.io/KEY`` annotation and ``k8s.openmeter.cloud/data-KEY``
-  label as ``KEY``, overridden by our own fields.
-
-Event ids are a hash of what the window is (pod, bounds in time and in counter values),
-so a resend after a timeout or a crash carries the same id and OpenMeter's (source, id)
-deduplication drops it.
+Event ids are a hash of what the window is (pod, container, series, bounds on the boot
+clock and in counter values), so a resend after a timeout or a crash carries the same
+id and OpenMeter's (source, id) deduplication drops it.
 """
 
 from __future__ import annotations
@@ -22,78 +17,12 @@ import hashlib
 import uuid
 from typing import Any
 
-from exporter.kube.podmeta import PodMeta
-from exporter.meter.deltas import PodWindow
+from exporter.meter.accrual import ContainerWindow, OpenWindow, Reserved
+from exporter.meter.billing import Billing, Identity
 from extractor.contract import rfc3339_millis
 
-SUBJECT_ANNOTATION = "openmeter.io/subject"
-SUBJECT_LABEL = "k8s.openmeter.cloud/subject"
-DATA_ANNOTATION_PREFIX = "data.openmeter.io/"
-DATA_LABEL_PREFIX = "k8s.openmeter.cloud/data-"
-EXITED = "<exited>"
-POD_OVERHEAD = "<pod>"
-
 Event = dict[str, Any]
-
-
-def subject_of(window: PodWindow, meta: PodMeta | None) -> str:
-    if meta is not None:
-        chosen = meta.annotations.get(SUBJECT_ANNOTATION) or meta.labels.get(SUBJECT_LABEL)
-        return chosen or meta.name
-    return window.name or window.pod_uid
-
-
-def attributes_of(window: PodWindow, meta: PodMeta | None, node: str) -> dict[str, str]:
-    """User data from labels/annotations first, then our metadata, which wins on clashes."""
-    out: dict[str, str] = {}
-    if meta is not None:
-        for key, value in meta.labels.items():
-            if key.startswith(DATA_LABEL_PREFIX) and key != DATA_LABEL_PREFIX:
-                out[key.removeprefix(DATA_LABEL_PREFIX)] = value
-        for key, value in meta.annotations.items():
-            if key.startswith(DATA_ANNOTATION_PREFIX) and key != DATA_ANNOTATION_PREFIX:
-                out[key.removeprefix(DATA_ANNOTATION_PREFIX)] = value
-    namespace = meta.namespace if meta is not None else window.namespace
-    name = meta.name if meta is not None else window.name
-    if namespace:
-        out["pod_namespace"] = namespace
-    if name:
-        out["pod_name"] = name
-    out["pod_uid"] = meta.uid if meta is not None else window.pod_uid
-    out["node_name"] = node
-    if meta is not None and meta.owner is not None:
-        out["owner_kind"] = meta.owner.kind
-        out["owner_name"] = meta.owner.name
-    return out
-
-
-def container_names(window: PodWindow, meta: PodMeta | None) -> dict[str, str]:
-    """Container id → name: the API's statuses first, then the runtime's labels."""
-    names = {cid: n for cid, n in window.names.items() if n}
-    if meta is not None:
-        names.update({c.container_id: c.name for c in meta.containers if c.container_id})
-    return names
-
-
-def split_by_container(window: PodWindow, names: dict[str, str]) -> dict[str, int]:
-    """Nanoseconds per container name; the remainder goes to the one exited container
-    (by its last known name), to ``<exited>`` if several (or, for a pod that exited,
-    unknown ones), else to ``<pod>``."""
-
-    def name(cid: str) -> str:
-        return names.get(cid) or cid[:12]
-
-    out: dict[str, int] = {}
-    for cid, ns in window.live.items():
-        out[name(cid)] = out.get(name(cid), 0) + ns
-    remainder = window.remainder_ns
-    if remainder or window.exited:
-        if len(window.exited) == 1:
-            key = name(window.exited[0])
-        else:
-            key = EXITED if window.exited or window.finished else POD_OVERHEAD
-        out[key] = out.get(key, 0) + remainder
-    return out
+NS = 1e9
 
 
 def event_id(source: str, event_type: str, parts: tuple[object, ...]) -> str:
@@ -103,39 +32,126 @@ def event_id(source: str, event_type: str, parts: tuple[object, ...]) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
-def cloudevent(
-    *,
-    source: str,
-    event_type: str,
-    pod_uid: str,
-    subject: str,
-    start: float,
-    end: float,
-    cpu_ns: int,
-    counter_start: int | None,
-    counter_end: int | None,
-    containers: dict[str, int],
-    attributes: dict[str, str],
-    memory_working_set_bytes: int | None,
+def _reserved(r: Reserved) -> dict[str, float]:
+    """Requests and limits × running time: core-seconds, byte-seconds, device-seconds."""
+    out = {
+        "cpu_request_core_seconds": r.cpu_request_mc_ns / 1e12,
+        "cpu_limit_core_seconds": r.cpu_limit_mc_ns / 1e12,
+        "memory_request_byte_seconds": r.memory_request_byte_ns / NS,
+        "memory_limit_byte_seconds": r.memory_limit_byte_ns / NS,
+        "gpu_request_seconds": r.gpu_request_ns / NS,
+        "gpu_limit_seconds": r.gpu_limit_ns / NS,
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+def _resources(w: OpenWindow, container: str | None) -> dict[str, float | int]:
+    """The requests and limits as they are now, in cores and bytes."""
+    if w.facts is None:
+        return {}
+    r = w.facts.resources if container is None else w.facts.containers.get(container)
+    if r is None:
+        return {}
+    out: dict[str, float | int | None] = {
+        "cpu_request_cores": None if r.cpu_request_mc is None else r.cpu_request_mc / 1000,
+        "cpu_limit_cores": None if r.cpu_limit_mc is None else r.cpu_limit_mc / 1000,
+        "memory_request_bytes": r.memory_request_bytes,
+        "memory_limit_bytes": r.memory_limit_bytes,
+        "gpu_request": r.gpu_request,
+        "gpu_limit": r.gpu_limit,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _memory(w: OpenWindow) -> dict[str, float | int]:
+    out: dict[str, float | int | None] = {
+        "memory_working_set_gb_seconds": w.working_set_byte_ns / 1e18,
+        "memory_working_set_bytes": w.working_set_bytes,
+        "memory_working_set_peak_bytes": w.working_set_peak_bytes,
+        "memory_peak_bytes": w.memory_peak_bytes,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def whole_seconds(before_ns: int, window_ns: int) -> int:
+    """The watcher's whole-second ``duration`` of a window, carrying the fractions over
+    windows, so the sum over a pod's life is its duration rounded down, never drifting."""
+    return (before_ns + window_ns) // 10**9 - before_ns // 10**9
+
+
+def build(
+    w: OpenWindow,
+    identity: Identity,
+    billing: Billing,
+    carried_ns: dict[str, int],
+) -> list[Event]:
+    """The events of one closed window; ``carried_ns`` (duration billed so far, per
+    event key) is updated for the watcher's whole seconds."""
+    if billing.per == "container":
+        return [
+            _event(w, identity, billing, carried_ns, name, c)
+            for name, c in sorted(w.containers.items())
+            if c.cpu_ns or c.runtime_ns or c.restarts
+        ]
+    return [_event(w, identity, billing, carried_ns, None, None)]
+
+
+def _event(
+    w: OpenWindow,
+    identity: Identity,
+    billing: Billing,
+    carried_ns: dict[str, int],
+    container: str | None,
+    share: ContainerWindow | None,
 ) -> Event:
-    data: dict[str, Any] = dict(attributes)
+    data: dict[str, Any] = dict(identity.attributes)
+    if share is None:
+        cpu_ns, runtime_ns, restarts = w.cpu_ns, w.runtime_ns, w.restarts
+        duration_ns, reserved = w.duration_ns, w.reserved
+        data.update(
+            cpu_user_seconds=w.user_ns / NS,
+            cpu_system_seconds=w.system_ns / NS,
+            containers={name: c.cpu_ns for name, c in sorted(w.containers.items())},
+        )
+        data.update(_memory(w))
+    else:
+        cpu_ns, runtime_ns, restarts = share.cpu_ns, share.runtime_ns, share.restarts
+        duration_ns, reserved = share.runtime_ns, share.reserved
+        data["container_name"] = container
     data.update(
         cpu_ns=cpu_ns,
-        cpu_seconds=cpu_ns / 1e9,
-        duration_seconds=round(end - start, 3),
-        window_start=rfc3339_millis(start),
-        containers=containers,
+        cpu_seconds=cpu_ns / NS,
+        duration_seconds=duration_ns / NS,
+        runtime_seconds=runtime_ns / NS,
+        restarts=restarts,
+        series=w.series,
+        window_start=rfc3339_millis(w.start_at),
+        window_end=rfc3339_millis(w.end_at),
     )
-    if memory_working_set_bytes is not None:
-        data["memory_working_set_bytes"] = memory_working_set_bytes
-    parts = (pod_uid, start, end, counter_start, counter_end, cpu_ns)
+    data.update(_resources(w, container))
+    data.update(_reserved(reserved))
+    key = container or ""
+    if billing.mode == "watcher":
+        before = carried_ns.get(key, 0)
+        data["duration"] = str(whole_seconds(before, duration_ns))
+        carried_ns[key] = before + duration_ns
+    parts = (
+        w.pod_uid,
+        key,
+        w.series,
+        w.start_ns,
+        w.end_ns,
+        w.counter_start,
+        w.counter_end,
+        cpu_ns,
+    )
     return {
         "specversion": "1.0",
-        "id": event_id(source, event_type, parts),
-        "source": source,
-        "type": event_type,
-        "subject": subject,
-        "time": rfc3339_millis(end),
+        "id": event_id(billing.source, identity.event_type, parts),
+        "source": billing.source,
+        "type": identity.event_type,
+        "subject": identity.subject,
+        "time": rfc3339_millis(w.end_at),
         "datacontenttype": "application/json",
         "data": data,
     }

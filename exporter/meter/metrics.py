@@ -14,9 +14,11 @@ COUNTERS = {
     "windows_closed": "metering windows closed into events",
     "events_delivered": "events OpenMeter accepted",
     "delivery_failures": "delivery rounds that ended with events still pending",
-    "events_parked": "events OpenMeter refused as invalid, kept in the spool's poison/",
-    "events_dropped": "undelivered events dropped because the spool was over its cap",
+    "events_parked": "events never to be sent (invalid, or refused for long), in poison/",
+    "events_invalid": "events that failed the ingest schema when built, parked",
+    "events_dropped": "unreadable spool files set aside in poison/",
     "pod_windows_lost": "pods that vanished with no final reading: their last partial window",
+    "pods_not_billed": "pods the billing rules leave out (namespace, selector, opt-in label)",
     "counter_resets": "CPU counters that went backwards (recreated cgroups)",
     "spool_errors": "spool reads or writes that failed",
     "stale_snapshots": "snapshots not newer than the last one metered, ignored",
@@ -37,4 +39,9 @@ class MeterCollector(Collector):
             yield family
         yield GaugeMetricFamily(
             f"{PREFIX}_events_pending", "events in the spool not yet delivered", stats.pending
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_spool_full",
+            "1 while the spool is at its cap: windows stay open until delivery makes room",
+            stats.spool_full,
         )

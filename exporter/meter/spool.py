@@ -1,22 +1,27 @@
 """The meter's durable state on a hostPath directory: marks, open windows, unsent events.
 
-Exactly-once hinges on one ordering: the events of a closed window and the marks they
-were computed up to are written together, in one file made visible by one atomic
-rename (after fsync). Crash before the rename: nothing was sent and the window is
-recomputed from the old marks. Crash after: the file is there and is resent with the
-same event ids, which OpenMeter deduplicates. ``state.json`` carries the marks between
+Exactly-once hinges on one ordering: the events of a closed window and the state they
+were computed up to are made visible together, by one atomic rename of a directory
+(after fsync). Crash before the rename: nothing was sent and the window is recomputed
+from the old state. Crash after: the directory is there and is resent with the same
+event ids, which OpenMeter deduplicates. ``state.json`` carries the state between
 windows; every write gets a higher ``version``, and on start the newest of
-``state.json`` and the pending files wins.
+``state.json`` and the newest pending directory's state wins.
 
 Layout::
 
-    <dir>/lock                   flock: one exporter per spool
-    <dir>/state.json             MeterState (marks + open windows), rewritten every poll
-    <dir>/pending/<version>.json {"version", "state", "events"}: closed, not yet delivered
-    <dir>/poison/<name>.json     batches OpenMeter rejected as invalid (400), kept for people
+    <dir>/lock                        flock: one exporter per spool
+    <dir>/state.json                  MeterState, rewritten every poll
+    <dir>/pending/<version>/events.json   a closed window's events, not yet delivered
+    <dir>/pending/<version>/state.json    the state after it (dropped once state.json is newer)
+    <dir>/pending/<version>/sent          ids delivered so far (a crash only resends them)
+    <dir>/poison/<name>.json          events never to be sent, with the reason: invalid
+                                      against the schema, or refused by OpenMeter for long
 
-The pending files are capped at ``max_bytes``: beyond it the oldest are dropped, counted
-and logged at ERROR, because a full disk would stop metering for everyone.
+Nothing billed is ever dropped: when the pending events reach ``max_bytes`` the spool is
+*full* and the meter stops closing windows (its counters keep counting in the open
+windows) until delivery makes room. Only a file that cannot be read is set aside (to
+``poison/``, counted as dropped), because it can never be sent.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.meter.accrual import OpenWindow
+from exporter.meter.billing import Identity
 from exporter.meter.deltas import Marks
 from exporter.meter.events import Event
 
@@ -45,23 +53,28 @@ class SpoolError(Exception):
     """The spool directory cannot be used; the message says why."""
 
 
+class Ledger(BaseModel):
+    """What the meter keeps of a pod for its whole life: its identity, once decided, and
+    the watcher's whole-second durations carried between windows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identity: Identity | None = None
+    carried_ns: dict[str, int] = Field(default_factory=dict)
+
+
 class MeterState(BaseModel):
     """Everything the meter must not forget across a restart."""
 
     model_config = ConfigDict(extra="forbid")
 
+    format: Literal[2] = 2
     version: int = 0
     marks: Marks = Field(default_factory=Marks)
     open: dict[str, OpenWindow] = Field(default_factory=dict)
+    ledgers: dict[str, Ledger] = Field(default_factory=dict)
     window_opened_at: float | None = None
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    version: int
-    state: MeterState
-    events: list[dict[str, Any]]
+    window_opened_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,28 +86,36 @@ class Pending:
     events: list[Event]
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write, fsync, rename over ``path``, fsync the directory: all or nothing on disk."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)
 
 
 class Spool:
@@ -109,8 +130,10 @@ class Spool:
         self.dropped_events = 0
         self.parked_events = 0
         self.pending_count = 0
+        self.pending_bytes = 0
         self._state_version = 0
         self._version = 0
+        self._sizes: dict[int, int] = {}
         try:
             for d in (self.pending_dir, self.poison_dir):
                 d.mkdir(parents=True, exist_ok=True)
@@ -128,6 +151,13 @@ class Spool:
     def close(self) -> None:
         os.close(self._lock)
 
+    @property
+    def full(self) -> bool:
+        """The undelivered events reached the cap: no window may close until they drain."""
+        return self.pending_bytes >= self.max_bytes
+
+    # -- start
+
     def load(self) -> MeterState:
         """The newest state on disk (a fresh one if there is none)."""
         state = MeterState()
@@ -138,14 +168,45 @@ class Spool:
                 self._set_aside(self.state_path, e)
         self._state_version = state.version
         for leftover in [*self.directory.glob(".*.tmp"), *self.pending_dir.glob(".*.tmp")]:
-            leftover.unlink(missing_ok=True)  # a write the last process did not finish
-        records = self._records()
-        for record in records:
-            if record.state.version > state.version:
-                state = record.state
-        self._version = max(state.version, *(r.version for r in records), 0)
-        self.pending_count = sum(len(r.events) for r in records)
+            if leftover.is_dir():  # a write the last process did not finish
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        versions = self._versions()
+        for version in reversed(versions):
+            path = self._path(version) / "state.json"
+            if not path.exists():
+                continue
+            try:
+                newest = MeterState.model_validate_json(path.read_bytes())
+            except (OSError, ValidationError, ValueError) as e:
+                self._set_aside(path, e)
+                continue
+            if newest.version > state.version:
+                state = newest
+            break
+        self._version = max([state.version, *versions, 0])
+        for version in versions:
+            events = self._events(version)
+            if events is not None:
+                self.pending_count += len(events)
+                self._sizes[version] = self._size(version)
+        self.pending_bytes = sum(self._sizes.values())
+        self.parked_events = self._count_parked()
         return state
+
+    def _count_parked(self) -> int:
+        total = 0
+        for path in self.poison_dir.glob("*.json"):
+            try:
+                body = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            if isinstance(body, dict) and isinstance(body.get("events"), list):
+                total += len(body["events"])
+        return total
+
+    # -- writing
 
     def save(self, state: MeterState) -> MeterState:
         """Persist the marks and open windows; returns the state with its new version."""
@@ -158,93 +219,111 @@ class Spool:
         """Make a closed window's events and the state after it durable, in one rename."""
         self._version += 1
         state = state.model_copy(update={"version": self._version})
-        if events:
-            record = {"version": state.version, "state": state.model_dump(), "events": events}
-            write_atomically(self.pending_dir / f"{state.version:020d}.json", orjson.dumps(record))
-            self.pending_count += len(events)
-        try:
+        if not events:
             self._write_state(state)
-        except OSError as e:  # the pending file holds this state too: not fatal
-            log.warning("meter state not saved (%s); the pending window file has it", e)
-        self._enforce_cap()
-        return state
-
-    def pending(self) -> list[Pending]:
-        """Undelivered windows, oldest first."""
-        return [Pending(r.version, self._path(r.version), r.events) for r in self._records()]
-
-    def settle(self, item: Pending, delivered: set[str]) -> None:
-        """Forget delivered events of ``item``; the file goes once all are delivered."""
+            return state
+        tmp = self.pending_dir / f".{state.version:020d}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            record = _Record.model_validate_json(item.path.read_bytes())
-        except FileNotFoundError:  # dropped by the size cap while it was being sent
-            return
-        left = [e for e in record.events if e.get("id") not in delivered]
-        if len(left) == len(record.events):
-            return
-        self.pending_count -= len(record.events) - len(left)
-        if left:
-            record.events = left
-            write_atomically(item.path, record.model_dump_json().encode())
-            return
-        if self._state_version < record.version:
-            # never lose the marks: state.json must be at least as new as this file
-            self._write_state(record.state)
-        item.path.unlink(missing_ok=True)
-
-    def park(self, events: list[Event], reason: str) -> None:
-        """Keep events OpenMeter rejected, for a person to look at; never resent."""
-        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
-        write_atomically(self.poison_dir / name, orjson.dumps({"reason": reason, "events": events}))
-        self.parked_events += len(events)
-        log.error("OpenMeter rejected %d event(s), parked in %s: %s", len(events), name, reason)
+            tmp.mkdir()
+            _write(tmp / "events.json", orjson.dumps(events))
+            _write(tmp / "state.json", state.model_dump_json().encode())
+            _fsync_dir(tmp)
+            os.rename(tmp, self._path(state.version))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(self.pending_dir)
+        self.pending_count += len(events)
+        self._sizes[state.version] = self._size(state.version)
+        self.pending_bytes = sum(self._sizes.values())
+        return state
 
     def _write_state(self, state: MeterState) -> None:
         write_atomically(self.state_path, state.model_dump_json().encode())
         self._state_version = state.version
+        for version in self._sizes:  # their states are older now: only events are kept
+            if version <= state.version:
+                with contextlib.suppress(FileNotFoundError):
+                    (self._path(version) / "state.json").unlink()
+
+    # -- delivering
+
+    def pending(self) -> Iterator[Pending]:
+        """Undelivered windows, oldest first, read one at a time."""
+        for version in self._versions():
+            events = self._events(version)
+            if events:
+                yield Pending(version, self._path(version), events)
+            elif events is not None:
+                self._finish(version)
+            else:
+                self._sizes.pop(version, None)
+                self.pending_bytes = sum(self._sizes.values())
+
+    def settle(self, item: Pending, delivered: set[str]) -> None:
+        """Note delivered events of ``item``; the directory goes once all are delivered."""
+        if not delivered:
+            return
+        with open(item.path / "sent", "a", encoding="ascii") as f:
+            f.write("".join(f"{i}\n" for i in sorted(delivered)))
+        self.pending_count -= len(delivered)
+        if len(delivered) >= len(item.events):
+            self._finish(item.version)
+
+    def _finish(self, version: int) -> None:
+        path = self._path(version)
+        if self._state_version < version and (path / "state.json").exists():
+            # never lose the marks: state.json must be at least as new as this window
+            state = MeterState.model_validate_json((path / "state.json").read_bytes())
+            self._write_state(state)
+        shutil.rmtree(path, ignore_errors=True)
+        self._sizes.pop(version, None)
+        self.pending_bytes = sum(self._sizes.values())
+
+    def park(self, events: list[Event], reason: str) -> Path:
+        """Keep events that must never be sent, for a person to look at."""
+        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
+        path = self.poison_dir / name
+        write_atomically(path, orjson.dumps({"reason": reason, "events": events}))
+        self.parked_events += len(events)
+        log.error("meter: %d event(s) parked in %s: %s", len(events), path, reason)
+        return path
+
+    # -- reading
 
     def _path(self, version: int) -> Path:
-        return self.pending_dir / f"{version:020d}.json"
+        return self.pending_dir / f"{version:020d}"
 
-    def _records(self) -> list[_Record]:
-        out: list[_Record] = []
-        for path in sorted(self.pending_dir.glob("*.json")):
-            try:
-                out.append(_Record.model_validate_json(path.read_bytes()))
-            except (OSError, ValidationError, ValueError) as e:
-                self._set_aside(path, e)
-        return out
+    def _versions(self) -> list[int]:
+        return sorted(int(p.name) for p in self.pending_dir.iterdir() if p.name.isdigit())
+
+    def _size(self, version: int) -> int:
+        try:
+            return (self._path(version) / "events.json").stat().st_size
+        except OSError:
+            return 0
+
+    def _events(self, version: int) -> list[Event] | None:
+        """The window's events not yet delivered; None (and set aside) when unreadable."""
+        path = self._path(version)
+        try:
+            events: list[Event] = orjson.loads((path / "events.json").read_bytes())
+            if not isinstance(events, list):
+                raise ValueError("events.json is not a list")
+        except (OSError, ValueError) as e:
+            self._set_aside(path, e)
+            return None
+        try:
+            sent = set((path / "sent").read_text(encoding="ascii").split())
+        except FileNotFoundError:
+            return events
+        return [e for e in events if e.get("id") not in sent]
 
     def _set_aside(self, path: Path, err: Exception) -> None:
         """An unreadable file is moved to poison/ (loudly), not crashed on."""
         target = self.poison_dir / f"unreadable-{time.time_ns()}-{path.name}"
-        log.error("meter spool file %s is unreadable (%s); moved to %s", path, err, target)
+        log.error("meter spool %s is unreadable (%s); moved to %s", path, err, target)
+        if path.parent == self.pending_dir:
+            self.dropped_events += 1  # at least one: its count is unreadable too
         with contextlib.suppress(OSError):
             path.rename(target)
-
-    def _enforce_cap(self) -> None:
-        files = sorted(self.pending_dir.glob("*.json"))
-        sizes = {p: p.stat().st_size for p in files}
-        total = sum(sizes.values())
-        for path in files:
-            if total <= self.max_bytes:
-                return
-            try:
-                record = _Record.model_validate_json(path.read_bytes())
-            except (OSError, ValidationError, ValueError) as e:
-                self._set_aside(path, e)
-                total -= sizes[path]
-                continue
-            if self._state_version < record.version:
-                self._write_state(record.state)
-            path.unlink(missing_ok=True)
-            total -= sizes[path]
-            self.dropped_events += len(record.events)
-            self.pending_count -= len(record.events)
-            log.error(
-                "meter spool over %d bytes: dropped %d undelivered event(s) of window %d; "
-                "OpenMeter has been unreachable for too long",
-                self.max_bytes,
-                len(record.events),
-                record.version,
-            )

@@ -116,7 +116,8 @@ async def test_a_pod_that_lived_between_two_passes_is_billed_its_final_counter_o
             uid = pod_uid()
             pods = {uid: meta(uid, "report-1")}  # as the reflector keeps a deleted pod
             m.observe(first, pods.get)
-            job = tree.spawn(tree.container_path(uid, container_id()))
+            job_id = container_id()
+            job = tree.spawn(tree.container_path(uid, job_id))
             burned = job.burn(0.2)
             job.finish()
             final = tree.pod_cpu_ns(uid)  # what the kernel says, just before the rmdir
@@ -144,7 +145,14 @@ async def test_a_pod_that_lived_between_two_passes_is_billed_its_final_counter_o
     (event,) = [e for e in om.events.values() if e["data"]["pod_uid"] == uid]
     assert event["subject"] == "customer-7"
     assert event["data"]["cpu_ns"] == final
-    assert event["data"]["containers"] == {"<exited>": final}
+    # no pass saw its container, but the watcher did: its run, with its own final counter
+    # (named by its id: this tree has no runtime state to name it from)
+    (run,) = [r for r in snapshots[0].exited_containers if r.id == job_id]
+    assert event["data"]["containers"] == {job_id[:12]: final}
+    assert run.started_at is not None and run.started_at < run.exited_at
+    assert abs(run.exited_at - pod.exited_at) < 0.05  # the two cgroups emptied together
+    ran = min(run.exited_at, pod.exited_at) - run.started_at
+    assert event["data"]["runtime_seconds"] == pytest.approx(ran, abs=1e-6)
     assert m.stats().pod_windows_lost == 0
 
 

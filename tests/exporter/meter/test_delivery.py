@@ -19,10 +19,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter import wiring
 from exporter.kube.podmeta import PodMeta
 from exporter.meter import spool as spool_module
-from exporter.meter.client import OpenMeterClient, Rejected
+from exporter.meter.billing import Billing
+from exporter.meter.client import OpenMeterClient, Refused
 from exporter.meter.metrics import MeterCollector
 from exporter.meter.pipeline import Meter, token_source
-from exporter.meter.spool import MeterState, Spool, SpoolError
+from exporter.meter.spool import Spool
 from exporter.wiring import StartupError, load_settings
 from extractor.contract import Snapshot
 from tests.support.meter_snapshots import C, P, snap
@@ -101,10 +102,10 @@ async def test_every_event_is_valid_and_the_bill_equals_the_counters(
     assert len(om.events) == 6
     assert om.billed_cpu_ns() == pod_total(12) - pod_total(0)
     job_pod = [e for e in om.events.values() if e["data"]["pod_uid"] == UIDS[2]]
-    # "job" exited at step 4: it gets its own CPU plus the pod's remainder of that poll
+    # "job" exited at step 4 unseen: it gets its own CPU plus the pod's remainder of that poll
     job = sum(e["data"]["containers"].get("job", 0) for e in job_pod)
     assert job == 4 * 50_000_017 + 7_919
-    assert m.spool.pending() == [] and m.stats().events_delivered == 6
+    assert list(m.spool.pending()) == [] and m.stats().events_delivered == 6
     await m.stop()
 
 
@@ -115,7 +116,7 @@ async def test_a_deliberately_invalid_event_is_rejected_by_the_fake(
     feed(m, range(7))
     (item,) = m.spool.pending()
     bad = dict(item.events[0], subject="")
-    with pytest.raises(Rejected, match="subject"):
+    with pytest.raises(Refused, match="subject"):
         await m.sender.send([bad])
     assert om.rejected == 1 and om.events == {}
     await m.stop()
@@ -151,27 +152,94 @@ async def test_giving_up_keeps_the_events_for_the_next_round(
     await m.stop()
 
 
-async def test_a_refused_event_is_parked_and_the_rest_delivered(
+class Clock:
+    """A boot clock the test moves by hand (for the refusal pauses)."""
+
+    def __init__(self) -> None:
+        self.now = 10**12
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1e9)
+
+
+def _replace_window(m: Meter, events: list[dict[str, Any]]) -> None:
+    for item in list(m.spool.pending()):
+        m.spool.settle(item, {e["id"] for e in item.events})
+    m.spool.commit(events, m.state)
+
+
+async def test_a_refused_event_is_retried_later_then_parked_and_the_rest_delivered(
     om: FakeOpenMeter, tmp_path: Path
 ) -> None:
-    m = meter(tmp_path, om.url)
+    """A 400 for one event: the batch is halved to find it, the rest delivered; the event
+    stays in the spool and is tried again after a pause (a proxy's 400 may pass), and is
+    parked only after it has been refused for ``park_after_seconds``."""
+    m = meter(tmp_path, om.url, park_after_seconds=600.0)
+    clock = Clock()
+    m.deliverer.clock = clock
     feed(m, range(7))
     (item,) = m.spool.pending()
     good = item.events
     bad = dict(good[1], id="bad-event", time="yesterday")
-    m.spool.commit([good[0], bad, good[2]], m.state)
-    os.unlink(item.path)
-    assert await m.deliver_once()
+    _replace_window(m, [good[0], bad, good[2]])
+    assert not await m.deliver_once()  # delivered the good ones; one waits
     assert {i for _, i in om.events} == {good[0]["id"], good[2]["id"]}
-    # one batch, then its halves, then the bad half's halves: never a loop
     assert [s for s, _, _ in om.requests] == [400, 204, 400, 400, 204]
+    assert m.stats().pending == 1 and m.stats().events_parked == 0
+    requests = len(om.requests)
+    assert not await m.deliver_once()  # within its pause: not even tried
+    assert len(om.requests) == requests
+    for _ in range(4):
+        clock.advance(300)
+        await m.deliver_once()
     (poison,) = (tmp_path / "poison").iterdir()
     parked = orjson.loads(poison.read_bytes())
     assert [e["id"] for e in parked["events"]] == ["bad-event"] and "time" in parked["reason"]
-    assert m.spool.pending() == [] and m.stats().events_parked == 1
-    requests = len(om.requests)
+    assert list(m.spool.pending()) == [] and m.stats().events_parked == 1
+    problems = " ".join(text for _, text in m.problems())
+    assert "1 usage event(s) parked" in problems and str(tmp_path / "poison") in problems
+    await m.stop()
+
+
+async def test_a_proxys_413_and_412_are_retried_before_anything_is_parked(
+    om: FakeOpenMeter, tmp_path: Path
+) -> None:
+    """Finding 6: a proxy in front of OpenMeter answering 413 (body too big for now) or
+    412 is not OpenMeter refusing the events: halve, back off, try again; nothing is
+    parked while it may still pass."""
+    sleeps = Sleeps()
+    m = meter(tmp_path, om.url, sleeps)
+    clock = Clock()
+    m.deliverer.clock = clock
+    feed(m, range(7))
+    om.fail(2, status=412)
+    om.fail(1, status=413)
     assert await m.deliver_once()
-    assert len(om.requests) == requests
+    assert [s for s, _, _ in om.requests] == [412, 412, 413, 204, 204]
+    assert len(om.events) == 3 and m.stats().events_parked == 0
+    om.fail(5, status=413)  # every part refused for a while: kept, never parked
+    feed(m, range(7, 13))
+    assert not await m.deliver_once()
+    assert m.stats().events_parked == 0 and m.stats().pending >= 1
+    clock.advance(120)
+    assert await m.deliver_once()
+    assert len(om.events) == 6 and m.stats().events_parked == 0
+    await m.stop()
+
+
+async def test_an_invalid_event_is_parked_with_the_reason_and_never_sent(
+    om: FakeOpenMeter, tmp_path: Path
+) -> None:
+    m = meter(tmp_path, om.url, billing=Billing(source="bad source"))
+    feed(m, range(7))
+    assert await m.deliver_once()
+    assert om.requests == [] and m.stats().events_invalid == 3
+    (poison, *_) = sorted((tmp_path / "poison").iterdir())
+    assert "ingest schema" in orjson.loads(poison.read_bytes())["reason"]
+    assert ("meter-parked", True) in [(c, "parked in" in t) for c, t in m.problems()]
     await m.stop()
 
 
@@ -182,7 +250,7 @@ async def test_a_crash_after_the_spool_write_resends_after_restart(
     feed(first, range(9))  # a window closed at step 6, never sent; steps 7, 8 open
     first.spool.close()  # the process dies: no stop(), nothing delivered
     second = meter(tmp_path, om.url)
-    assert second.state == first.state
+    assert second.state == first.state and second.stats().pending == 3
     feed(second, range(9, 13))
     assert await second.deliver_once()
     assert om.duplicates == 0 and len(om.events) == 6
@@ -211,7 +279,7 @@ async def test_a_failed_spool_write_is_recomputed_without_double_count(
 ) -> None:
     m = meter(tmp_path, om.url)
     feed(m, range(6))
-    real = spool_module.write_atomically
+    real = spool_module._write
     calls = {"n": 0}
 
     def failing_once(path: Path, data: bytes) -> None:
@@ -220,7 +288,7 @@ async def test_a_failed_spool_write_is_recomputed_without_double_count(
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(spool_module, "write_atomically", failing_once)
+    monkeypatch.setattr(spool_module, "_write", failing_once)
     before = m.state
     m.observe(node_pass(6), no_meta)  # the window's commit fails: nothing moves
     assert m.state == before and m.stats().spool_errors == 1
@@ -231,29 +299,25 @@ async def test_a_failed_spool_write_is_recomputed_without_double_count(
     await m.stop()
 
 
-async def test_the_spool_cap_drops_the_oldest_windows_counted(
+async def test_a_full_spool_keeps_counting_in_open_windows_and_drops_nothing(
     om: FakeOpenMeter, tmp_path: Path
 ) -> None:
+    """Finding 6: OpenMeter away until the spool is full: windows stop closing (the open
+    ones keep counting, with a clear signal) instead of dropping billed events; once
+    delivery makes room, the bill is whole."""
     m = meter(tmp_path, om.url, max_bytes=6000)
-    feed(m, range(61))  # ten windows of three events, never delivered
+    feed(m, range(61))
     s = m.stats()
-    kept = m.spool.pending()
-    assert s.events_dropped > 0 and s.events_dropped + s.pending == 30
-    assert sum(p.path.stat().st_size for p in kept) <= 6000
-    assert kept[-1].version == max(p.version for p in kept)  # the newest are kept
+    assert s.events_dropped == 0 and s.spool_full == 1
+    assert any(c == "meter-spool-full" and "spool full" in t for c, t in m.problems())
+    assert m.state.open  # still counting
     assert await m.deliver_once()
-    assert len(om.events) == s.pending
-    # the marks survived the drop: metering continues from step 60 without a gap
-    assert MeterState.model_validate_json((tmp_path / "state.json").read_bytes()) == m.state
+    assert not m.spool.full
+    feed(m, range(61, 68))
+    assert await m.deliver_once()
+    # the held window closed at step 61, the next at 67
+    assert om.duplicates == 0 and om.billed_cpu_ns() == pod_total(67) - pod_total(0)
     await m.stop()
-
-
-async def test_a_second_exporter_on_the_same_spool_is_refused(tmp_path: Path) -> None:
-    first = Spool(tmp_path, 1 << 20)
-    with pytest.raises(SpoolError, match="in use by another exporter"):
-        Spool(tmp_path, 1 << 20)
-    first.close()
-    Spool(tmp_path, 1 << 20).close()
 
 
 async def test_an_unreachable_openmeter_postpones_delivery(
@@ -264,6 +328,7 @@ async def test_an_unreachable_openmeter_postpones_delivery(
     await om.down()
     assert not await m.deliver_once()
     assert m.last_error is not None and "gave up after 2" in m.last_error
+    assert om.url + "/api/v1/events" in m.last_error
     await om.up()
     assert await m.deliver_once()
     assert len(om.events) == 3
