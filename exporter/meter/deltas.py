@@ -7,9 +7,11 @@ accounted it, kept in its ``PodMark``) to this snapshot, so consecutive readings
 pod's life with no gap and no overlap. The rules (README, "Usage events"):
 
 * A pod seen for the first time is billed from zero when it started after the previous
-  poll (by the kernel's boot clock, allowing its 10 ms tick; after a reboot everything
-  is new); otherwise it is a baseline and bills nothing (it was running before the
-  agent, or before its spool was lost).
+  poll, or indeed after the spool's first poll (the baseline): since then the meter has
+  kept a mark of every pod it saw, so nothing of one it never saw was billed. Starts are
+  compared on the kernel's boot clock allowing its 10 ms tick; after a reboot everything
+  is new. A pod that started before the baseline bills nothing for its past (it was
+  running before the agent was installed, or before its spool was lost).
 * A decrease of a counter is a reset (the cgroup was recreated): a new series, counted
   from zero when it started after the previous poll.
 * A pod's cgroup keeps the CPU of its exited containers, so the pod's delta is what is
@@ -23,7 +25,8 @@ pod's life with no gap and no overlap. The rules (README, "Usage events"):
 * A pod in neither list keeps its mark until it has been missing for ``MARK_RETENTION``
   of snapshots (longer than the extractor keeps a tombstone): it may be between two
   containers, or its tombstone may come with the next snapshot. Only then is it
-  forgotten, and counted as lost if it never had a final reading.
+  forgotten (remembered as *retired* for an hour, so it is never new again), and
+  counted as lost if it never had a final reading.
 * Runtime is the overlap of each container run (cgroup filled → emptied, or the first
   process's start for a live one) with the interval; the pod's duration the overlap of
   its life (its first start → its exit) with it; restarts are runs that started in the
@@ -41,6 +44,8 @@ from exporter.meter.clock import TICK_NS, ns, overlap_ns
 from extractor.contract import Container, ExitedContainer, Pod, Snapshot, Usage
 
 MARK_RETENTION_NS = 900 * 10**9
+RETIRED_NS = 3600 * 10**9
+MAX_RETIRED = 16384
 EXITED = "<exited>"
 """Where the CPU of several containers that ended unseen goes."""
 """A missing pod's mark is kept this long: the extractor lists a tombstone for 600 s."""
@@ -83,7 +88,15 @@ class Marks(BaseModel):
     taken_at: float | None = None
     taken_ns: int | None = None
     boot_id: str | None = None
+    since_ns: int | None = Field(
+        default=None,
+        description="the baseline: this spool's first poll of this boot (0 after a reboot "
+        "it metered through). Every pod that started after it is known from its start",
+    )
     pods: dict[str, PodMark] = Field(default_factory=dict)
+    retired: dict[str, int] = Field(
+        default_factory=dict, description="pods whose mark expired, for RETIRED_NS: never new again"
+    )
 
 
 @dataclass(frozen=True)
@@ -166,24 +179,46 @@ class _Poll:
         self.snapshot = snapshot
         self.clock = _Clock(snapshot)
         self.rebooted = previous.taken_ns is not None and previous.boot_id != snapshot.boot_id
+        if previous.taken_ns is None:
+            since = self.clock.now_ns  # the very first poll: the baseline
+        elif self.rebooted:
+            since = 0  # metered through the reboot: everything of this boot is new
+        else:
+            since = previous.since_ns if previous.since_ns is not None else previous.taken_ns
+        self.since_ns = since
         self.out = Outcome(
             marks=Marks(
-                taken_at=snapshot.taken_at, taken_ns=self.clock.now_ns, boot_id=snapshot.boot_id
+                taken_at=snapshot.taken_at,
+                taken_ns=self.clock.now_ns,
+                boot_id=snapshot.boot_id,
+                since_ns=since,
+                retired={} if self.rebooted else dict(previous.retired),
             )
         )
         self.ended: dict[str, list[ExitedContainer]] = defaultdict(list)
         for run in snapshot.exited_containers:
             self.ended[run.pod_uid].append(run)
 
-    def started_after_previous(self, started_ns: int | None) -> bool:
-        """Whether something that started then may have started after the previous poll
-        (the kernel truncates process starts to a tick, so within a tick counts)."""
-        since = self.previous.taken_ns
-        if since is None:
-            return False  # the very first poll: everything running is a baseline
+    def unseen_is_new(self, uid: str, started_ns: int | None) -> bool:
+        """Whether a pod the meter has no mark of is billed from zero: when it started
+        after the baseline (the spool's first poll), since then the meter has seen every
+        pod the node ran, so nothing of this one was billed yet. A pod that was running
+        before (before the agent was installed, or its spool was lost) is a baseline,
+        and so is one whose mark expired. Process starts are truncated to a tick, so one
+        within a tick of the baseline counts as after it."""
+        if self.previous.taken_ns is None:
+            return False
         if self.rebooted:
             return True
-        return started_ns is not None and started_ns + TICK_NS > since
+        if uid in self.previous.retired:
+            return False
+        return started_ns is not None and started_ns + TICK_NS > self.since_ns
+
+    @staticmethod
+    def after(started_ns: int | None, cursor: int | None) -> bool:
+        """Whether a container (or a recreated cgroup) of a known pod started after the
+        pod's last reading: its counter then counts from zero."""
+        return cursor is None or (started_ns is not None and started_ns + TICK_NS > cursor)
 
     def old(self, uid: str) -> PodMark | None:
         return None if self.rebooted else self.previous.pods.get(uid)
@@ -209,8 +244,15 @@ def compute(previous: Marks, snapshot: Snapshot) -> Outcome:
             continue
         if now - mark.seen_ns <= MARK_RETENTION_NS:
             poll.out.marks.pods[uid] = mark  # between containers, or its tombstone is late
-        elif not mark.finished:
+            continue
+        poll.out.marks.retired[uid] = now
+        if not mark.finished:
             poll.out.lost_pods += 1
+    retired = poll.out.marks.retired
+    for uid in [u for u, at in retired.items() if now - at > RETIRED_NS or u in seen]:
+        del retired[uid]
+    while len(retired) > MAX_RETIRED:
+        del retired[next(iter(retired))]
     if poll.rebooted:
         poll.out.lost_pods += sum(1 for m in previous.pods.values() if not m.finished)
     return poll.out
@@ -238,7 +280,7 @@ def _live(poll: _Poll, pod: Pod, members: list[Container]) -> None:
     starts += [clock.of(r.started_boottime, r.started_at) for r in ended]
     known = [s for s in starts if s is not None]
     started_ns = _earliest(known, old)
-    new = old is None and poll.started_after_previous(started_ns)
+    new = old is None and poll.unseen_is_new(pod.uid, started_ns)
     cursor = old.at_ns if old is not None else None
     reading = _Reading(poll, pod, old, cursor, started_ns, new)
     reading.counters(pod.usage, min(known, default=None))
@@ -266,7 +308,7 @@ def _exited(poll: _Poll, pod: Pod) -> None:
     known = [s for s in starts if s is not None]
     started_ns = _earliest(known, old)
     if old is None:
-        new = poll.started_after_previous(started_ns)
+        new = poll.unseen_is_new(pod.uid, started_ns)
         if not new:  # ran before the previous poll and was never seen: a baseline
             poll.out.marks.pods[pod.uid] = _finished_mark(clock, final, started_ns)
             return
@@ -356,7 +398,7 @@ class _Reading:
         cpu = usage.cpu if usage is not None else None
         now = cpu.usage_ns if cpu is not None else None
         before = old.cpu_ns if old is not None else None
-        recreated_new = self.poll.started_after_previous(current_start)
+        recreated_new = self.poll.after(current_start, self.cursor)
         delta, reset = _counter(before, now, new or recreated_new)
         if reset:
             self.poll.out.resets += 1
@@ -412,7 +454,7 @@ class _Reading:
         now = cpu_of(c.usage)
         cpu: int | None = None
         if now is not None:
-            new = self.new or self.poll.started_after_previous(start)
+            new = self.new or self.poll.after(start, self.cursor)
             cpu, reset = _counter(old.cpu_ns if old else None, now, new)
             self.poll.out.resets += reset
         elif old is not None:
@@ -444,7 +486,7 @@ class _Reading:
         if final is not None:
             if old is not None and final >= old.cpu_ns:
                 cpu = final - old.cpu_ns
-            elif old is None and (self.new or self.poll.started_after_previous(start)):
+            elif old is None and (self.new or self.poll.after(start, self.cursor)):
                 cpu = final
         self._use(run.id, run.name, cpu, runtime)
 

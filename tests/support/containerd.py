@@ -30,6 +30,15 @@ namespace="k8s.io", rootfs=None) -> int``
 included), ``pod_cgroup`` and ``cgroup_paths`` (id → cgroup path, host-absolute within
 each v1 hierarchy and the v2 one), ``task_root``.
 
+``Containerd.run_pod(…, sandbox=False)`` makes a pod without an infra process (as CRI-O
+can run them): its cgroup empties whenever its only container does.
+``Containerd.add_container(pod, name, argv) -> str`` starts one more container in the
+pod (a restart: a new id under the same pod cgroup); ``remove_container(pod, cid)`` kills
+and deletes it (runc then removes its cgroup); ``end_pod(pod)`` kills every task of the
+pod and waits until the pod cgroup is empty; ``remove_pod(pod)`` deletes them and removes
+the pod cgroup in every hierarchy, as the kubelet does; ``pod_cpu_ns(pod)`` reads the
+pod cgroup's CPU counter where a pass reads it (v1 ``cpuacct`` when mounted, else v2).
+
 ``Containerd.close()`` kills and deletes every task and container, stops the daemon
 and removes the cgroup tree; ``skip_reason()`` says why this machine cannot run it.
 
@@ -203,6 +212,7 @@ class Containerd:
         pod_name: str,
         containers: Mapping[str, Sequence[str]],
         qos: str = "burstable",
+        sandbox: bool = True,
     ) -> ContainerdPod:
         """A sandbox plus app containers, annotated and placed as containerd's CRI does."""
         pod_uid = str(uuid.uuid4())
@@ -224,28 +234,77 @@ class Containerd:
             "io.kubernetes.cri.sandbox-name": pod_name,
             "io.kubernetes.cri.sandbox-uid": pod_uid,
         }
-        sandbox_annotations = {**common, "io.kubernetes.cri.container-type": "sandbox"}
-        pod.cgroup_paths[sandbox_id] = f"{pod_cgroup}/{sandbox_id}"
-        pod.pids[sandbox_id] = self.run_container(
-            sandbox_id,
-            ["/pause"],
-            cgroup=pod.cgroup_paths[sandbox_id],
-            annotations=sandbox_annotations,
-        )
-        for name, argv in containers.items():
-            container_id = new_container_id()
-            annotations = {
-                **common,
-                "io.kubernetes.cri.container-type": "container",
-                "io.kubernetes.cri.container-name": name,
-                "io.kubernetes.cri.image-name": "docker.io/library/busybox:1.35",
-            }
-            pod.cgroup_paths[container_id] = f"{pod_cgroup}/{container_id}"
-            pod.pids[container_id] = self.run_container(
-                container_id, argv, cgroup=pod.cgroup_paths[container_id], annotations=annotations
+        if sandbox:
+            sandbox_annotations = {**common, "io.kubernetes.cri.container-type": "sandbox"}
+            pod.cgroup_paths[sandbox_id] = f"{pod_cgroup}/{sandbox_id}"
+            pod.pids[sandbox_id] = self.run_container(
+                sandbox_id,
+                ["/pause"],
+                cgroup=pod.cgroup_paths[sandbox_id],
+                annotations=sandbox_annotations,
             )
-            pod.containers[name] = container_id
+        for name, argv in containers.items():
+            self.add_container(pod, name, argv)
         return pod
+
+    def add_container(self, pod: ContainerdPod, name: str, argv: Sequence[str]) -> str:
+        """One more app container in ``pod`` (a restart when ``name`` ran before)."""
+        container_id = new_container_id()
+        annotations = {
+            "io.kubernetes.cri.sandbox-id": pod.sandbox_id,
+            "io.kubernetes.cri.sandbox-namespace": pod.namespace,
+            "io.kubernetes.cri.sandbox-name": pod.pod_name,
+            "io.kubernetes.cri.sandbox-uid": pod.pod_uid,
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.container-name": name,
+            "io.kubernetes.cri.image-name": "docker.io/library/busybox:1.35",
+        }
+        pod.cgroup_paths[container_id] = f"{pod.pod_cgroup}/{container_id}"
+        pod.pids[container_id] = self.run_container(
+            container_id, argv, cgroup=pod.cgroup_paths[container_id], annotations=annotations
+        )
+        pod.containers[name] = container_id
+        return container_id
+
+    def remove_container(self, pod: ContainerdPod, container_id: str) -> None:
+        """Kill and delete one container; runc removes its cgroup."""
+        self.ctr("task", "rm", "-f", container_id, check=False)
+        self.ctr("container", "rm", container_id, check=False)
+        pod.pids.pop(container_id, None)
+        pod.cgroup_paths.pop(container_id, None)
+        self._containers = [c for c in self._containers if c[1] != container_id]
+
+    def end_pod(self, pod: ContainerdPod, timeout: float = 20.0) -> None:
+        """Kill every task of ``pod`` and wait until its cgroup has no process left."""
+        for container_id in list(pod.pids):
+            self.ctr("task", "kill", "-s", "SIGKILL", container_id, check=False)
+        events = f"{CGROUP_ROOT}/unified{pod.pod_cgroup}/cgroup.events"
+        procs = f"{CGROUP_ROOT}/cpuacct{pod.pod_cgroup}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(events):
+                with open(events, encoding="ascii") as f:
+                    if "populated 0" in f.read():
+                        return
+            elif not _has_processes(procs):
+                return
+            time.sleep(0.01)
+        raise ContainerdError(f"pod {pod.pod_name} still has processes after {timeout}s")
+
+    def remove_pod(self, pod: ContainerdPod) -> None:
+        """Delete the pod's tasks and containers and remove its cgroup everywhere."""
+        for container_id in list(pod.pids):
+            self.remove_container(pod, container_id)
+        _remove_cgroup_tree(pod.pod_cgroup)
+
+    def pod_cpu_ns(self, pod: ContainerdPod) -> int:
+        """The pod cgroup's CPU counter where a pass reads it."""
+        v1 = f"{CGROUP_ROOT}/cpuacct{pod.pod_cgroup}/cpuacct.usage"
+        if os.path.exists(v1):
+            with open(v1, encoding="ascii") as f:
+                return int(f.read())
+        with open(f"{CGROUP_ROOT}{pod.pod_cgroup}/cpu.stat", encoding="ascii") as f:
+            return int(f.readline().split()[1]) * 1000
 
     def close(self) -> None:
         """Tears everything down; safe to call twice and after a failed start."""
@@ -319,6 +378,14 @@ def burner_argv(loops: int = BURN_LOOPS) -> list[str]:
     """A container command that burns a bounded amount of CPU, then sleeps."""
     loop = f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done; exec sleep 100000"
     return ["/bin/sh", "-c", loop]
+
+
+def _has_processes(directory: str) -> bool:
+    try:
+        with open(f"{directory}/cgroup.procs", encoding="ascii") as f:
+            return bool(f.read().strip())
+    except FileNotFoundError:
+        return False
 
 
 def _remove_cgroup_tree(prefix: str) -> None:

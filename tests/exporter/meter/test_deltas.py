@@ -61,6 +61,24 @@ def test_a_pod_started_within_a_tick_after_the_poll_is_billed_from_zero() -> Non
     assert one(out).cpu_ns == 500_000
 
 
+def test_a_pod_started_after_the_baseline_but_missed_since_is_billed_from_zero() -> None:
+    """The meter has marked every pod since its first poll: one it never saw (its first
+    processes came just after a pass read them, the extractor was away) was never billed."""
+    marks = compute(marks_at(100.0), snap(110.0)).marks
+    out = compute(marks, snap(120.0, P(UID, 70_000, [C("a", 60_000, started=105.0)])))
+    assert one(out).cpu_ns == 70_000
+
+
+def test_a_pod_whose_mark_expired_is_never_new_again() -> None:
+    m1 = marks_at(100.0, P(UID, 10_000, [C("a", 1, started=50.0)]))
+    later = 101.0 + MARK_RETENTION_NS / S
+    gone = compute(m1, snap(later))
+    assert UID in gone.marks.retired
+    back = compute(gone.marks, snap(later + 10, P(UID, 90_000, [C("b", 5, started=later + 5)])))
+    assert back.readings == [] and back.marks.pods[UID].cpu_ns == 90_000
+    assert UID not in back.marks.retired
+
+
 def test_an_old_pod_seen_for_the_first_time_is_not_billed_its_past() -> None:
     marks = marks_at(100.0)
     out = compute(marks, snap(160.0, P(UID, 900_000, [C("old", 880_000, started=50.0)])))
