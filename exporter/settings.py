@@ -8,11 +8,14 @@ values from here; no part reads the settings itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from exporter.kube.selectors import SelectorError, parse_selector
 from extractor.contract import DEFAULT_SOCKET
 
 
@@ -107,25 +110,37 @@ class Settings(BaseSettings):
     )
     peer_concurrency: int = Field(default=64, ge=1, le=1024, description="peers asked at once")
 
-    # OpenMeter usage events (off unless openmeter_url is set); the seeds' OPENMETER_URL and
-    # OPENMETER_TOKEN keep working as aliases
-    openmeter_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("RUNTIME_INSIGHTS_OPENMETER_URL", "OPENMETER_URL"),
-    )
-    openmeter_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("RUNTIME_INSIGHTS_OPENMETER_TOKEN", "OPENMETER_TOKEN"),
-    )
+    # usage events: off unless an OpenMeter URL or token is set, or METER_ENABLED; the
+    # collectors' own variable names are read too (exporter/meter/compat.py)
+    openmeter_url: str | None = None
+    openmeter_token: SecretStr | None = None
     openmeter_token_file: str | None = Field(
         default=None, description="re-read before every request, so a rotated Secret is picked up"
     )
     openmeter_timeout_seconds: float = Field(default=10.0, gt=0)
+    meter_enabled: bool | None = Field(
+        default=None, description="None: on when an OpenMeter URL or token is set"
+    )
+    meter_sink: Literal["openmeter", "file", "stdout"] | None = Field(
+        default=None, description="None: openmeter with a URL, else file"
+    )
+    meter_file: str | None = Field(default=None, description="None: <spool dir>/events.jsonl")
+    meter_file_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    meter_ingest_api: Literal["v1", "v3"] = "v1"
+    meter_mode: Literal["collector", "watcher"] = "collector"
     meter_source: str = Field(default="kubernetes-api", min_length=1)
     meter_event_type: str = Field(default="kube-pod-exec-time", min_length=1)
+    meter_namespaces: str = Field(default="", description="comma list; empty: every namespace")
+    meter_label_selector: str = ""
+    meter_opt_in_label: str | None = None
+    meter_events: Literal["pod", "container"] = "pod"
     meter_interval_seconds: float = Field(default=60.0, gt=0)
     meter_batch_size: int = Field(default=100, ge=1, le=1000)
+    meter_batch_period_seconds: float = Field(default=0.0, ge=0)
     meter_max_attempts: int = Field(default=5, ge=1, description="per batch and delivery round")
+    meter_park_after_seconds: float = Field(default=600.0, ge=0)
+    meter_metadata_wait_seconds: float = Field(default=300.0, ge=0)
+    meter_debug: bool = False
     meter_spool_dir: str = "/var/lib/runtime-insights/meter"
     meter_spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
 
@@ -158,6 +173,24 @@ class Settings(BaseSettings):
 
     # metrics users define (exporter/http/definitions.py): a YAML/JSON file, checked at start
     metric_definitions_file: str | None = None
+
+    @property
+    def metering(self) -> bool:
+        """Whether usage events are made at all."""
+        if self.meter_enabled is not None:
+            return self.meter_enabled
+        return bool(self.openmeter_url or self.openmeter_token or self.meter_sink)
+
+    @property
+    def sink(self) -> Literal["openmeter", "file", "stdout"]:
+        if self.meter_sink is not None:
+            return self.meter_sink
+        return "openmeter" if self.openmeter_url else "file"
+
+    @property
+    def namespaces(self) -> frozenset[str]:
+        names = {n.strip() for n in self.meter_namespaces.split(",")} - {"", "*"}
+        return frozenset(names)
 
     @property
     def needs_api_server(self) -> bool:
@@ -229,6 +262,8 @@ def _openmeter(s: Settings) -> str | None:
             "RUNTIME_INSIGHTS_OPENMETER_TOKEN and RUNTIME_INSIGHTS_OPENMETER_TOKEN_FILE "
             "exclude each other"
         )
+    if s.meter_sink == "openmeter" and not url:
+        return "RUNTIME_INSIGHTS_METER_SINK=openmeter needs RUNTIME_INSIGHTS_OPENMETER_URL"
     return None
 
 
@@ -242,10 +277,35 @@ def _redis(s: Settings) -> str | None:
     return None
 
 
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _billing(s: Settings) -> str | None:
+    """What is billed: a selector in the Kubernetes grammar, label keys and namespace
+    names that can exist."""
+    problems = []
+    try:
+        parse_selector(s.meter_label_selector)
+    except SelectorError as e:
+        problems.append(f"RUNTIME_INSIGHTS_METER_LABEL_SELECTOR: {e}")
+    if s.meter_opt_in_label is not None and not _LABEL_KEY.match(s.meter_opt_in_label):
+        problems.append(
+            f"RUNTIME_INSIGHTS_METER_OPT_IN_LABEL: {s.meter_opt_in_label!r} is not a label key"
+        )
+    bad = sorted(n for n in s.namespaces if not _NAMESPACE.match(n))
+    if bad:
+        problems.append(f"RUNTIME_INSIGHTS_METER_NAMESPACES: {', '.join(bad)} not namespace names")
+    return "; ".join(problems) or None
+
+
 _CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _node_name,
     _peers,
     _tls_pair,
     _openmeter,
     _redis,
+    _billing,
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import signal
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from dotenv import dotenv_values
 from pydantic import AliasChoices, ValidationError
 from pydantic_settings import SettingsError
 
@@ -39,9 +41,14 @@ from exporter.http.metric_defs import MetricDef
 from exporter.http.server import ConnectionLimits, GuardedSite
 from exporter.kube.client import KubeClient, KubeConfigError, TokenAuth, load_configuration
 from exporter.kube.reflector import PodReflector
+from exporter.kube.selectors import parse_selector
 from exporter.lifecycle import Lifecycle
+from exporter.meter.billing import Billing
 from exporter.meter.client import OpenMeterClient
+from exporter.meter.compat import CompatError, map_environment
+from exporter.meter.delivery import Sender
 from exporter.meter.pipeline import Meter, token_source
+from exporter.meter.sinks import FileSink, StdoutSink
 from exporter.meter.spool import Spool, SpoolError
 from exporter.node.source import ExtractorClient
 from exporter.node.state import State
@@ -62,14 +69,19 @@ class StartupError(Exception):
     """The exporter cannot start; the message says what to fix."""
 
 
-def describe_validation_error(err: ValidationError, flags: Iterable[str] = ()) -> str:
+def describe_validation_error(
+    err: ValidationError, flags: Iterable[str] = (), origin: dict[str, str] | None = None
+) -> str:
     """One line naming every offending setting by its environment variable (and by its
-    flag when one of ``flags``, the settings given on the command line, set it)."""
+    flag when one of ``flags``, the settings given on the command line, set it; by the
+    OpenMeter collector's variable when the value came from one, ``origin``)."""
     by_flag = {setting: flag for flag, setting in FLAGS.items() if setting in set(flags)}
     parts: list[str] = []
     for e in err.errors():
         msg = str(e["msg"]).removeprefix("Value error, ")
         if not e["loc"]:
+            for ours, theirs in (origin or {}).items():
+                msg = re.sub(rf"\b{ours}\b", f"{theirs} (read as {ours})", msg)
             parts.append(msg)
             continue
         loc = str(e["loc"][0])
@@ -78,6 +90,8 @@ def describe_validation_error(err: ValidationError, flags: Iterable[str] = ()) -
         choices = _alias_choices().get(loc)
         if choices:  # the seeds' names too: the user may have set either
             env = f"{choices[0]} (or {', '.join(choices[1:])})"
+        if origin and env in origin:
+            env = f"{origin[env]} (read as {env})"
         if loc in by_flag:
             env = f"--{by_flag[loc].replace('_', '-')} ({env})"
         if e["type"] == "extra_forbidden":
@@ -117,16 +131,37 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
+def _environment(env_file: str | None) -> dict[str, str]:
+    """The process environment over the env file's, as pydantic-settings reads them."""
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
 def load_settings(env_file: str | None, overrides: dict[str, str] | None = None) -> Settings:
+    """The settings from the environment (and ``env_file``, and the flags' ``overrides``),
+    with the variables of the OpenMeter collectors read as ours
+    (exporter/meter/compat.py); logs which were."""
     if env_file is not None and not Path(env_file).is_file():
         raise StartupError(f"--env-file {env_file}: no such file")
     values: dict[str, Any] = dict(overrides or {})
     if env_file:
         values["_env_file"] = env_file
     try:
+        mapped = map_environment(_environment(env_file))
+    except CompatError as e:
+        raise StartupError(f"invalid settings: {e}") from None
+    line = mapped.describe()
+    if line is not None:
+        log.info("%s", line)
+    for key, value in mapped.values.items():
+        values.setdefault(key.removeprefix(ENV_PREFIX).lower(), value)
+    try:
         return Settings(**values)
     except ValidationError as e:
-        raise StartupError(describe_validation_error(e, values)) from None
+        raise StartupError(describe_validation_error(e, values, mapped.origin)) from None
     except SettingsError as e:
         # raised before validation when a list setting is not JSON
         field = re.search(r'field "(\w+)"', str(e))
@@ -233,32 +268,61 @@ def peers(settings: Settings, kube: KubeClient | None) -> Peers | None:
     )
 
 
-def meter(settings: Settings) -> Meter | None:
-    """None when metering is off (no OpenMeter URL)."""
-    if settings.openmeter_url is None:
-        return None
-    try:
-        spool = Spool(settings.meter_spool_dir, settings.meter_spool_max_bytes)
-    except SpoolError as e:
-        raise StartupError(f"RUNTIME_INSIGHTS_METER_SPOOL_DIR: {e}") from None
+def billing(settings: Settings) -> Billing:
+    """What is billed and as what (the settings' validator checked the selector)."""
+    return Billing(
+        mode=settings.meter_mode,
+        source=settings.meter_source,
+        event_type=settings.meter_event_type,
+        namespaces=settings.namespaces,
+        selector=parse_selector(settings.meter_label_selector),
+        opt_in_label=settings.meter_opt_in_label,
+        per=settings.meter_events,
+        metadata_wait_seconds=settings.meter_metadata_wait_seconds,
+    )
+
+
+def sink(settings: Settings) -> Sender:
+    """Where events go: OpenMeter, a JSON-lines file (the default without a URL), stdout."""
+    chosen = settings.sink
+    if chosen == "stdout":
+        return StdoutSink()
+    if chosen == "file":
+        path = settings.meter_file or str(Path(settings.meter_spool_dir) / "events.jsonl")
+        return FileSink(path, settings.meter_file_max_bytes)
+    assert settings.openmeter_url  # the settings' validator made sure
     secret = settings.openmeter_token
-    client = OpenMeterClient(
+    return OpenMeterClient(
         settings.openmeter_url,
         token=token_source(
             secret.get_secret_value() if secret is not None else None,
             settings.openmeter_token_file,
         ),
+        api=settings.meter_ingest_api,
         timeout_seconds=settings.openmeter_timeout_seconds,
         max_attempts=settings.meter_max_attempts,
     )
+
+
+def meter(settings: Settings) -> Meter | None:
+    """None when metering is off (no OpenMeter URL or token, METER_ENABLED unset)."""
+    if not settings.metering:
+        return None
+    try:
+        spool = Spool(settings.meter_spool_dir, settings.meter_spool_max_bytes)
+    except SpoolError as e:
+        raise StartupError(f"RUNTIME_INSIGHTS_METER_SPOOL_DIR: {e}") from None
     return Meter(
         spool,
-        client,
-        source=settings.meter_source,
-        event_type=settings.meter_event_type,
+        sink(settings),
         interval_seconds=settings.meter_interval_seconds,
         batch_size=settings.meter_batch_size,
         retry_seconds=min(settings.meter_interval_seconds, 30.0),
+        billing=billing(settings),
+        batch_period_seconds=settings.meter_batch_period_seconds,
+        metadata_expected=settings.kube_enabled,
+        park_after_seconds=settings.meter_park_after_seconds,
+        debug=settings.meter_debug,
     )
 
 

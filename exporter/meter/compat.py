@@ -6,7 +6,8 @@ Users of the Kubernetes collector set ``OPENMETER_URL``, ``OPENMETER_TOKEN``,
 ``OPENMETER_URL``, ``OPENMETER_TOKEN``, ``NAMESPACE``, ``MONITOR_RATE_SECONDS``,
 ``LABEL_SELECTOR`` and ``SOURCE``. Each is mapped onto one ``RUNTIME_INSIGHTS_…`` setting
 in that setting's format; the prefixed name, when set too, wins. Like both tools, a token
-without a URL means OpenMeter Cloud. A value in a format the tool itself would refuse,
+without a URL means OpenMeter Cloud (a token *file* does not: the manifests always mount
+an optional one). A value in a format the tool itself would refuse,
 or two of these names disagreeing, stops the start with a message naming the variable.
 """
 
@@ -140,6 +141,8 @@ class Mapped:
     """``NAME → RUNTIME_INSIGHTS_…`` for every variable used."""
     overridden: list[str] = field(default_factory=list)
     """Variables ignored because the prefixed setting is set too."""
+    origin: dict[str, str] = field(default_factory=dict)
+    """``RUNTIME_INSIGHTS_…`` name → the variable its value came from."""
 
     def describe(self) -> str | None:
         """The start log line, or None when no such variable was set."""
@@ -156,7 +159,7 @@ class Mapped:
 def map_environment(env: Mapping[str, str]) -> Mapped:
     """The settings ``env``'s collector variables stand for; CompatError names a bad one."""
     out = Mapped()
-    origin: dict[str, str] = {}
+    origin = out.origin
     for rule in RULES:
         ours = PREFIX + rule.ours
         for name in rule.names:
@@ -179,8 +182,7 @@ def map_environment(env: Mapping[str, str]) -> Mapped:
             out.read.append(f"{name} → {ours}")
     token = PREFIX + "OPENMETER_TOKEN"
     url = PREFIX + "OPENMETER_URL"
-    has_token = token in env or token in out.values or (PREFIX + "OPENMETER_TOKEN_FILE") in env
-    if has_token and url not in env and url not in out.values:
+    if (token in env or token in out.values) and url not in env and url not in out.values:
         out.values[url] = CLOUD_URL
         out.read.append(f"a token without a URL → {url}={CLOUD_URL}")
     return out

@@ -91,8 +91,10 @@ def test_our_prefixed_names_win_and_the_log_says_so() -> None:
 
 def test_no_token_no_default_url() -> None:
     assert "RUNTIME_INSIGHTS_OPENMETER_URL" not in map_environment({"NAMESPACE": "x"}).values
-    file_only = map_environment({"RUNTIME_INSIGHTS_OPENMETER_TOKEN_FILE": "/run/token"})
-    assert file_only.values["RUNTIME_INSIGHTS_OPENMETER_URL"] == CLOUD_URL
+    # the manifests always mount an optional token file: that alone turns nothing on
+    assert map_environment({"RUNTIME_INSIGHTS_OPENMETER_TOKEN_FILE": "/run/token"}).values == {}
+    prefixed = map_environment({"RUNTIME_INSIGHTS_OPENMETER_TOKEN": "om_x"})
+    assert prefixed.values == {"RUNTIME_INSIGHTS_OPENMETER_URL": CLOUD_URL}
 
 
 @pytest.mark.parametrize(
