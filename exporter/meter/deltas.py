@@ -4,7 +4,8 @@ Pure and integer-only, so that the sum of all billed deltas equals the counter's
 change to the nanosecond, and the sum of all billed intervals a run's length. Every
 interval runs from the pod's *cursor* (the boot-clock time of the poll that last
 accounted it, kept in its ``PodMark``) to this snapshot, so consecutive readings tile a
-pod's life with no gap and no overlap. The rules (README, "Usage events"):
+pod's life with no gap and no overlap. The rules (docs/cgroups.md, "Counters that reset
+or vanish"; README, "Usage events"):
 
 * A pod seen for the first time is billed from zero when it started after the previous
   poll, or indeed after the spool's first poll (the baseline): since then the meter has

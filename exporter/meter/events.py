@@ -1,10 +1,11 @@
 """Closed windows → OpenMeter CloudEvents, one per pod (or per container) per window.
 
-Field names keep what the collectors' meters read (``duration_seconds``, ``pod_name``,
-``pod_namespace``; the watcher's ``duration`` as a string of whole seconds) and add the
-kernel's exact usage; README's "Usage events" lists every field. Values are in seconds,
-bytes and cores; nothing is negative and nothing is null (a value that is not known is
-left out, so a meter never sums a null).
+Field names keep what the collectors' meters read (docs/openmeter.md, "What the existing
+collectors bill": ``duration_seconds``, ``pod_name``, ``pod_namespace``; the watcher's
+``duration`` as a string of whole seconds) and add the kernel's exact usage; README's
+"Usage events" lists every field. Values are in seconds, bytes and cores; nothing is
+negative and nothing is null (a value that is not known is left out, so a meter never
+sums a null).
 
 Event ids are a hash of what the window is (pod, container, series, bounds on the boot
 clock and in counter values), so a resend after a timeout or a crash carries the same

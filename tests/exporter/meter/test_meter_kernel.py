@@ -1,7 +1,7 @@
 """Metering real kernel counters: a container burns CPU and exits between two passes.
 
 The runtime removes an exited container's cgroup, so its last CPU is only in the pod's
-cgroup (shared/reference/cgroups.md section 8). The bill for the window must equal the
+cgroup (docs/cgroups.md, "Counters that reset or vanish"). The bill for the window must equal the
 pod cgroup's counter change exactly, read from the kernel in this test.
 """
 
