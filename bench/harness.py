@@ -238,3 +238,63 @@ def running_pod(
             ],
         },
     }
+
+
+INGEST_SERVER = """
+import sys
+import orjson
+from aiohttp import web
+seen = set()
+async def ingest(request):
+    for event in orjson.loads(await request.read()):
+        seen.add((event["source"], event["id"]))
+    return web.Response(status=204)
+async def count(request):
+    return web.json_response({"events": len(seen)})
+async def reset(request):
+    seen.clear()
+    return web.Response(status=204)
+app = web.Application(client_max_size=64 << 20)
+app.router.add_post("/api/v1/events", ingest)
+app.router.add_get("/count", count)
+app.router.add_post("/reset", reset)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+class IngestServer:
+    """A stand-in for OpenMeter's ingest endpoint in a process of its own: it parses
+    every batch, keeps the (source, id) pairs it saw and answers 204, and nothing else,
+    so a bench measures the sender, not a fake's validation."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> IngestServer:
+        import socket
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._process = subprocess.Popen([sys.executable, "-c", INGEST_SERVER, str(self.port)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the ingest server did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            self._process = None

@@ -138,6 +138,7 @@ class Settings(BaseSettings):
     meter_batch_size: int = Field(default=100, ge=1, le=1000)
     meter_batch_period_seconds: float = Field(default=0.0, ge=0)
     meter_max_attempts: int = Field(default=5, ge=1, description="per batch and delivery round")
+    meter_max_in_flight: int = Field(default=4, ge=1, le=64)
     meter_park_after_seconds: float = Field(default=600.0, ge=0)
     meter_metadata_wait_seconds: float = Field(default=300.0, ge=0)
     meter_debug: bool = False

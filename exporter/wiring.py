@@ -322,6 +322,7 @@ def meter(settings: Settings) -> Meter | None:
         batch_period_seconds=settings.meter_batch_period_seconds,
         metadata_expected=settings.kube_enabled,
         park_after_seconds=settings.meter_park_after_seconds,
+        in_flight=settings.meter_max_in_flight,
         debug=settings.meter_debug,
     )
 

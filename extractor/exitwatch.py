@@ -130,6 +130,8 @@ class Collected:
     pods: list[Pod]
     containers: list[ExitedContainer]
     errors: list[str]
+    filled: dict[str, float] = field(default_factory=dict)
+    """Running container id → boot-clock time its cgroup was seen filling."""
 
 
 @dataclass
@@ -315,11 +317,16 @@ class ExitWatcher:
                     self._errors.add(f"{tomb.rel}: cannot re-read: {e}")
             exited = [t.pod for uid, t in self._tombs.items() if uid not in live and not t.hidden]
             ended = [c.container for c in self._ended.values()]
+            filled = {
+                c.cid: c.started.boot
+                for c in self._containers.values()
+                if c.populated and c.started_exact and c.started is not None
+            }
             errors = self._errors.drain()
             if self._store is not None and self._store.last_error:
                 errors.append(f"exit watcher: {self._store.last_error}")
         self._save_if_dirty(force=True)
-        return Collected(exited, ended, errors)
+        return Collected(exited, ended, errors, filled)
 
     def close(self) -> None:
         self._stop.set()

@@ -284,6 +284,10 @@ class Scanner:
         snapshot.exited_pods = collected.pods
         snapshot.exited_containers = collected.containers
         snapshot.errors.extend(collected.errors)
+        for cid, boot in collected.filled.items():
+            filled = by_id.get(cid)
+            if filled is not None:
+                filled.filled_boottime = boot
 
     def _container(
         self,

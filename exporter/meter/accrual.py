@@ -1,5 +1,8 @@
 """Per-pod open windows: every poll's readings added up until a metering window closes.
 
+(The hot loop builds its models with ``model_construct``: every value is an integer this
+module computed, and a node with thousands of pods accrues every few seconds.)
+
 The exporter polls every few seconds but bills once a window (``METER_INTERVAL``).
 Adding each poll's reading here, instead of reading counters only at the window's end,
 is what keeps a pod that lives and dies inside a window on the bill. Metadata is copied
@@ -39,7 +42,7 @@ class Reserved(BaseModel):
         def part(value: int | None) -> int:
             return (value or 0) * span_ns
 
-        return Reserved(
+        return Reserved.model_construct(
             cpu_request_mc_ns=self.cpu_request_mc_ns + part(r.cpu_request_mc),
             cpu_limit_mc_ns=self.cpu_limit_mc_ns + part(r.cpu_limit_mc),
             memory_request_byte_ns=self.memory_request_byte_ns + part(r.memory_request_bytes),
@@ -92,6 +95,10 @@ class OpenWindow(BaseModel):
     finished: bool = False
 
 
+_EMPTY = ContainerWindow()
+_NO_RESOURCES = Resources()
+
+
 def window_key(uid: str, series: int) -> str:
     return uid if series == 0 else f"{uid}#{series}"
 
@@ -114,15 +121,16 @@ def accrue(
 ) -> dict[str, OpenWindow]:
     """``open_windows`` with ``readings`` added (a new dict; the input is not changed)."""
     out = dict(open_windows)
+    known = {w.pod_uid: w.facts for w in open_windows.values() if w.facts is not None}
     for r in readings:
         key = window_key(r.pod_uid, r.series)
         meta = pods(r.pod_uid)
         before = out.get(key)
-        facts = facts_of(meta) if meta is not None else (before.facts if before else None)
-        if facts is None:  # a window of an earlier series may have them
-            facts = next(
-                (w.facts for w in out.values() if w.pod_uid == r.pod_uid and w.facts), None
-            )
+        facts: PodFacts | None
+        if meta is not None:
+            facts = known[r.pod_uid] = facts_of(meta)
+        else:  # gone from the API: what was known (a window of an earlier series too)
+            facts = before.facts if before is not None and before.facts else known.get(r.pod_uid)
         w = before or OpenWindow(
             pod_uid=r.pod_uid,
             series=r.series,
@@ -133,20 +141,20 @@ def accrue(
             end_ns=r.end_ns,
             counter_start=r.counter_start,
         )
-        containers = {name: c.model_copy() for name, c in w.containers.items()}
-        pod_resources = facts.resources if facts is not None else Resources()
+        containers = dict(w.containers)  # entries are replaced, never changed
+        pod_resources = facts.resources if facts is not None else _NO_RESOURCES
         for cid, use in r.containers.items():
             name = _name(cid, use.name, facts)
-            c = containers.get(name) or ContainerWindow()
+            c = containers.get(name) or _EMPTY
             own = facts.containers.get(name) if facts is not None else None
-            containers[name] = ContainerWindow(
+            containers[name] = ContainerWindow.model_construct(
                 cpu_ns=c.cpu_ns + use.cpu_ns,
                 runtime_ns=c.runtime_ns + use.runtime_ns,
                 restarts=c.restarts + use.restarts,
                 reserved=c.reserved.plus(own, r.duration_ns) if own is not None else c.reserved,
             )
         if r.remainder_ns:
-            c = containers.get(POD_REMAINDER) or ContainerWindow()
+            c = containers.get(POD_REMAINDER) or _EMPTY
             containers[POD_REMAINDER] = c.model_copy(update={"cpu_ns": c.cpu_ns + r.remainder_ns})
         out[key] = w.model_copy(
             update={

@@ -125,4 +125,6 @@ def decide(
     if facts is not None and facts.owner_kind and facts.owner_name:
         attributes["owner_kind"] = facts.owner_kind
         attributes["owner_name"] = facts.owner_name
-    return Identity(billed=True, subject=subject, event_type=event_type, attributes=attributes)
+    return Identity.model_construct(  # every value a str built above
+        billed=True, reason=None, subject=subject, event_type=event_type, attributes=attributes
+    )

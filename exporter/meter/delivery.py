@@ -7,12 +7,15 @@ OpenMeter may refuse for a while (a body limit being changed, a gateway restarti
 it stays in the spool and is tried again in later rounds, after a growing pause, while
 the rest is delivered; only once it has been refused for ``park_after_seconds`` (and at
 least ``PARK_AFTER_REFUSALS`` times) is it parked. Anything else that fails
-(``Unavailable``) ends the round with everything kept. The log says when delivery fails,
+(``Unavailable``) ends the round with everything not delivered kept. Up to ``in_flight``
+batches are on their way at once, as OpenMeter's collector sends them (its
+``max_in_flight``); ids make the order irrelevant. The log says when delivery fails,
 backs off and recovers, naming the receiver and its answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +65,8 @@ class Deliverer:
     spool: Spool
     sender: Sender
     batch_size: int = 100
+    in_flight: int = 4
+    """Batches sent at once: the receiver parses one while the next is on its way."""
     retry_seconds: float = 30.0
     park_after_seconds: float = 600.0
     clock: Callable[[], int] = boottime_ns
@@ -112,9 +117,25 @@ class Deliverer:
                 out.waiting += 1
             else:
                 ready.append(e)
-        for batch in batches(ready, self.batch_size):
-            settled = await self._send(batch, out)
-            self.spool.settle(item, settled)
+        slots = asyncio.Semaphore(self.in_flight)
+
+        async def one(batch: list[Event]) -> set[str]:
+            async with slots:
+                return await self._send(batch, out)
+
+        results = await asyncio.gather(
+            *(one(b) for b in batches(ready, self.batch_size)), return_exceptions=True
+        )
+        settled: set[str] = set()
+        failure: BaseException | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                settled |= result
+        self.spool.settle(item, settled)
+        if failure is not None:
+            raise failure
 
     async def _send(self, batch: list[Event], out: Outcome) -> set[str]:
         """Ids settled (delivered or parked); a refused batch is halved to find the bad one."""

@@ -53,12 +53,13 @@ EXITED = "<exited>"
 
 
 class ContainerMark(BaseModel):
-    """The last reading of one container's counter."""
+    """The last reading of one container's counter, and the earliest start seen of it."""
 
     model_config = ConfigDict(extra="forbid")
 
     cpu_ns: int
     name: str | None = None
+    started_ns: int | None = None
 
 
 class PodMark(BaseModel):
@@ -277,7 +278,8 @@ def _live(poll: _Poll, pod: Pod, members: list[Container]) -> None:
         poll.out.marks.pods[pod.uid] = old.model_copy(update={"seen_ns": clock.now_ns})
         return
     ended = poll.ended.get(pod.uid, [])
-    starts = [clock.of(c.started_boottime, c.started_at) for c in members]
+    marked = old.containers if old is not None else {}
+    starts = [_container_start(clock, c, marked.get(c.id)) for c in members]
     starts += [clock.of(r.started_boottime, r.started_at) for r in ended]
     known = [s for s in starts if s is not None]
     started_ns = _earliest(known, old)
@@ -285,8 +287,10 @@ def _live(poll: _Poll, pod: Pod, members: list[Container]) -> None:
     cursor = old.at_ns if old is not None else None
     reading = _Reading(poll, pod, old, cursor, started_ns, new)
     reading.counters(pod.usage, min(known, default=None))
+    over = {r.id for r in ended}  # emptied between discovery and now: its end is exact
     for c in members:
-        reading.live_container(c)
+        if c.id not in over:
+            reading.live_container(c)
     for run in ended:
         reading.ended_container(run)
     reading.memory(pod.usage)
@@ -329,6 +333,19 @@ def _exited(poll: _Poll, pod: Pod) -> None:
     reading.finish(end_ns=end_ns, end_at=clock.wall(end_ns), life_end_ns=exit_ns, finished=True)
 
 
+def _container_start(clock: _Clock, c: Container, old: ContainerMark | None) -> int | None:
+    """When a running container started: its cgroup filling when the exit watcher saw
+    that (the kernel's own account of its running time), else its earliest process; and
+    never later than a start seen before (a pass may miss the first process and meet only
+    a later one, which is what it would report as the container's)."""
+    if c.filled_boottime is not None and clock.boot:
+        start: int | None = ns(c.filled_boottime)
+    else:
+        start = clock.of(c.started_boottime, c.started_at)
+    earlier = old.started_ns if old is not None else None
+    return min((v for v in (start, earlier) if v is not None), default=None)
+
+
 def _earliest(starts: list[int], old: PodMark | None) -> int | None:
     """The pod's first start: the earliest of everything it ever ran."""
     if old is not None and old.started_ns is not None:
@@ -367,14 +384,20 @@ class _Reading:
         self.new = new
         self.baseline = old is None and not new
         now = poll.clock
-        self.mark = PodMark(
+        self.mark = PodMark.model_construct(  # our own integers: nothing to validate
             at=now.now_at,
             at_ns=now.now_ns,
             seen_ns=now.now_ns,
             cpu_ns=None,
+            user_ns=None,
+            system_ns=None,
             series=old.series if old is not None else 0,
             started_ns=started_ns,
+            containers={},
             names=list(old.names) if old is not None else [],
+            working_set=None,
+            peak=None,
+            finished=False,
         )
         self.cpu: int | None = None
         self.user = 0
@@ -445,28 +468,31 @@ class _Reading:
         if c.sandbox:
             return
         clock = self.poll.clock
-        start = clock.of(c.started_boottime, c.started_at)
-        self._ran(start, c.name)
-        if self.baseline:
-            self._mark_container(c)
-            return
-        runtime = overlap_ns(start, None, self.cursor, clock.now_ns)
         old = self.old.containers.get(c.id) if self.old is not None else None
         now = cpu_of(c.usage)
+        recreated = old is not None and now is not None and now < old.cpu_ns
+        start = _container_start(clock, c, None if recreated else old)
+        self._ran(start, c.name)
+        if self.baseline:
+            self._mark_container(c, start)
+            return
+        runtime = overlap_ns(start, None, self.cursor, clock.now_ns)
         cpu: int | None = None
         if now is not None:
             new = self.new or self.poll.after(start, self.cursor)
             cpu, reset = _counter(old.cpu_ns if old else None, now, new)
             self.poll.out.resets += reset
         elif old is not None:
-            self.mark.containers[c.id] = old
-        self._mark_container(c)
+            self.mark.containers[c.id] = old.model_copy(update={"started_ns": start})
+        self._mark_container(c, start)
         self._use(c.id, c.name, cpu or 0, runtime)
 
-    def _mark_container(self, c: Container) -> None:
+    def _mark_container(self, c: Container, start: int | None) -> None:
         now = cpu_of(c.usage)
         if now is not None:
-            self.mark.containers[c.id] = ContainerMark(cpu_ns=now, name=c.name)
+            self.mark.containers[c.id] = ContainerMark.model_construct(
+                cpu_ns=now, name=c.name, started_ns=start
+            )
 
     def ended_container(self, run: ExitedContainer) -> None:
         if run.sandbox:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class Meter:
         batch_period_seconds: float = 0.0,
         metadata_expected: bool = False,
         park_after_seconds: float = 600.0,
+        in_flight: int = 4,
         debug: bool = False,
     ) -> None:
         self.spool = spool
@@ -112,6 +114,7 @@ class Meter:
             spool,
             sender,
             batch_size=batch_size,
+            in_flight=in_flight,
             retry_seconds=retry_seconds,
             park_after_seconds=park_after_seconds,
         )
@@ -193,12 +196,17 @@ class Meter:
         if marks.taken_ns is not None and same_boot and now_ns <= marks.taken_ns:
             self._stats.stale_snapshots += 1
             return
+        collecting = gc.isenabled()
+        gc.disable()  # thousands of acyclic objects per pass: no use walking the heap for cycles
         try:
             self._observe(snapshot, pods, now_ns, same_boot)
         except OSError as e:
             self._stats.spool_errors += 1
             self.last_error = f"meter spool: {e}"
             log.error("meter: cannot write the spool (%s); this pass is metered later", e)
+        finally:
+            if collecting:
+                gc.enable()
 
     def _observe(self, snapshot: Snapshot, pods: PodLookup, now_ns: int, same_boot: bool) -> None:
         outcome = compute(self.state.marks, snapshot)
@@ -272,7 +280,7 @@ class Meter:
                     log.info("meter: pod %s not billed: %s", w.pod_uid, identity.reason)
             if not identity.billed:
                 self._stats.pods_not_billed += ledger.identity is None
-                ledgers[w.pod_uid] = ledger.model_copy(update={"identity": identity})
+                ledgers[w.pod_uid] = Ledger.model_construct(identity=identity, carried_ns={})
                 continue
             carried = dict(ledger.carried_ns)
             for event in build(w, identity, self.billing, carried):
@@ -281,9 +289,8 @@ class Meter:
                     events.append(event)
                 else:
                     invalid.append((event, reason))
-            ledgers[w.pod_uid] = ledger.model_copy(
-                update={"identity": identity, "carried_ns": carried}
-            )
+            if ledger.identity is not identity or carried != ledger.carried_ns:
+                ledgers[w.pod_uid] = Ledger.model_construct(identity=identity, carried_ns=carried)
         for event, reason in invalid:
             self._stats.events_invalid += 1
             self.spool.park([event], f"invalid against the ingest schema: {reason}")

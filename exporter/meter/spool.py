@@ -134,6 +134,9 @@ class Spool:
         self._state_version = 0
         self._version = 0
         self._sizes: dict[int, int] = {}
+        self._recent: tuple[int, list[Event], set[str]] | None = None
+        """The window committed last, in memory: delivering it right after the close
+        needs no second read of what was just written."""
         try:
             for d in (self.pending_dir, self.poison_dir):
                 d.mkdir(parents=True, exist_ok=True)
@@ -233,6 +236,7 @@ class Spool:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _fsync_dir(self.pending_dir)
+        self._recent = (state.version, events, set())
         self.pending_count += len(events)
         self._sizes[state.version] = self._size(state.version)
         self.pending_bytes = sum(self._sizes.values())
@@ -266,6 +270,8 @@ class Spool:
             return
         with open(item.path / "sent", "a", encoding="ascii") as f:
             f.write("".join(f"{i}\n" for i in sorted(delivered)))
+        if self._recent is not None and self._recent[0] == item.version:
+            self._recent[2].update(delivered)
         self.pending_count -= len(delivered)
         if len(delivered) >= len(item.events):
             self._finish(item.version)
@@ -273,10 +279,14 @@ class Spool:
     def _finish(self, version: int) -> None:
         path = self._path(version)
         if self._state_version < version and (path / "state.json").exists():
-            # never lose the marks: state.json must be at least as new as this window
-            state = MeterState.model_validate_json((path / "state.json").read_bytes())
-            self._write_state(state)
+            # never lose the marks: state.json must be at least as new as this window,
+            # and the window's own file is that state (fsynced at the commit)
+            os.replace(path / "state.json", self.state_path)
+            _fsync_dir(self.directory)
+            self._state_version = version
         shutil.rmtree(path, ignore_errors=True)
+        if self._recent is not None and self._recent[0] == version:
+            self._recent = None
         self._sizes.pop(version, None)
         self.pending_bytes = sum(self._sizes.values())
 
@@ -305,6 +315,9 @@ class Spool:
 
     def _events(self, version: int) -> list[Event] | None:
         """The window's events not yet delivered; None (and set aside) when unreadable."""
+        recent = self._recent
+        if recent is not None and recent[0] == version:
+            return [e for e in recent[1] if e["id"] not in recent[2]] if recent[2] else recent[1]
         path = self._path(version)
         try:
             events: list[Event] = orjson.loads((path / "events.json").read_bytes())

@@ -122,6 +122,12 @@ class Container(_Model):
         description="CLOCK_BOOTTIME seconds of its first process's start (kernel ticks: the "
         "true start is less than one tick later)",
     )
+    filled_boottime: float | None = Field(
+        default=None,
+        description="CLOCK_BOOTTIME seconds at which the exit watcher saw the container's "
+        "cgroup fill: its start as the kernel accounts it, even when the pass first met "
+        "only its later processes",
+    )
     runtime_seconds: float | None = None
     usage: Usage | None = None
     fingerprint: Fingerprint | None = None

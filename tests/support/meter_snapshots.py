@@ -24,6 +24,8 @@ class C:
     started: float = 0.0
     name: str | None = None
     sandbox: bool = False
+    filled: float | None = None
+    """When the exit watcher saw its cgroup fill (None: it did not)."""
 
 
 @dataclass
@@ -155,6 +157,7 @@ def snap(
                     sandbox=c.sandbox,
                     started_at=c.started + wall_step,
                     started_boottime=boot(c.started),
+                    filled_boottime=boot(c.filled),
                     usage=None if c.sandbox else usage(f"/kubepods/pod{p.uid}/{c.id}", c.cpu),
                 )
             )

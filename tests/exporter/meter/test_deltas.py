@@ -121,6 +121,25 @@ def test_an_ended_run_gets_its_own_final_counter_and_its_exact_runtime() -> None
     assert r.runtime_ns == 60 * S + int(37.5 * S)
 
 
+def test_a_containers_run_counts_from_its_cgroup_filling_or_its_earliest_process() -> None:
+    """A pass can meet a container first through a later process (its first one joined
+    the cgroup after the pass read it): the watcher's fill time, else the earliest start
+    ever seen, is its start, so no running time is lost."""
+    marks = marks_at(100.0)
+    r = one(compute(marks, snap(110.0, P(UID, 500, [C("a", 400, started=108.0, filled=103.0)]))))
+    assert r.runtime_ns == 7 * S and r.start_at == 103.0
+    m1 = compute(marks, snap(110.0, P(UID, 500, [C("a", 400, started=103.0)]))).marks
+    later = one(compute(m1, snap(120.0, P(UID, 900, [C("a", 800, started=118.0)]))))
+    assert later.runtime_ns == 10 * S  # its sh is missing from this pass: still running
+
+
+def test_a_container_seen_running_and_ended_in_one_snapshot_is_counted_once() -> None:
+    m1 = marks_at(100.0, P(UID, 1_000, [C("a", 500, started=90.0)]))
+    both = snap(110.0, P(UID, 1_800, [C("a", 900)]), ended=(E("a", UID, 90.0, 106.0, 1_100),))
+    r = one(compute(m1, both))
+    assert r.runtime_ns == 6 * S and r.containers["a"].cpu_ns == 600
+
+
 def test_the_container_split_is_never_negative() -> None:
     """Finding 5: containers read a moment after their pod can add up to more than the
     pod's delta; the split is scaled down to it instead of a negative remainder."""
