@@ -86,6 +86,12 @@ class Pending:
     events: list[Event]
 
 
+def _state_bytes(state: MeterState) -> bytes:
+    """The state as JSON without the fields at their defaults (zeros, empty maps): a node
+    of thousands of pods rewrites it every poll."""
+    return state.model_dump_json(exclude_defaults=True).encode()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -229,7 +235,7 @@ class Spool:
         try:
             tmp.mkdir()
             _write(tmp / "events.json", orjson.dumps(events))
-            _write(tmp / "state.json", state.model_dump_json().encode())
+            _write(tmp / "state.json", _state_bytes(state))
             _fsync_dir(tmp)
             os.rename(tmp, self._path(state.version))
         except BaseException:
@@ -243,7 +249,7 @@ class Spool:
         return state
 
     def _write_state(self, state: MeterState) -> None:
-        write_atomically(self.state_path, state.model_dump_json().encode())
+        write_atomically(self.state_path, _state_bytes(state))
         self._state_version = state.version
         for version in self._sizes:  # their states are older now: only events are kept
             if version <= state.version:

@@ -1,8 +1,8 @@
 """Metering real kernel counters: a container burns CPU and exits between two passes.
 
 The runtime removes an exited container's cgroup, so its last CPU is only in the pod's
-cgroup (docs/cgroups.md, "Counters that reset or vanish"). The bill for the window must equal the
-pod cgroup's counter change exactly, read from the kernel in this test.
+cgroup (docs/cgroups.md, "Counters that reset or vanish"). The bill for the window must
+equal the pod cgroup's counter change exactly, read from the kernel in this test.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ async def test_a_container_that_exits_between_passes_is_billed_exactly(
     uid, app_id, job_id = pod_uid(), container_id(), container_id()
     tree.spawn(tree.container_path(uid, app_id)).burn(0.05)
     job = tree.spawn(tree.container_path(uid, job_id))
+    job.burn(0.0)  # its interpreter has started and sleeps: the pod counter stands still
     meta = PodMeta(
         uid=uid,
         cgroup_uid=uid,
