@@ -18,6 +18,7 @@ from typing import TextIO
 import orjson
 
 from exporter.meter.events import Event
+from exporter.meter.spool import write_all
 
 
 def _lines(events: list[Event]) -> bytes:
@@ -45,10 +46,7 @@ class FileSink:
             pass
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_all(fd, data)
         finally:
             os.close(fd)
 
