@@ -2,23 +2,24 @@
 synthetic node.
 
 250 containers in 125 pods, 1,000 sleeping processes, in the real v1 cgroup hierarchies
-and the cgroup2 one, as a hybrid node has them (root only). Each pod is shaped like a
-kubelet's: a pause sandbox (one process named ``pause``) and an app container with seven
-processes. The baseline is the least any discovery can do: read every
-``/proc/<pid>/cgroup`` once in a plain Python loop. Reported: the pass's cost as a ratio
-of that baseline, cold (``take_snapshot``, nothing kept) and warm (a long-lived
-``Scanner`` with its exit watcher, as ``extractor serve`` runs, and without the watcher
-for comparison), the same warm pass with fingerprints on (the worker process of
-``extractor serve``, every fingerprint cached: what a warm pass pays is the cache check
-in the pass, and no job may reach the worker), the CPU a warm pass every 10 s costs as %
-of one core, what the exit
-watcher's thread spends (its first scan, and per pod that starts, exits and is removed),
-and the resident memory of a fresh process doing passes.
+and the cgroup2 one (blkio included), as a hybrid node has them (root only). Each pod is
+shaped like a kubelet's: a pause sandbox (one process named ``pause``, in a network
+namespace of its own) and an app container with seven processes. The baseline is the
+least any discovery can do: read every ``/proc/<pid>/cgroup`` once in a plain Python
+loop. Reported: the pass's cost as a ratio of that baseline, cold (``take_snapshot``,
+nothing kept) and warm (a long-lived ``Scanner`` with its exit watcher, as ``extractor
+serve`` runs, and without the watcher for comparison), the same warm pass with
+fingerprints on (the worker process of ``extractor serve``, every fingerprint cached:
+what a warm pass pays is the cache check in the pass, and no job may reach the worker),
+the CPU a warm pass every 10 s costs as % of one core, what the exit watcher's thread
+spends (its first scan, and per pod that starts, exits and is removed), and the resident
+memory of a fresh process doing passes.
 Also a module: ``python -m bench.bench_pass``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import statistics
@@ -75,10 +76,17 @@ def baseline() -> None:
                 pass
 
 
-def sleeper(comm: str | None = None) -> int:
+CLONE_NEWNET = 0x40000000
+
+
+def sleeper(comm: str | None = None, own_network: bool = False) -> int:
+    """A sleeping child; ``own_network``: in a network namespace of its own, as a pod's
+    sandbox holds one (only its loopback: what the pass reads costs the same)."""
     pid = os.fork()
     if pid == 0:
         try:
+            if own_network and ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET):
+                os._exit(1)
             if comm is not None:
                 with open("/proc/self/comm", "w") as f:
                     f.write(comm)
@@ -103,7 +111,7 @@ def build(tree: SyntheticNode) -> list[int]:
     pids: list[int] = []
     for _ in range(PODS):
         uid = pod_uid()
-        pause = sleeper("pause")
+        pause = sleeper("pause", own_network=True)
         pids.append(pause)
         wait_for_comm(pause, "pause")
         tree.enter(tree.container_path(uid, container_id()), pause)
@@ -178,6 +186,8 @@ def measure(tree: SyntheticNode) -> dict[str, float]:
         found = [c for c in first.containers if c.pod_uid in ours]
         if len(found) != 2 * PODS or sum(c.sandbox for c in found) != PODS:
             raise SystemExit(f"pass found {len(found)} of the {2 * PODS} synthetic containers")
+        if any(p.host_network is not False for p in first.pods if p.uid in ours):
+            raise SystemExit("a synthetic pod's network namespace was not read as its own")
         bare.take()
         synthetic.update(c.id for c in found if not c.sandbox)
         t0 = time.perf_counter()
@@ -207,6 +217,7 @@ def measure(tree: SyntheticNode) -> dict[str, float]:
         out = {
             "pids": float(len(os.listdir("/proc"))),
             "kept_fds": float(len(scanner.kept)),
+            "net_fds": float(len(scanner.network)),
             "pidfds": float(watched),
             "watches": float(scanner.exits.watches),
             "first_scan_ms": first_scan_ms,
@@ -281,7 +292,8 @@ def main() -> int:
     )
     print(
         f"descriptors held by the warm scanner: {r['kept_fds']:.0f} counter files, "
-        f"{r['pidfds']:.0f} pidfds; {r['watches']:.0f} inotify watches"
+        f"{r['net_fds']:.0f} net/dev files, {r['pidfds']:.0f} pidfds; "
+        f"{r['watches']:.0f} inotify watches"
     )
     print(
         f"exit watcher thread CPU: first scan {r['first_scan_ms']:.1f} ms, "

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-HYBRID = {c: f"{CGROUP_ROOT}/{c}" for c in ("cpu", "cpuacct", "memory", "pids")} | {
+HYBRID = {c: f"{CGROUP_ROOT}/{c}" for c in ("cpu", "cpuacct", "memory", "pids", "blkio")} | {
     "": f"{CGROUP_ROOT}/unified"
 }
 """The v1 controllers and the cgroup2 hierarchy of this machine's hybrid layout: the

@@ -70,8 +70,9 @@ from dataclasses import dataclass, field
 
 from inotify_simple import INotify, flags  # type: ignore[import-untyped]
 
-from extractor.cgroups.counters import VANISHED, account, field_of
+from extractor.cgroups.counters import account
 from extractor.cgroups.counters import plan as plan_dirs
+from extractor.cgroups.files import VANISHED, field_of
 from extractor.cgroups.layout import UNIFIED, Layout
 from extractor.cgroups.paths import parse_cgroup_path
 from extractor.contract import ExitedContainer, Pod, Qos, Usage

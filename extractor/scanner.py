@@ -34,16 +34,20 @@ import resource
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, get_args
+from typing import Any, Protocol, get_args
 
-from extractor.cgroups.counters import account
+from extractor.cgroups.counters import gather, parse
 from extractor.cgroups.counters import plan as plan_dirs
-from extractor.cgroups.layout import CgroupFsError, Layout, detect, namespace_base
+from extractor.cgroups.details import Details, details
+from extractor.cgroups.files import V1_FILES, every_pass
+from extractor.cgroups.layout import UNIFIED, CgroupFsError, Layout, detect, namespace_base
 from extractor.contract import Container, Fingerprint, Pod, Runtime, Snapshot, Usage
 from extractor.discover import Discoverer, Discovery, FoundContainer
 from extractor.exitwatch import ExitWatcher, PassedContainer, PassedPod
 from extractor.hostpaths import HostPaths
+from extractor.netdev import NetworkReader, PodNetwork
 from extractor.pidwatch import PidWatch, usable_for
+from extractor.sysblock import BlockDevices
 from extractor.tombstones import FILE_NAME, TombstoneFile
 from hostfs import (
     KeptFiles,
@@ -60,6 +64,14 @@ from hostfs import now as clock_now
 RUNTIMES: dict[str, Runtime] = {name: name for name in get_args(Runtime)}
 WATCHER_READY_SECONDS = 2.0
 """How long a new Scanner waits for the exit watcher's first scan (it takes milliseconds)."""
+RELEARN_EVERY = 360
+"""Passes after which each cgroup's files are looked for again (a controller switched on
+for a v2 subtree brings its files to cgroups that lacked them)."""
+DETAILS_EVERY = 6
+"""By default a kept cgroup's details are re-read every this many passes (a minute at the
+exporter's default poll; ``extractor serve --details-every``): each file costs a warm pass
+3–5 µs of cold kernel work per cgroup, and reading the 13 detail files of a v1 cgroup on
+every pass would almost double it (``bench/README.md``)."""
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +136,7 @@ class Scanner:
         watch_exits: bool = False,
         state_dir: str | None = None,
         clock: Callable[[], Moment] = clock_now,
+        details_every: int = DETAILS_EVERY,
     ) -> None:
         if not os.path.isfile(os.path.join(paths.proc_root, "stat")):
             raise NodeUnreadable(f"{paths.proc_root!r} is not a proc filesystem (no stat file)")
@@ -135,6 +148,7 @@ class Scanner:
         self.clock = clock
         self.boot_id = boot_id(paths.proc_root)
         self.state_dir = state_dir
+        self.details_every = max(details_every, 1)
         self.hz = clock_ticks()
         self.errors: list[str] = []
         bases: dict[str, str] = {}
@@ -145,13 +159,16 @@ class Scanner:
                 bases[key] = "/"
                 self.errors.append(str(e))
         budget = default_keep_open() if keep_open is None else keep_open
-        # Half the budget for counter files; a quarter each for pidfds and the cgroup
-        # files the discoverer keeps open for the processes those pidfds watch.
-        self.kept = KeptFiles(budget // 2)
+        # Half the budget for counter files and pods' net/dev (one each); a quarter each
+        # for pidfds and the cgroup files the discoverer keeps open for their processes.
+        self.kept = KeptFiles(budget // 2 - budget // 16)
+        self.network = NetworkReader(paths.proc_root, budget // 16)
+        self._networks: dict[str, tuple[tuple[int, int], PodNetwork]] = {}
+        self.devices = BlockDevices()
         watched = budget // 4
         self.watch = PidWatch(watched) if watched and usable_for(paths.proc_root) else None
         self.discoverer = Discoverer(paths.proc_root, self.layout, bases, self.watch)
-        self._plans: dict[int, tuple[dict[str, str], dict[str, str], str]] = {}
+        self._plans: dict[int, _Plan] = {}
         self.exits: ExitWatcher | None = None
         if watch_exits:
             self._start_exit_watcher()
@@ -180,24 +197,68 @@ class Scanner:
         self.exits = watcher
         watcher.wait_ready(WATCHER_READY_SECONDS)
 
-    def account(self, paths: dict[str, str]) -> tuple[Usage | None, list[str]]:
-        """Usage of the cgroup whose path in each hierarchy is given."""
+    def account(
+        self, paths: dict[str, str], now: float | None = None
+    ) -> tuple[Usage | None, list[str]]:
+        """Usage of the cgroup whose path in each hierarchy is given, read at ``now``.
+
+        The first reading of a cgroup learns which of its files exist (``gather``). Later
+        passes read them again from kept descriptors, as groups, without Python per file:
+        the ``every_pass`` files (CPU, memory usage and working set) on every pass, the
+        details (peak, pids, limits, quota, OOM kills, block I/O, pressure) every
+        ``DETAILS_EVERY`` passes, in rotation over the cgroups, stamped ``details_at``.
+        Each cgroup looks for its files again every ``RELEARN_EVERY`` passes (a
+        controller switched on brings new ones); any failure falls back to reading file
+        by file, which says what failed.
+        """
         if not paths:
             return None, []
         plan = self._plans.get(id(paths))
-        if plan is None or plan[0] is not paths:
+        if plan is None or plan.paths is not paths:
             plan = self._plan(paths)
-        _, dirs, cgroup = plan
-        return account(self.layout, dirs, cgroup, self.kept.read, self.hz)
+        errors: list[str] = []
+        if plan.names is not None:
+            files = self._reread(plan, now)
+            if files is not None:
+                known = plan.known
+                usage = parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known)
+                return usage, errors
+        files = gather(self.layout, plan.dirs, self.kept.read, errors)
+        known = details(self.layout, files, plan.dirs, self.hz)
+        if not errors and not known.errors:
+            plan.learn(files, known, self.details_every)
+        return parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known), errors
 
-    def _plan(self, paths: dict[str, str]) -> tuple[dict[str, str], dict[str, str], str]:
+    def _reread(self, plan: _Plan, now: float | None) -> dict[str, bytes] | None:
+        """The learned files again, from kept descriptors; None if that is not possible
+        (or time to relearn). The details are parsed when read, kept in between."""
+        plan.left -= 1
+        if plan.left <= 0 or plan.names is None:
+            return None
+        data = self.kept.read_group(plan.paths_of)
+        if data is None:
+            return None
+        if plan.detail_paths:
+            plan.due -= 1
+            if plan.due <= 0:
+                got = self.kept.read_group(plan.detail_paths)
+                if got is None:
+                    return None
+                got_files = dict(zip(plan.detail_names, got, strict=True))
+                plan.known = details(self.layout, got_files, plan.dirs, self.hz, now)
+                plan.due = self.details_every
+            else:
+                self.kept.keep_group(plan.detail_paths)
+        return dict(zip(plan.names, data, strict=True))
+
+    def _plan(self, paths: dict[str, str]) -> _Plan:
         """Where a cgroup's files are, worked out once per ``paths`` dict: discovery hands
         the same dict for a container on every pass, so a warm pass skips this."""
         if len(self._plans) > 65536:
             self._plans.clear()
         dirs, cgroup = plan_dirs(self.layout, paths)
         # The dict itself is kept in the entry, so its id cannot be reused while cached.
-        entry = (paths, dirs, cgroup)
+        entry = _Plan(self.layout, paths, dirs, cgroup)
         self._plans[id(paths)] = entry
         return entry
 
@@ -219,37 +280,74 @@ class Scanner:
             cgroup_version=self.layout.version,
             errors=[*self.errors, *found.errors],
         )
-        pods: dict[str, Pod] = {}
+        pods: dict[str, dict[str, Any]] = {}
         pod_paths: dict[str, dict[str, str]] = {}
+        through: dict[str, tuple[bool, int, int]] = {}
+        """Per pod, the process its network is read through: a sandbox's before an
+        application's, then the oldest ((not sandbox, start ticks, pid), least first)."""
         for cid, entry in sorted(found.containers.items()):
-            container = self._container(cid, entry, identify, fingerprint, moment)
+            first = min(entry.stats, key=_started)
+            container = self._container(cid, entry, first, identify, fingerprint, moment)
             snapshot.containers.append(container)
             uid = container.pod_uid
             if uid is None:
                 continue
             pod = pods.get(uid)
             if pod is None:
-                pods[uid] = pod = Pod(uid=uid, qos=container.qos)
-            pod.container_ids.append(cid)
-            if container.namespace and not pod.namespace:
-                pod.namespace, pod.name = container.namespace, container.pod_name
+                pods[uid] = pod = {"uid": uid, "qos": container.qos, "container_ids": []}
+            pod["container_ids"].append(cid)
+            if container.namespace and not pod.get("namespace"):
+                pod["namespace"], pod["name"] = container.namespace, container.pod_name
             if entry.ref.pod_paths and uid not in pod_paths:
                 pod_paths[uid] = entry.ref.pod_paths
-        for uid, pod in pods.items():
+            way = (not container.sandbox, first.start_ticks, first.pid)
+            best = through.get(uid)
+            if best is None or way < best:
+                through[uid] = way
+        networks: dict[str, tuple[tuple[int, int], PodNetwork]] = {}
+        for uid, fields in pods.items():
             if uid in pod_paths:
-                pod.usage, pod.errors = self.account(pod_paths[uid])
+                fields["usage"], fields["errors"] = self.account(pod_paths[uid], moment.wall)
             else:
-                pod.errors.append("no pod cgroup above its containers' cgroups")
-            snapshot.pods.append(pod)
+                fields["errors"] = ["no pod cgroup above its containers' cgroups"]
+            _, ticks, pid = through[uid]
+            net = self._network(uid, fields.get("usage"), (pid, ticks), moment.wall, networks)
+            fields["network"], fields["host_network"] = net.interfaces, net.host_network
+            if net.error is not None:
+                fields["errors"].append(net.error)
+            snapshot.pods.append(Pod.model_validate(fields))
+        self._networks = networks
         if self.exits is not None:
             self._exited(snapshot, pods, pod_paths, found)
+        snapshot.block_devices = self.devices.names(snapshot)
         self.kept.end_pass()
+        self.network.end_pass()
         return snapshot
+
+    def _network(
+        self,
+        uid: str,
+        usage: Usage | None,
+        process: tuple[int, int],
+        now: float,
+        into: dict[str, tuple[tuple[int, int], PodNetwork]],
+    ) -> PodNetwork:
+        """The pod's network, read with its cgroup's details (so ``details_at`` tells when
+        for both), else as last read through the same process."""
+        last = self._networks.get(uid)
+        due = usage is None or usage.details_at is None or usage.details_at == now
+        if last is not None and last[0] == process and not due:
+            self.network.keep(*process)
+            into[uid] = last
+            return last[1]
+        net = self.network.read(*process)
+        into[uid] = (process, net)
+        return net
 
     def _exited(
         self,
         snapshot: Snapshot,
-        pods: dict[str, Pod],
+        pods: dict[str, dict[str, Any]],
         pod_paths: dict[str, dict[str, str]],
         found: Discovery,
     ) -> None:
@@ -267,7 +365,7 @@ class Scanner:
         for uid, paths in pod_paths.items():
             pod = pods[uid]
             known = {}
-            for cid in pod.container_ids:
+            for cid in pod["container_ids"]:
                 c, entry = by_id[cid], found.containers[cid]
                 known[cid] = PassedContainer(
                     paths=entry.ref.paths,
@@ -275,7 +373,7 @@ class Scanner:
                     sandbox=c.sandbox,
                     started_boottime=c.started_boottime,
                 )
-            passed[uid] = PassedPod(paths, pod.namespace, pod.name, known)
+            passed[uid] = PassedPod(paths, pod.get("namespace"), pod.get("name"), known)
         try:
             collected = self.exits.collect(passed, pods.keys())
         except Exception as e:  # the watcher must never cost a pass
@@ -293,6 +391,7 @@ class Scanner:
         self,
         cid: str,
         entry: FoundContainer,
+        first: ProcStat,
         identify: Identify | None,
         fingerprint: FingerprintFn | None,
         now: Moment,
@@ -316,13 +415,12 @@ class Scanner:
         elif not sandbox:
             sandbox = self._looks_like_pause(entry)
         fields["sandbox"] = sandbox
-        first = min(entry.stats, key=lambda s: s.start_ticks)
         started = start_boottime(first, self.hz)
         fields["started_boottime"] = started
         fields["started_at"] = now.wall_of(started)
         fields["runtime_seconds"] = max(now.boot - started, 0.0)
         if not sandbox:
-            fields["usage"], usage_errors = self.account(entry.ref.paths)
+            fields["usage"], usage_errors = self.account(entry.ref.paths, now.wall)
             errors.extend(usage_errors)
             if fingerprint is not None:
                 try:
@@ -349,8 +447,66 @@ class Scanner:
             self.exits.close()
         self.discoverer.close()
         self.kept.close()
+        self.network.close()
         if self.watch is not None:
             self.watch.close()
+
+
+class _Plan:
+    """One cgroup's directories and, once learned, the files a reading takes: those of
+    every pass (``names`` at ``paths_of``) and the details (at ``detail_paths``, parsed
+    into ``known``, read again in ``due`` passes); relearned in ``left`` passes."""
+
+    __slots__ = (
+        "cgroup",
+        "detail_names",
+        "detail_paths",
+        "dirs",
+        "due",
+        "known",
+        "layout",
+        "left",
+        "names",
+        "paths",
+        "paths_of",
+    )
+
+    def __init__(
+        self, layout: Layout, paths: dict[str, str], dirs: dict[str, str], cgroup: str
+    ) -> None:
+        self.layout = layout
+        self.paths = paths
+        self.dirs = dirs
+        self.cgroup = cgroup
+        self.names: tuple[str, ...] | None = None
+        self.paths_of: tuple[str, ...] = ()
+        self.detail_names: tuple[str, ...] = ()
+        self.detail_paths: tuple[str, ...] = ()
+        self.known = Details()
+        self.due = 0
+        self.left = 0
+
+    def learn(self, files: dict[str, bytes], known: Details, every: int) -> None:
+        """Remember what a complete reading took. Cgroups met in the same pass are spread
+        over the rotations (by their path's hash), so no pass reads every detail."""
+        where = self._where
+        fresh = every_pass(self.layout)
+        self.names = tuple(n for n in files if n in fresh)
+        self.paths_of = tuple(where(n) for n in self.names)
+        self.detail_names = tuple(n for n in files if n not in fresh)
+        self.detail_paths = tuple(where(n) for n in self.detail_names)
+        self.known = known
+        spread = hash(self.cgroup)
+        self.due = 1 + spread % every
+        self.left = RELEARN_EVERY + spread % RELEARN_EVERY
+
+    def _where(self, name: str) -> str:
+        key = UNIFIED if self.layout.version == "v2" else V1_FILES[name]
+        return f"{self.dirs[key]}/{name}"
+
+
+def _started(stat: ProcStat) -> int:
+    return stat.start_ticks
 
 
 def _labels(cid: str, identify: Identify | None, errors: list[str]) -> Labels | None:

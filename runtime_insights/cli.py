@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the exit watcher keeps its tombstones across restarts "
         "(default: the socket's directory; 'none' keeps them in memory only)",
     )
+    serve.add_argument(
+        "--details-every",
+        type=count,
+        default=None,
+        metavar="PASSES",
+        help="re-read each cgroup's peak, pids, limits, throttling, OOM kills, block I/O, "
+        "pressure and its pod's network every PASSES passes (default: 6)",
+    )
 
     p = sub.add_parser("exporter", help="the unprivileged, network-facing exporter")
     p.add_argument(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
 from extractor.contract import SCHEMA_VERSION, SNAPSHOT_PATH, Snapshot
@@ -55,16 +56,14 @@ class ExtractorClient:
         try:
             snapshot = Snapshot.model_validate_json(body)
         except ValidationError as e:
+            _newer(where, body)  # its new fields are why: say that, not which field
             first = e.errors()[0]
             loc = ".".join(str(p) for p in first["loc"]) or "(document)"
             raise ExtractorError(
                 f"{where}: not a valid snapshot ({e.error_count()} errors; {loc}: {first['msg']})"
             ) from None
         if snapshot.schema_version > SCHEMA_VERSION:
-            raise ExtractorError(
-                f"{where}: snapshot schema {snapshot.schema_version} is newer than "
-                f"this exporter's {SCHEMA_VERSION}; upgrade the exporter"
-            )
+            _newer(where, body)
         return snapshot
 
     async def _get(self, where: str) -> bytes:
@@ -81,6 +80,19 @@ class ExtractorClient:
                 text = body[:300].decode("utf-8", "replace").strip()
                 raise ExtractorError(f"{where}: HTTP {resp.status_code}: {text}")
             return body
+
+
+def _newer(where: str, body: bytes) -> None:
+    """Raise if the document says it is of a newer schema than this exporter reads."""
+    try:
+        version = orjson.loads(body).get("schema_version")
+    except (orjson.JSONDecodeError, AttributeError):
+        return
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ExtractorError(
+            f"{where}: snapshot schema {version} is newer than "
+            f"this exporter's {SCHEMA_VERSION}; upgrade the exporter"
+        )
 
 
 def _reason(e: BaseException) -> str:

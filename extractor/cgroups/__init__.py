@@ -6,7 +6,8 @@ node's hierarchies (v1, v2, hybrid) and a private cgroup namespace's base; ``cou
 reads one cgroup's counter files into the contract's ``Usage``.
 """
 
-from extractor.cgroups.counters import VANISHED, account, field_of, plan
+from extractor.cgroups.counters import account, plan
+from extractor.cgroups.files import VANISHED, field_of
 from extractor.cgroups.layout import UNIFIED, CgroupFsError, Layout, detect, namespace_base
 from extractor.cgroups.paths import CgroupIdentity, parse_cgroup_path
 

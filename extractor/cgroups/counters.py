@@ -8,74 +8,42 @@ the same formulas cAdvisor and the kubelet use, so numbers agree with ``kubectl 
   user/system ns (``cpuacct.usage_all``, else ``usage_user``/``usage_sys``) are preferred
   when the kernel has them;
 * working set = usage − inactive_file, clamped at 0; "no limit" (``max`` on v2, ≈2^63
-  on v1) becomes ``None``.
+  on v1) becomes ``None``;
+* the CFS quota and period stay µs, as the kernel and cAdvisor's spec give them (no
+  quota, ``-1`` on v1 and ``max`` on v2, becomes ``None``); pressure stall totals are µs
+  on both (×1000); OOM kills, block I/O bytes and operations are the kernel's counts.
 
-A missing or unreadable file costs only its own field: it becomes ``None`` plus an entry
-in the returned error list, so one vanished cgroup never aborts a pass.
+What files a reading takes is ``files``' job (``gather``), the details beyond CPU and
+memory usage are ``details``'; ``parse`` puts a cgroup's files (or its fresh files and
+details read earlier) together into one ``Usage``.
 
 :func:`plan` and :func:`account` are what every reader of a cgroup goes through (a pass
 and the exit watcher alike), so counters of one cgroup always come from the same
-hierarchies: v2 on a pure v2 node, the v1 controllers on v1 and hybrid nodes. Mixing
-them would make deltas meaningless.
+hierarchies: v2 on a pure v2 node, the v1 controllers on v1 and hybrid nodes (plus the
+unified directory's pressure files on hybrid ones). Mixing them would make deltas
+meaningless.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Callable, Mapping
 
+from extractor.cgroups.details import Details, details, details_v1, details_v2
+from extractor.cgroups.files import (
+    Files,
+    Read,
+    Values,
+    field_of,
+    gather_v1,
+    gather_v2,
+    keyed,
+    num,
+)
 from extractor.cgroups.layout import UNIFIED, Layout
 from extractor.contract import Usage
-from hostfs import GONE
 
-Read = Callable[[str], bytes]
-"""Reads one small file whole; raises OSError."""
-
-_usage: Callable[[dict[str, object]], Usage] = Usage.model_validate
-"""Usage with its Cpu and Memory in one validation: cheaper than three constructors."""
-
-VANISHED = "cgroup vanished"
-"""The error text of a file whose cgroup was removed while being read."""
-
-NO_LIMIT_V1 = 1 << 62
-"""v1 reports "unlimited" as LONG_MAX rounded down to a page; anything this big is none."""
-
-
-def _get(read: Read, path: str, errors: list[str], optional: bool = False) -> bytes | None:
-    """The file's bytes; None (plus an error, unless ``optional`` and absent) on failure.
-
-    Module-level and flat on purpose: a pass reads eight files per container and per pod,
-    so the Python around each ``pread`` is most of a warm pass's cost.
-    """
-    try:
-        return read(path)
-    except OSError as e:
-        if not (optional and e.errno == errno.ENOENT):
-            _failed(path, e, errors)
-        return None
-
-
-def _integer(read: Read, path: str, errors: list[str], optional: bool = False) -> int | None:
-    """A one-number file (``max`` is no number and no error either)."""
-    try:
-        data = read(path)
-    except OSError as e:
-        if not (optional and e.errno == errno.ENOENT):
-            _failed(path, e, errors)
-        return None
-    try:
-        return int(data)
-    except ValueError:
-        text = data.strip()
-        if text != b"max":
-            errors.append(f"{path}: not a number: {text[:40]!r}")
-        return None
-
-
-def _failed(path: str, e: OSError, errors: list[str]) -> None:
-    reason = VANISHED if e.errno in GONE else (e.strerror or str(e))
-    errors.append(f"{path}: {reason}")
+_validate: Callable[[dict[str, object]], Usage] = Usage.__pydantic_validator__.validate_python
+"""Usage with its Cpu and Memory in one validation: cheaper than a constructor per part."""
 
 
 def plan(layout: Layout, paths: Mapping[str, str]) -> tuple[dict[str, str], str]:
@@ -84,34 +52,72 @@ def plan(layout: Layout, paths: Mapping[str, str]) -> tuple[dict[str, str], str]
     dirs = {k: d for k, p in paths.items() if (d := layout.directory(k, p)) is not None}
     if layout.version == "v2":
         return dirs, paths[UNIFIED]
-    return dirs, paths.get("cpuacct") or next(iter(paths.values()))
+    cgroup = paths.get("cpuacct") or next(iter(paths.values()))
+    if layout.unified is not None and UNIFIED not in dirs:  # hybrid: pressure lives there
+        unified = layout.directory(UNIFIED, cgroup)
+        if unified is not None:
+            dirs[UNIFIED] = unified
+    return dirs, cgroup
 
 
 def account(
     layout: Layout, dirs: Mapping[str, str], cgroup: str, read: Read, hz: int | None
 ) -> tuple[Usage, list[str]]:
     """One cgroup's Usage from the hierarchies this layout's counters live in."""
+    errors: list[str] = []
+    files = gather(layout, dirs, read, errors)
+    return parse(layout, files, dirs, cgroup, hz, errors), errors
+
+
+def gather(layout: Layout, dirs: Mapping[str, str], read: Read, errors: list[str]) -> Files:
+    """The files a reading of this cgroup takes, read through ``read``."""
     if layout.version == "v2":
-        return account_v2(dirs[UNIFIED], read, cgroup)
-    return account_v1(dirs, read, cgroup, hz)
+        return gather_v2(dirs[UNIFIED], read, errors)
+    return gather_v1(dirs, read, errors)
 
 
-def field_of(data: bytes, key: bytes) -> int | None:
-    """One ``key value`` line's value, found without splitting the whole file (memory.stat
-    has dozens of lines and only one is needed)."""
-    needle = key + b" "
-    if data.startswith(needle):
-        start = len(needle)
-    else:
-        at = data.find(b"\n" + needle)
-        if at < 0:
-            return None
-        start = at + 1 + len(needle)
-    end = data.find(b"\n", start)
-    try:
-        return int(data[start:] if end < 0 else data[start:end])
-    except ValueError:
-        return None
+def parse(
+    layout: Layout,
+    files: Files,
+    dirs: Mapping[str, str],
+    cgroup: str,
+    hz: int | None,
+    errors: list[str],
+    known: Details | None = None,
+) -> Usage:
+    """The Usage the gathered ``files`` of this cgroup say; the details from ``known``
+    when given (read earlier), else from ``files``."""
+    if known is None:
+        known = details(layout, files, dirs, hz)
+    if known.errors:
+        errors.extend(known.errors)
+    if layout.version == "v2":
+        return parse_v2(files, dirs[UNIFIED], cgroup, errors, known)
+    return parse_v1(files, dirs, cgroup, hz, errors, known)
+
+
+def account_v2(directory: str, read: Read, cgroup: str) -> tuple[Usage, list[str]]:
+    """One v2 cgroup (``gather_v2`` and ``parse_v2``)."""
+    errors: list[str] = []
+    files = gather_v2(directory, read, errors)
+    return parse_v2(
+        files, directory, cgroup, errors, _with_errors(details_v2(files, directory), errors)
+    ), errors
+
+
+def account_v1(
+    directories: Mapping[str, str], read: Read, cgroup: str, hz: int | None = None
+) -> tuple[Usage, list[str]]:
+    """One container or pod on v1: ``directories`` maps controller → its cgroup dir."""
+    errors: list[str] = []
+    files = gather_v1(directories, read, errors)
+    known = _with_errors(details_v1(files, directories, hz), errors)
+    return parse_v1(files, directories, cgroup, hz, errors, known), errors
+
+
+def _with_errors(known: Details, errors: list[str]) -> Details:
+    errors.extend(known.errors)
+    return known
 
 
 def _working_set(usage: int | None, inactive_file: int | None) -> int | None:
@@ -120,139 +126,88 @@ def _working_set(usage: int | None, inactive_file: int | None) -> int | None:
     return max(usage - (inactive_file or 0), 0)
 
 
-def _pids(read: Read, base: str, errors: list[str]) -> int | None:
-    """``pids.current`` where the controller is on; otherwise the member count."""
-    current = _integer(read, base + "pids.current", errors, True)
-    if current is not None:
-        return current
-    procs = _get(read, base + "cgroup.procs", errors)
-    return None if procs is None else len(procs.split())
-
-
-def account_v2(directory: str, read: Read, cgroup: str) -> tuple[Usage, list[str]]:
-    """One v2 cgroup: ``cpu.stat`` (µs) and the memory files, if the controller is on."""
-    errors: list[str] = []
-    base = directory + "/"
+def parse_v2(files: Files, directory: str, cgroup: str, errors: list[str], known: Details) -> Usage:
+    """One v2 cgroup's ``every_pass`` files and its ``known`` details → Usage."""
+    p = Values(files, errors, {UNIFIED: directory}, True)
     cpu: dict[str, int | None] | None = None
-    stat = _get(read, base + "cpu.stat", errors)
-    usage_usec = None if stat is None else field_of(stat, b"usage_usec")
-    if stat is not None and usage_usec is not None:
+    stat = keyed(files.get("cpu.stat"))
+    usage_ns = num(stat, b"usage_usec", 1000)
+    if usage_ns is not None:
         cpu = {
-            "usage_ns": usage_usec * 1000,
-            "user_ns": _us(field_of(stat, b"user_usec")),
-            "system_ns": _us(field_of(stat, b"system_usec")),
-            "throttled_ns": _us(field_of(stat, b"throttled_usec")),
-            "periods": field_of(stat, b"nr_periods"),
-            "throttled_periods": field_of(stat, b"nr_throttled"),
+            "usage_ns": usage_ns,
+            "user_ns": num(stat, b"user_usec", 1000),
+            "system_ns": num(stat, b"system_usec", 1000),
+            "throttled_ns": num(stat, b"throttled_usec", 1000),
+            "periods": num(stat, b"nr_periods"),
+            "throttled_periods": num(stat, b"nr_throttled"),
+            "quota_us": known.quota_us,
+            "period_us": known.period_us,
         }
-    memory: dict[str, int | None] | None = None
-    current = _integer(read, base + "memory.current", errors, True)
-    if current is not None:
-        mstat = _get(read, base + "memory.stat", errors)
-        memory = {
-            "current_bytes": current,
-            "peak_bytes": _integer(read, base + "memory.peak", errors, True),
-            "working_set_bytes": _working_set(
-                current, None if mstat is None else field_of(mstat, b"inactive_file")
-            ),
-            "limit_bytes": _integer(read, base + "memory.max", errors, True),
+    memory = _memory(p.integer("memory.current"), files, b"inactive_file", known)
+    return _usage(cgroup, cpu, memory, known)
+
+
+def _memory(
+    current: int | None, files: Files, inactive_key: bytes, known: Details
+) -> dict[str, int | None] | None:
+    """Usage and working set (usage − the ``memory.stat`` key of inactive file pages; v1's
+    hierarchical ``total_`` one), with the known details; None without the controller."""
+    if current is None:
+        return None
+    mstat = files.get("memory.stat")
+    return {
+        "current_bytes": current,
+        "peak_bytes": known.peak_bytes,
+        "working_set_bytes": _working_set(
+            current, None if mstat is None else field_of(mstat, inactive_key)
+        ),
+        "limit_bytes": known.limit_bytes,
+        "oom_kills": known.oom_kills,
+    }
+
+
+def _usage(
+    cgroup: str,
+    cpu: dict[str, int | None] | None,
+    memory: dict[str, int | None] | None,
+    known: Details,
+) -> Usage:
+    """One validation for all of it (the details' parts are models already)."""
+    return _validate(
+        {
+            "cgroup": cgroup,
+            "cpu": cpu,
+            "memory": memory,
+            "pids": known.pids,
+            "pressure": known.pressure,
+            "block_io": known.block_io,
+            "details_at": known.read_at,
         }
-    pids = _pids(read, base, errors)
-    return _usage({"cgroup": cgroup, "cpu": cpu, "memory": memory, "pids": pids}), errors
-
-
-def _us(value: int | None) -> int | None:
-    return None if value is None else value * 1000
-
-
-def account_v1(
-    directories: Mapping[str, str], read: Read, cgroup: str, hz: int | None = None
-) -> tuple[Usage, list[str]]:
-    """One container or pod on v1: ``directories`` maps controller → its cgroup dir."""
-    errors: list[str] = []
-    cpu: dict[str, int | None] | None = None
-    acct = directories.get("cpuacct")
-    if acct is not None:
-        usage = _integer(read, acct + "/cpuacct.usage", errors)
-        if usage is not None:
-            user, system = _user_system_ns(read, acct + "/", hz, errors)
-            throttled = periods = throttled_periods = None
-            sched = directories.get("cpu")
-            stat = None if sched is None else _get(read, sched + "/cpu.stat", errors)
-            if stat is not None:
-                throttled = field_of(stat, b"throttled_time")
-                periods = field_of(stat, b"nr_periods")
-                throttled_periods = field_of(stat, b"nr_throttled")
-            cpu = {
-                "usage_ns": usage,
-                "user_ns": user,
-                "system_ns": system,
-                "throttled_ns": throttled,
-                "periods": periods,
-                "throttled_periods": throttled_periods,
-            }
-    memory: dict[str, int | None] | None = None
-    mem = directories.get("memory")
-    if mem is not None:
-        base = mem + "/"
-        current = _integer(read, base + "memory.usage_in_bytes", errors)
-        if current is not None:
-            mstat = _get(read, base + "memory.stat", errors)
-            limit = _integer(read, base + "memory.limit_in_bytes", errors)
-            memory = {
-                "current_bytes": current,
-                "peak_bytes": _integer(read, base + "memory.max_usage_in_bytes", errors),
-                "working_set_bytes": _working_set(
-                    current, None if mstat is None else field_of(mstat, b"total_inactive_file")
-                ),
-                "limit_bytes": None if limit is None or limit >= NO_LIMIT_V1 else limit,
-            }
-    pids_dir = directories.get("pids")
-    pids = _pids(read, pids_dir + "/", errors) if pids_dir is not None else None
-    return _usage({"cgroup": cgroup, "cpu": cpu, "memory": memory, "pids": pids}), errors
-
-
-def _user_system_ns(
-    read: Read, acct: str, hz: int | None, errors: list[str]
-) -> tuple[int | None, int | None]:
-    """User and system ns, exact where the kernel has them (Linux ≥ 4.7).
-
-    ``cpuacct.usage_all`` lists per CPU the very values ``usage_user``/``usage_sys`` sum
-    (both come from cpuacct_cpuusage_read), so one read replaces two; ``cpuacct.stat``
-    in USER_HZ ticks is the fallback for older kernels. ``acct`` ends with ``/``.
-    """
-    data = _get(read, acct + "cpuacct.usage_all", errors, True)
-    if data is not None:
-        summed = _sum_per_cpu(data)
-        if summed is not None:
-            return summed
-    user = _integer(read, acct + "cpuacct.usage_user", errors, True)
-    system = _integer(read, acct + "cpuacct.usage_sys", errors, True)
-    if user is not None and system is not None:
-        return user, system
-    stat = _get(read, acct + "cpuacct.stat", errors)
-    if stat is None:
-        return None, None
-    return _ticks_to_ns(field_of(stat, b"user"), field_of(stat, b"system"), hz)
-
-
-def _sum_per_cpu(data: bytes) -> tuple[int, int] | None:
-    """Column sums of ``cpu user system`` rows; None if the table is not that."""
-    tokens = data.split()
-    if tokens[:3] != [b"cpu", b"user", b"system"] or len(tokens) % 3:
-        return None
-    try:
-        return sum(map(int, tokens[4::3])), sum(map(int, tokens[5::3]))
-    except ValueError:
-        return None
-
-
-def _ticks_to_ns(
-    user: int | None, system: int | None, hz: int | None
-) -> tuple[int | None, int | None]:
-    """cpuacct.stat user/system are USER_HZ ticks: ns = ticks × 1e9 / hz."""
-    ticks_per_s = hz or os.sysconf("SC_CLK_TCK")
-    return (
-        None if user is None else user * 1_000_000_000 // ticks_per_s,
-        None if system is None else system * 1_000_000_000 // ticks_per_s,
     )
+
+
+def parse_v1(
+    files: Files,
+    directories: Mapping[str, str],
+    cgroup: str,
+    hz: int | None,
+    errors: list[str],
+    known: Details,
+) -> Usage:
+    """One v1 (or hybrid) cgroup's ``every_pass`` files and ``known`` details → Usage."""
+    p = Values(files, errors, directories, False)
+    cpu: dict[str, int | None] | None = None
+    usage = p.integer("cpuacct.usage")
+    if usage is not None:
+        cpu = {
+            "usage_ns": usage,
+            "user_ns": known.user_ns,
+            "system_ns": known.system_ns,
+            "throttled_ns": known.throttled_ns,
+            "periods": known.periods,
+            "throttled_periods": known.throttled_periods,
+            "quota_us": known.quota_us,
+            "period_us": known.period_us,
+        }
+    memory = _memory(p.integer("memory.usage_in_bytes"), files, b"total_inactive_file", known)
+    return _usage(cgroup, cpu, memory, known)

@@ -2,7 +2,7 @@
 
 The cgroup root may hold a pure v2 hierarchy (``cgroup.controllers`` at the top), v1
 controller directories (``cpu``, ``cpuacct``, comma-joined ``cpu,cpuacct`` with
-symlinks, ``memory``, ``pids``, ``name=systemd`` as ``systemd``) or both with v2 at
+symlinks, ``memory``, ``pids``, ``blkio``, ``name=systemd`` as ``systemd``) or both with v2 at
 ``unified/`` (hybrid). On v1 and hybrid nodes counters are read from the v1 controllers,
 because the hybrid ``0::`` line usually names systemd's unit, not the container.
 
@@ -19,14 +19,14 @@ import os
 import posixpath
 from dataclasses import dataclass, field
 
-from extractor.cgroups.paths import pick_line
+from extractor.cgroups.paths import file_lines, pick_line
 from extractor.contract import CgroupVersion
 from hostfs import read_small
 
 UNIFIED = ""
 """Hierarchy key of the v2 hierarchy; v1 hierarchies are keyed by controller name."""
 
-ACCOUNTED_V1 = ("cpuacct", "cpu", "memory", "pids")
+ACCOUNTED_V1 = ("cpuacct", "cpu", "memory", "pids", "blkio")
 
 
 class CgroupFsError(Exception):
@@ -96,7 +96,7 @@ def path_in(layout: Layout, key: str, cgroup_text: str) -> str | None:
     """A process's cgroup path in hierarchy ``key`` from its whole /proc/<pid>/cgroup."""
     if key != UNIFIED:
         return pick_line(cgroup_text, key)
-    for line in cgroup_text.splitlines():
+    for line in file_lines(cgroup_text):
         if line.startswith("0::"):
             return line[3:].strip()
     return None

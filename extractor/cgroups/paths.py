@@ -253,7 +253,7 @@ def _parse_file(text: str) -> CgroupIdentity:
     """
     candidates = candidate_lines(text)
     if not candidates:
-        candidates = [line for line in (raw.strip() for raw in text.splitlines()) if line]
+        candidates = [line for line in (raw.strip() for raw in file_lines(text)) if line]
     first = _NOTHING
     for n, line in enumerate(candidates):
         found = parse_cgroup_path(line)
@@ -262,6 +262,14 @@ def _parse_file(text: str) -> CgroupIdentity:
         if n == 0:
             first = found
     return first
+
+
+def file_lines(text: str) -> list[str]:
+    """The lines of a /proc file: the kernel ends them with ``\n`` (``\r`` is taken as
+    one too, as :func:`parse_cgroup_path` does); other Unicode line breaks such as NEL
+    are characters a cgroup's name may hold, not line ends (``str.splitlines`` would cut
+    a path there)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def candidate_lines(cgroup_file_text: str) -> list[str]:
@@ -274,7 +282,7 @@ def candidate_lines(cgroup_file_text: str) -> list[str]:
     order = {"cpu": 0, "cpuacct": 1, "memory": 2}
     v1: list[tuple[int, int, str]] = []
     v2: list[str] = []
-    for n, line in enumerate(cgroup_file_text.splitlines()):
+    for n, line in enumerate(file_lines(cgroup_file_text)):
         fields = _fields(line)
         if fields is None:
             continue
@@ -329,7 +337,7 @@ def pick_line(cgroup_file_text: str, controller: str = "cpu") -> str | None:
     v1 = False
     v2: str | None = None
     cpuacct: str | None = None
-    for line in cgroup_file_text.splitlines():
+    for line in file_lines(cgroup_file_text):
         fields = _fields(line)
         if fields is None:
             continue
@@ -351,7 +359,7 @@ def pick_line(cgroup_file_text: str, controller: str = "cpu") -> str | None:
 def cgroup_version_of(cgroup_file_text: str) -> Literal["v1", "v2", "hybrid"]:
     """Which cgroup mode a /proc/<pid>/cgroup file shows; no v1 line at all means v2."""
     v1 = v2 = False
-    for line in cgroup_file_text.splitlines():
+    for line in file_lines(cgroup_file_text):
         fields = _fields(line)
         if fields is not None:
             if fields[0] == "0" and not fields[1]:

@@ -22,6 +22,7 @@ Grouping rules, so every container has exactly one place:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,9 +32,12 @@ from extractor.contract import (
     Pod,
     Snapshot,
     Usage,
+    block_io_fields,
     cpu_fields,
     fingerprint_fields,
     memory_fields,
+    network_fields,
+    pressure_fields,
     rfc3339,
     seconds,
 )
@@ -53,17 +57,21 @@ class _PodGroup:
     containers: list[Container] = field(default_factory=list)
 
 
-def usage_fields(usage: Usage | None) -> dict[str, object]:
-    """The cgroup, CPU in seconds and memory in bytes, named as the exporter's API names them."""
+def usage_fields(usage: Usage | None, devices: Mapping[str, str]) -> dict[str, object]:
+    """The cgroup, CPU in seconds, memory in bytes, pressure and block I/O, named as the
+    exporter's API names them (``devices``: the snapshot's block device names)."""
     return {
         "cgroup": usage.cgroup if usage else None,
         "cpu": cpu_fields(usage.cpu if usage else None),
         "memory": memory_fields(usage.memory if usage else None),
         "tasks": usage.pids if usage else None,
+        "pressure": pressure_fields(usage.pressure if usage else None),
+        "blockIo": block_io_fields(usage.block_io if usage else None, devices),
+        "detailsAt": rfc3339(usage.details_at) if usage else None,
     }
 
 
-def container_view(container: Container) -> dict[str, object]:
+def container_view(container: Container, devices: Mapping[str, str]) -> dict[str, object]:
     return {
         "id": container.id,
         "name": container.name,
@@ -73,7 +81,7 @@ def container_view(container: Container) -> dict[str, object]:
         "pids": container.pids,
         "startedAt": rfc3339(container.started_at),
         "runtimeSeconds": container.runtime_seconds,
-        **usage_fields(container.usage),
+        **usage_fields(container.usage, devices),
         "fingerprint": fingerprint_fields(container.fingerprint),
         "errors": container.errors,
     }
@@ -140,16 +148,18 @@ def placed(snapshot: Snapshot) -> list[tuple[str, _PodGroup]]:
     return [(g.uid if names[(g.namespace, g.key)] > 1 and g.uid else g.key, g) for g in groups]
 
 
-def _pod_view(g: _PodGroup) -> dict[str, object]:
+def _pod_view(g: _PodGroup, devices: Mapping[str, str]) -> dict[str, object]:
     pod = g.pod
     return {
         "uid": g.uid,
         "name": g.name,
         "namespace": g.pod_namespace,
         "qos": pod.qos if pod else None,
-        **usage_fields(pod.usage if pod else None),
+        **usage_fields(pod.usage if pod else None, devices),
+        "network": network_fields(pod.network if pod else None),
+        "hostNetwork": pod.host_network if pod else None,
         "sandbox": sandbox_view(g.sandbox) if g.sandbox else None,
-        "containers": {key: container_view(c) for key, c in container_keys(g)},
+        "containers": {key: container_view(c, devices) for key, c in container_keys(g)},
         "errors": pod.errors if pod else [],
     }
 
@@ -158,7 +168,7 @@ def nest(snapshot: Snapshot) -> dict[str, dict[str, dict[str, object]]]:
     """namespace → pod key → pod view."""
     out: dict[str, dict[str, dict[str, object]]] = defaultdict(dict)
     for key, g in placed(snapshot):
-        out[g.namespace][key] = _pod_view(g)
+        out[g.namespace][key] = _pod_view(g, snapshot.block_devices)
     return dict(out)
 
 

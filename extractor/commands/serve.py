@@ -22,7 +22,7 @@ from extractor.connguard import Limits
 from extractor.contract import Snapshot
 from extractor.fingerprinting import Fingerprints
 from extractor.identify import RuntimeState
-from extractor.scanner import NodeUnreadable, Scanner
+from extractor.scanner import DETAILS_EVERY, NodeUnreadable, Scanner
 from extractor.server import ServeError, SnapshotSource, serve
 
 
@@ -56,7 +56,10 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        scanner = Scanner(host_paths(args), watch_exits=True, state_dir=state_dir)
+        every = args.details_every or DETAILS_EVERY
+        scanner = Scanner(
+            host_paths(args), watch_exits=True, state_dir=state_dir, details_every=every
+        )
     except NodeUnreadable as e:
         print(f"runtime-insights extractor serve: {e}", file=sys.stderr)
         return 2

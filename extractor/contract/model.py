@@ -8,6 +8,11 @@ a failure to read something goes into an ``errors`` list instead of aborting the
 Times come in pairs: ``*_at`` is unix seconds (for people and for OpenMeter), and
 ``*_boottime`` the same instant on the node's CLOCK_BOOTTIME (``hostfs.clock``), which
 never steps: the meter orders and measures on it, within one ``boot_id``.
+
+``SCHEMA_VERSION`` rises whenever fields are added. Added fields are always optional, so
+a reader validates every older snapshot (what was not there reads as ``None``); a reader
+refuses a newer one, whose fields it does not know, by its version alone
+(``exporter/node/source.py`` checks it before validating the rest).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: CPU, memory, pids, exited pods, boot times. 2: CFS quota and period, OOM kills,
+pressure stall information, block I/O, pod network and ``block_devices``."""
 
 Runtime = Literal["containerd", "crio", "docker", "podman", "unknown"]
 Qos = Literal["guaranteed", "burstable", "besteffort"]
@@ -36,6 +43,11 @@ class Cpu(_Model):
     throttled_ns: int | None = None
     periods: int | None = None
     throttled_periods: int | None = None
+    quota_us: int | None = Field(
+        default=None,
+        description="CFS quota per period in µs (v1 cfs_quota_us, v2 cpu.max); None: no quota",
+    )
+    period_us: int | None = Field(default=None, description="CFS period in µs")
 
 
 class Memory(_Model):
@@ -45,6 +57,53 @@ class Memory(_Model):
     peak_bytes: int | None = None
     working_set_bytes: int | None = None
     limit_bytes: int | None = None
+    oom_kills: int | None = Field(
+        default=None,
+        description="processes the OOM killer killed: v2 memory.events oom_kill (this cgroup "
+        "and below), v1 memory.oom_control oom_kill (this cgroup's own processes only)",
+    )
+
+
+class Pressure(_Model):
+    """Pressure stall information: cumulative stalled time in ns (the kernel's ``total=``
+    µs × 1000) since the cgroup was created, from cgroup v2 ``cpu.pressure``,
+    ``memory.pressure``, ``io.pressure`` (on a hybrid node from the cgroup's directory in
+    the unified hierarchy). ``some``: at least one task stalled on the resource; ``full``:
+    all non-idle tasks stalled at once (cpu's since Linux 5.13)."""
+
+    cpu_some_ns: int | None = None
+    cpu_full_ns: int | None = None
+    memory_some_ns: int | None = None
+    memory_full_ns: int | None = None
+    io_some_ns: int | None = None
+    io_full_ns: int | None = None
+
+
+class BlockDevice(_Model):
+    """Bytes and operations one cgroup (and those below it) issued to one block device:
+    v2 ``io.stat``, v1 ``blkio.throttle.io_service_bytes_recursive``/``io_serviced_recursive``
+    (whose name is in ``Snapshot.block_devices``)."""
+
+    major: int
+    minor: int
+    read_bytes: int = 0
+    write_bytes: int = 0
+    reads: int = 0
+    writes: int = 0
+
+
+class Interface(_Model):
+    """One network interface of a pod's network namespace, from ``/proc/<pid>/net/dev``."""
+
+    name: str
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
 
 
 class Usage(_Model):
@@ -54,6 +113,14 @@ class Usage(_Model):
     cpu: Cpu | None = None
     memory: Memory | None = None
     pids: int | None = None
+    pressure: Pressure | None = None
+    block_io: list[BlockDevice] | None = None
+    details_at: float | None = Field(
+        default=None,
+        description="unix seconds when peak, pids, limits, quota, OOM kills, block I/O and "
+        "pressure were read, when that was before the rest: a long-lived extractor "
+        "re-reads them every few passes only; None: read with the rest",
+    )
 
 
 class RuntimeComponent(_Model):
@@ -156,6 +223,14 @@ class Pod(_Model):
     exited_at: float | None = Field(default=None, description="unix seconds")
     exited_boottime: float | None = None
     exited_late: bool = False
+    network: list[Interface] | None = Field(
+        default=None,
+        description="the pod's network namespace, loopback and veth/docker bridges left out "
+        "as cAdvisor leaves them; None when not read (no process, or ``host_network``)",
+    )
+    host_network: bool | None = Field(
+        default=None, description="the pod's processes share the host's network namespace"
+    )
     errors: list[str] = Field(default_factory=list)
 
 
@@ -202,4 +277,9 @@ class Snapshot(_Model):
         "the retention period like ``exited_pods``",
     )
     containers: list[Container] = Field(default_factory=list)
+    block_devices: dict[str, str] = Field(
+        default_factory=dict,
+        description='"major:minor" → kernel device name (``vda``, ``nvme0n1``) of every block '
+        "device in the snapshot's ``block_io``, from /sys/dev/block",
+    )
     errors: list[str] = Field(default_factory=list)

@@ -448,3 +448,12 @@ def test_whole_files_keep_the_invariants(text: str) -> None:
         assert any(parse_cgroup_path(line) == got for line in candidate_lines(text)) or (
             not candidate_lines(text)
         )
+
+
+def test_a_unicode_line_break_in_a_cgroup_name_is_no_line_end() -> None:
+    """NEL (U+0085) is a character a directory name may hold; only the kernel's ``\\n``
+    ends a line of /proc/<pid>/cgroup (hypothesis found the two readings disagreeing)."""
+    cid = "7" * 64
+    text = f"\n0::/a\x85b/cri-containerd-{cid}.scope\n"
+    assert candidate_lines(text) == [f"/a\x85b/cri-containerd-{cid}.scope"]
+    assert parse_cgroup_path(text).container_id == cid

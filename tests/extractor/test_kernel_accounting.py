@@ -1,7 +1,7 @@
 """One pass over this real machine, checked against the kernel's own counters.
 
 Containers are kubelet-shaped cgroups under a unique ``/ri-test-*`` prefix in the real
-v1 hierarchies (cpu, cpuacct, memory, pids) and in the v2 one at
+v1 hierarchies (cpu, cpuacct, memory, pids, blkio) and in the v2 one at
 /sys/fs/cgroup/unified, holding real processes; expected values are read from the
 kernel in the test, never written down.
 """
@@ -31,6 +31,12 @@ from tests.support.kernel import (
     v1_mounts,
     v2_mounts,
 )
+from tests.support.kernel import (
+    container_in as container,
+)
+from tests.support.kernel import (
+    pod_in as pod,
+)
 from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.root
@@ -51,16 +57,6 @@ def v2_tree(request: pytest.FixtureRequest) -> Iterator[KubeTree]:
     tree = KubeTree(v2_mounts(), driver=request.param)
     yield tree
     tree.cleanup()
-
-
-def container(snapshot: Snapshot, cid: str) -> Container:
-    (found,) = [c for c in snapshot.containers if c.id == cid]
-    return found
-
-
-def pod(snapshot: Snapshot, uid: str) -> Pod:
-    (found,) = [p for p in snapshot.pods if p.uid == uid]
-    return found
 
 
 def cpu_ns(c: Container | Pod) -> int:

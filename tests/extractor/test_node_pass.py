@@ -334,7 +334,7 @@ def test_namespace_base_found_from_init_depth(node: FakeNode) -> None:
 
 def v1_dirs(tmp_path: Path, **files: str) -> dict[str, str]:
     dirs = {}
-    for controller in ("cpuacct", "cpu", "memory"):
+    for controller in ("cpuacct", "cpu", "memory", "blkio"):
         d = tmp_path / controller / "ctr"
         d.mkdir(parents=True)
         dirs[controller] = str(d)
@@ -402,3 +402,127 @@ def test_a_node_without_cgroup2_has_no_exit_watcher(
         assert scanner.take().exited_pods == []
     finally:
         scanner.close()
+
+
+# Kernel formats of the files this machine's hybrid layout cannot show (v2 memory and io
+# controllers) or cannot make on demand (garbage), as Documentation/admin-guide/cgroup-v2
+# and accounting/psi.rst give them.
+PSI_TEXT = (
+    "some avg10=0.12 avg60=0.05 avg300=0.01 total={some}\n"
+    "full avg10=0.00 avg60=0.00 avg300=0.00 total={full}\n"
+)
+
+
+def test_v2_details_memory_events_io_stat_cpu_max_and_pressure(node: FakeNode) -> None:
+    files = v2_files(usage_usec=10, current=4096, inactive=0)
+    files["cpu__max"] = "50000 100000\n"
+    files["memory__events"] = "low 0\nhigh 3\nmax 9\noom 2\noom_kill 2\noom_group_kill 0\n"
+    files["io__stat"] = (
+        "8:0 rbytes=1048576 wbytes=4194304 rios=7 wios=12 dbytes=0 dios=0\n"
+        "254:16 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n"
+    )
+    files["cpu__pressure"] = PSI_TEXT.format(some=1500, full=700)
+    files["memory__pressure"] = PSI_TEXT.format(some=20, full=10)
+    files["io__pressure"] = PSI_TEXT.format(some=2532, full=2500)
+    d = node.cgroup("/d", **files)
+    usage, errors = account_v2(str(d), read_small, "/d")
+    assert errors == []
+    assert usage.cpu is not None and (usage.cpu.quota_us, usage.cpu.period_us) == (50000, 100000)
+    assert usage.memory is not None and usage.memory.oom_kills == 2
+    assert usage.block_io is not None
+    assert [
+        (b.major, b.minor, b.read_bytes, b.write_bytes, b.reads, b.writes) for b in usage.block_io
+    ] == [
+        (8, 0, 1048576, 4194304, 7, 12),
+        (254, 16, 4096, 0, 1, 0),
+    ]
+    assert usage.pressure is not None
+    assert usage.pressure.model_dump() == {
+        "cpu_some_ns": 1_500_000,
+        "cpu_full_ns": 700_000,
+        "memory_some_ns": 20_000,
+        "memory_full_ns": 10_000,
+        "io_some_ns": 2_532_000,
+        "io_full_ns": 2_500_000,
+    }
+
+
+def test_v2_no_quota_old_cpu_pressure_and_garbage(node: FakeNode) -> None:
+    """``max`` quota is none; a kernel before 5.13 has no cpu ``full`` line; garbage in
+    a pressure or cpu.max file is an error naming it, the rest still read."""
+    files = v2_files(usage_usec=10, current=4096, inactive=0)
+    files["cpu__max"] = "max 100000\n"
+    files["cpu__pressure"] = "some avg10=0.00 avg60=0.00 avg300=0.00 total=42\n"
+    files["memory__pressure"] = "what is this\n"
+    d = node.cgroup("/e", **files)
+    usage, errors = account_v2(str(d), read_small, "/e")
+    assert usage.cpu is not None and (usage.cpu.quota_us, usage.cpu.period_us) == (None, 100000)
+    assert usage.pressure is not None
+    assert (usage.pressure.cpu_some_ns, usage.pressure.cpu_full_ns) == (42_000, None)
+    assert usage.pressure.memory_some_ns is None
+    assert [e for e in errors if "memory.pressure" in e and "not pressure stall" in e]
+    (d / "cpu.max").write_text("lots 100000\n")
+    _, errors = account_v2(str(d), read_small, "/e")
+    assert any("cpu.max" in e and "not a quota" in e for e in errors)
+
+
+def test_v1_block_io_falls_back_to_the_plain_throttle_files(tmp_path: Path) -> None:
+    """A kernel without the _recursive files: the plain ones (this cgroup's own I/O)."""
+    stat = "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 12288\n8:0 Async 0\n8:0 Discard 0\n"
+    dirs = v1_dirs(
+        tmp_path,
+        cpuacct__usage="900\n",
+        cpuacct__usage_all="cpu user system\n0 100 20\n",
+        cpu__stat="nr_periods 0\nnr_throttled 0\nthrottled_time 0\n",
+        memory__usage_in_bytes="5000\n",
+        memory__max_usage_in_bytes="6000\n",
+        memory__limit_in_bytes="9223372036854771712\n",
+        memory__stat="total_inactive_file 1000\n",
+        memory__oom_control="oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        blkio__throttle__io_service_bytes=stat + "8:0 Total 12288\nTotal 12288\n",
+        blkio__throttle__io_serviced="8:0 Read 1\n8:0 Write 2\n8:0 Total 3\nTotal 3\n",
+    )
+    usage, errors = account_v1(dirs, read_small, "/ctr", HZ)
+    assert errors == []
+    assert usage.memory is not None and usage.memory.oom_kills == 3
+    assert usage.block_io is not None
+    ((entry),) = usage.block_io
+    assert (entry.major, entry.minor, entry.read_bytes, entry.write_bytes) == (8, 0, 4096, 8192)
+    assert (entry.reads, entry.writes) == (1, 2)
+    (tmp_path / "blkio" / "ctr" / "blkio.throttle.io_service_bytes_recursive").write_text(
+        "Total 0\n"
+    )
+    (tmp_path / "blkio" / "ctr" / "blkio.throttle.io_serviced_recursive").write_text("Total 0\n")
+    usage, _ = account_v1(dirs, read_small, "/ctr", HZ)
+    assert usage.block_io == []  # no I/O at all yet: no device
+
+
+NET_DEV = (
+    "Inter-|   Receive                                                |  Transmit\n"
+    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs "
+    "drop fifo colls carrier compressed\n"
+    "    lo:     840      12    0    0    0     0          0         0      840      12    0 "
+    "   0    0     0       0          0\n"
+    "  eth0: 5183951   3894    1    2    0     0          0         0   401022    2655    3 "
+    "   4    0     0       0          0\n"
+    "veth1a2b:  10   1    0    0    0     0          0         0       20       2    0    0 "
+    "   0     0       0          0\n"
+)
+
+
+def test_net_dev_interfaces_as_cadvisor_lists_them() -> None:
+    from extractor.netdev import parse_net_dev
+
+    (eth0,) = parse_net_dev(NET_DEV.encode())
+    assert eth0.model_dump() == {
+        "name": "eth0",
+        "rx_bytes": 5183951,
+        "rx_packets": 3894,
+        "rx_errors": 1,
+        "rx_dropped": 2,
+        "tx_bytes": 401022,
+        "tx_packets": 2655,
+        "tx_errors": 3,
+        "tx_dropped": 4,
+    }
+    assert parse_net_dev(b"garbage\n\n  eth1: 1 2 3\n") == []

@@ -14,6 +14,7 @@ from extractor.commands.render import (
     render_table,
 )
 from extractor.contract import (
+    SCHEMA_VERSION,
     Container,
     Cpu,
     Fingerprint,
@@ -97,7 +98,8 @@ def doc() -> dict[str, Any]:
 
 def test_top_level_fields() -> None:
     d = doc()
-    assert d["schemaVersion"] == 1 and d["node"] == "node-1" and d["cgroupVersion"] == "v2"
+    assert d["schemaVersion"] == SCHEMA_VERSION and d["node"] == "node-1"
+    assert d["cgroupVersion"] == "v2"
     assert d["takenAt"] == "2023-11-14T22:13:20Z"
     assert d["errors"] == ["one hierarchy unreadable"]
 

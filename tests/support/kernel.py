@@ -19,16 +19,20 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from extractor.contract import Container, Pod, Snapshot
+
 CGROUP_ROOT = "/sys/fs/cgroup"
-V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "blkio")
 UNIFIED = f"{CGROUP_ROOT}/unified"
 
 # A child that waits for orders on stdin so the test can move it into a cgroup first:
 # "burn S" spends S seconds of CPU and answers with the CPU time it used doing so
 # (CLOCK_PROCESS_CPUTIME_ID, the scheduler's own runtime, the source cpuacct charges
-# from); "alloc N" touches N MiB; "comm NAME" renames the thread; EOF ends it.
+# from); "alloc N" touches N MiB; "comm NAME" renames the thread; "directio PATH N" writes
+# N MiB to PATH bypassing the page cache (O_DIRECT, then fsync) and reads 1 MiB back the
+# same way, so the block layer sees it in this process's cgroup; EOF ends it.
 WORKER = r"""
-import sys, time
+import mmap, os, sys, time
 held = []
 for line in sys.stdin:
     cmd, _, arg = line.strip().partition(" ")
@@ -46,7 +50,32 @@ for line in sys.stdin:
         with open("/proc/self/comm", "w") as f:
             f.write(arg)
         print("ok", flush=True)
+    elif cmd == "directio":
+        path, mib = arg.rsplit(" ", 1)
+        block = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT wants
+        block.write(b"x" * (1 << 20))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+        for i in range(int(mib)):
+            os.pwrite(fd, block, i << 20)
+        os.fsync(fd)
+        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        os.preadv(fd, [block], 0)
+        os.close(fd)
+        print("ok", flush=True)
 """
+
+
+def container_in(snapshot: Snapshot, cid: str) -> Container:
+    """The one container of ``snapshot`` with this ID."""
+    (found,) = [c for c in snapshot.containers if c.id == cid]
+    return found
+
+
+def pod_in(snapshot: Snapshot, uid: str) -> Pod:
+    """The one live pod of ``snapshot`` with this UID."""
+    (found,) = [p for p in snapshot.pods if p.uid == uid]
+    return found
 
 
 def container_id() -> str:
@@ -125,9 +154,11 @@ class Worker:
                 stream.close()
 
 
-def start_worker() -> Worker:
+def start_worker(prefix: tuple[str, ...] = ()) -> Worker:
+    """A worker; ``prefix`` runs it through a command that execs it (``unshare --net``),
+    so its PID is the worker's."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", WORKER],
+        [*prefix, sys.executable, "-c", WORKER],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -183,8 +214,8 @@ class KubeTree:
             with open(f"{mount}{path}/cgroup.procs", "w") as f:
                 f.write(str(pid))
 
-    def spawn(self, path: str) -> Worker:
-        worker = start_worker()
+    def spawn(self, path: str, prefix: tuple[str, ...] = ()) -> Worker:
+        worker = start_worker(prefix)
         self.workers.append(worker)
         self.enter(path, worker.pid)
         return worker

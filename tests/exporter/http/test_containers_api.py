@@ -310,6 +310,12 @@ async def test_extractor_client_reads_a_snapshot_over_a_unix_socket() -> None:
             200,
             "newer",
         ),
+        (  # a newer extractor's fields this exporter does not know: the version says why
+            b'{"schema_version": 99, "node": "n", "taken_at": 1, "cgroup_version": "v1",'
+            b' "gpus": []}',
+            200,
+            "snapshot schema 99 is newer than this exporter's",
+        ),
     ],
 )
 async def test_extractor_client_errors(body: bytes, status: int, message: str) -> None:
