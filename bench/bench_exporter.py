@@ -375,7 +375,8 @@ def cold_build(snap: Snapshot, api_pods: list[dict[str, object]]) -> tuple[float
         t = time.perf_counter()
         view = views.current()
         assert view is not None
-        docs = [container_document(cv) for cv in view.containers]
+        devices = view.snapshot.block_devices
+        docs = [container_document(cv, devices) for cv in view.containers]
         orjson.dumps(docs)
         joined.append(time.perf_counter() - t)
         t = time.perf_counter()

@@ -213,9 +213,7 @@ class Scanner:
         """
         if not paths:
             return None, []
-        plan = self._plans.get(id(paths))
-        if plan is None or plan.paths is not paths:
-            plan = self._plan(paths)
+        plan = self._plan_for(paths)
         errors: list[str] = []
         if plan.names is not None:
             files = self._reread(plan, now)
@@ -250,6 +248,10 @@ class Scanner:
             else:
                 self.kept.keep_group(plan.detail_paths)
         return dict(zip(plan.names, data, strict=True))
+
+    def _plan_for(self, paths: dict[str, str]) -> _Plan:
+        plan = self._plans.get(id(paths))
+        return plan if plan is not None and plan.paths is paths else self._plan(paths)
 
     def _plan(self, paths: dict[str, str]) -> _Plan:
         """Where a cgroup's files are, worked out once per ``paths`` dict: discovery hands
@@ -419,8 +421,11 @@ class Scanner:
         fields["started_boottime"] = started
         fields["started_at"] = now.wall_of(started)
         fields["runtime_seconds"] = max(now.boot - started, 0.0)
+        paths = entry.ref.paths
+        if paths:
+            fields["cgroup"] = self._plan_for(paths).cgroup
         if not sandbox:
-            fields["usage"], usage_errors = self.account(entry.ref.paths, now.wall)
+            fields["usage"], usage_errors = self.account(paths, now.wall)
             errors.extend(usage_errors)
             if fingerprint is not None:
                 try:

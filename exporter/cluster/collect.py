@@ -22,7 +22,12 @@ fingerprint. Output (stdout, JSON):
 
     {"nodes": {"ok": [node, ...], "failed": [{"node", "pod", "error"}, ...]},
      "namespaces": {ns: {pod: {..pod fields.., "node": node,
-                               "containers": {containerId: {..container fields..}}}}}}
+                               "containers": {containerId: {..container fields..}}}}},
+     "totals": [{"namespace", "pods", "cpu", "memory", "owners": [...]}, ...]}
+
+``totals`` adds the pods of every node up per namespace and per owner, as each
+exporter's ``/v1/namespaces`` does for its node: usage, requests, limits, efficiency,
+billable and idle (``exporter.node.efficiency``).
 
 (`pod` is null for a node without an exporter pod; `failed` is sorted by node.)
 
@@ -70,6 +75,8 @@ from exporter.kube.portforward import (
     get_through_portforward,
     status_message,
 )
+from exporter.node.efficiency import PodUse, Use, namespace_documents
+from exporter.node.resources import Resources
 
 EXPORTER_PATH = "/v1/pods"
 INSIGHTS_PATH = "/gather_runtime_info"
@@ -398,7 +405,46 @@ def merge(results: list[NodeResult], missing: Sequence[str] = ()) -> dict[str, A
                 entry["containers"][key] = {
                     k: v for k, v in container.items() if k not in ("namespace", "pod")
                 }
-    return {"nodes": {"ok": ok, "failed": failures(results, missing)}, "namespaces": namespaces}
+    uses = [
+        _pod_use(pod) for result in results if result.document for pod in result.document["pods"]
+    ]
+    return {
+        "nodes": {"ok": ok, "failed": failures(results, missing)},
+        "namespaces": namespaces,
+        "totals": namespace_documents(uses),
+    }
+
+
+def _number(doc: Any, *path: str) -> float | None:
+    """The number at ``path`` in a pod document, None where an exporter left it out."""
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return float(doc) if isinstance(doc, int | float) and not isinstance(doc, bool) else None
+
+
+def _pod_use(pod: dict[str, Any]) -> PodUse:
+    """A pod document's use and requests, read back (exporter/http/documents.py)."""
+    owner = pod.get("owner") if isinstance(pod.get("owner"), dict) else {}
+    memory = _number(pod, "memory", "workingSetBytes")
+    mem_request = _number(pod, "resources", "requests", "memoryBytes")
+    mem_limit = _number(pod, "resources", "limits", "memoryBytes")
+    return PodUse(
+        namespace=str(pod["namespace"]),
+        owner_kind=owner.get("kind") if owner else None,
+        owner_name=owner.get("name") if owner else None,
+        use=Use(
+            cpu_cores=_number(pod, "cpu", "usageRateCores"),
+            memory_bytes=None if memory is None else int(memory),
+            resources=Resources(
+                cpu_request_cores=_number(pod, "resources", "requests", "cpuCores"),
+                cpu_limit_cores=_number(pod, "resources", "limits", "cpuCores"),
+                memory_request_bytes=None if mem_request is None else int(mem_request),
+                memory_limit_bytes=None if mem_limit is None else int(mem_limit),
+            ),
+        ),
+    )
 
 
 @dataclass(frozen=True)

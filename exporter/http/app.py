@@ -22,7 +22,8 @@ from exporter.feeds import cluster_events, sse
 from exporter.feeds.sse import PodEventSource
 from exporter.http import custom_metrics, external_metrics, health, inventory
 from exporter.http import insights as insights_compat
-from exporter.http.documents import container_document, pod_document
+from exporter.http.cadvisor import make_cadvisor_registry
+from exporter.http.documents import container_document, pod_document, pod_use
 from exporter.http.errors import Refusal, status_response
 from exporter.http.metric_defs import MetricDef
 from exporter.http.prometheus import exposition, make_registry
@@ -31,6 +32,7 @@ from exporter.kube.client import KubeClient
 from exporter.kube.selectors import Selector, SelectorError, parse_selector
 from exporter.meter.metrics import MeterCollector
 from exporter.meter.pipeline import Meter
+from exporter.node.efficiency import namespace_documents
 from exporter.node.state import State
 from exporter.node.views import NodeView, PodLookup, Views
 from extractor.contract import rfc3339
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CONTAINER_FILTERS = ("namespace", "pod", "container", "labelSelector")
 POD_FILTERS = ("namespace", "pod", "labelSelector")
+NAMESPACE_FILTERS = ("namespace",)
 BODY_CACHE_SIZE = 64
 
 
@@ -162,6 +165,7 @@ def build_app(
     app = web.Application(middlewares=[json_errors, *middlewares])
     cache = _BodyCache()
     registry = make_registry(views, lookup is not None)
+    cadvisor = make_cadvisor_registry(views)
     if peers is not None:
         registry.register(peers.collector())
     if meter is not None:
@@ -183,8 +187,9 @@ def build_app(
         view = current()
 
         def build() -> object:
+            devices = view.snapshot.block_devices
             items = [
-                container_document(cv)
+                container_document(cv, devices)
                 for cv in view.containers
                 if filters.keep(cv.namespace, cv.pod, cv.meta.labels if cv.meta else {}, cv.name)
             ]
@@ -197,12 +202,23 @@ def build_app(
         view = current()
 
         def build() -> object:
+            devices = view.snapshot.block_devices
             items = [
-                pod_document(pv, (container_document(cv) for cv in pv.containers))
+                pod_document(pv, (container_document(cv, devices) for cv in pv.containers), devices)
                 for pv in view.pods
                 if filters.keep(pv.namespace, pv.name, pv.meta.labels if pv.meta else {})
             ]
             return _envelope(view, "pods", items)
+
+        return _json(cache.get(view, request.path, request.query_string, build))
+
+    async def namespaces(request: web.Request) -> web.Response:
+        filters = _Filters(request, NAMESPACE_FILTERS)
+        view = current()
+
+        def build() -> object:
+            uses = [pod_use(pv) for pv in view.pods if filters.keep(pv.namespace, pv.name, {})]
+            return _envelope(view, "namespaces", namespace_documents(uses))
 
         return _json(cache.get(view, request.path, request.query_string, build))
 
@@ -212,9 +228,17 @@ def build_app(
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
+    async def cadvisor_metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=exposition(cadvisor),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
     app.router.add_get("/v1/containers", containers)
     app.router.add_get("/v1/pods", pods)
+    app.router.add_get("/v1/namespaces", namespaces)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics/cadvisor", cadvisor_metrics)
     health.add_routes(app, views, stale_after_seconds=stale_after_seconds, meter=meter)
     insights_compat.add_routes(app, views, insights_gather)
     inventory.add_routes(app, views)

@@ -8,15 +8,20 @@ API server, and CPU rates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from exporter.kube.podmeta import PodMeta
+from exporter.node.efficiency import PodUse, Use, efficiency_fields
+from exporter.node.resources import Resources
 from exporter.node.views import ContainerView, PodView, prefixed_id
 from extractor.contract import (
     Usage,
+    block_io_fields,
     cpu_fields,
     fingerprint_fields,
     memory_fields,
+    network_fields,
+    pressure_fields,
     rfc3339,
 )
 
@@ -29,12 +34,35 @@ def memory_document(usage: Usage | None) -> dict[str, object]:
     return memory_fields(usage.memory if usage else None)
 
 
+def resources_document(r: Resources) -> dict[str, object]:
+    """Requests and limits in cores and bytes (null: not set)."""
+    return {
+        "requests": {"cpuCores": r.cpu_request_cores, "memoryBytes": r.memory_request_bytes},
+        "limits": {"cpuCores": r.cpu_limit_cores, "memoryBytes": r.memory_limit_bytes},
+    }
+
+
+def _use(usage: Usage | None, rate: float | None, resources: Resources) -> Use:
+    memory = usage.memory if usage else None
+    return Use(rate, memory.working_set_bytes if memory else None, resources)
+
+
+def _details(usage: Usage | None, devices: Mapping[str, str]) -> dict[str, object]:
+    """Pressure, block I/O and when those details were read, if before the snapshot."""
+    return {
+        "pressure": pressure_fields(usage.pressure if usage else None),
+        "blockIo": block_io_fields(usage.block_io if usage else None, devices),
+        "detailsAt": rfc3339(usage.details_at) if usage else None,
+    }
+
+
 def _owner(meta: PodMeta | None) -> dict[str, str] | None:
     return meta.owner.model_dump() if meta and meta.owner else None
 
 
-def container_document(cv: ContainerView) -> dict[str, object]:
-    """One container as /v1/containers serves it."""
+def container_document(cv: ContainerView, devices: Mapping[str, str]) -> dict[str, object]:
+    """One container as /v1/containers serves it (``devices``: the snapshot's block device
+    names)."""
     c, st, meta = cv.container, cv.status, cv.meta
     return {
         "id": c.id,
@@ -60,13 +88,18 @@ def container_document(cv: ContainerView) -> dict[str, object]:
         "runtimeSeconds": c.runtime_seconds,
         "cpu": cpu_document(c.usage, cv.cpu_rate),
         "memory": memory_document(c.usage),
+        **_details(c.usage, devices),
+        "resources": resources_document(cv.resources),
+        "efficiency": efficiency_fields(_use(c.usage, cv.cpu_rate, cv.resources)),
         "processes": len(c.pids),
         "fingerprint": fingerprint_fields(c.fingerprint),
         "errors": c.errors,
     }
 
 
-def pod_document(pv: PodView, containers: Iterable[dict[str, object]]) -> dict[str, object]:
+def pod_document(
+    pv: PodView, containers: Iterable[dict[str, object]], devices: Mapping[str, str]
+) -> dict[str, object]:
     """One pod as /v1/pods serves it: totals from its own cgroup, then its containers."""
     meta, pod = pv.meta, pv.pod
     usage = pod.usage if pod else None
@@ -85,6 +118,23 @@ def pod_document(pv: PodView, containers: Iterable[dict[str, object]]) -> dict[s
         "runtimeSeconds": pv.runtime_seconds,
         "cpu": cpu_document(usage, pv.cpu_rate),
         "memory": memory_document(usage),
+        **_details(usage, devices),
+        "network": network_fields(pod.network if pod else None),
+        "hostNetwork": pod.host_network if pod else None,
+        "resources": resources_document(pv.resources),
+        "efficiency": efficiency_fields(_use(usage, pv.cpu_rate, pv.resources)),
         "containers": list(containers),
         "errors": pod.errors if pod else [],
     }
+
+
+def pod_use(pv: PodView) -> PodUse:
+    """What the pod uses and asks for, with its namespace and owner (``/v1/namespaces``)."""
+    usage = pv.pod.usage if pv.pod else None
+    owner = pv.meta.owner if pv.meta else None
+    return PodUse(
+        namespace=pv.namespace,
+        owner_kind=owner.kind if owner else None,
+        owner_name=owner.name if owner else None,
+        use=_use(usage, pv.cpu_rate, pv.resources),
+    )

@@ -37,7 +37,7 @@ def add_routes(app: web.Application, views: Views) -> None:
         node = NodeContainers(
             view.snapshot.node,
             view.snapshot.taken_at,
-            [container_document(cv) for cv in view.containers],
+            [container_document(cv, view.snapshot.block_devices) for cv in view.containers],
         )
         document = build_inventory([node], now=time.time())
         if fmt == "json":

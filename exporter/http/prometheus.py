@@ -19,6 +19,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from exporter.node.resources import container_resources
 from exporter.node.views import NodeView, Views
 from extractor.contract import Usage
 
@@ -108,6 +109,81 @@ def _container_families(view: NodeView) -> Iterator[Metric]:
     yield info
 
 
+KSM_LABELS = ["namespace", "pod", "uid", "container", "node", "resource", "unit"]
+KSM_HELP = {
+    "kube_pod_container_resource_requests": "[STABLE] The number of requested request "
+    "resource by a container. It is recommended to use the kube_pod_resource_requests metric "
+    "exposed by kube-scheduler instead, as it is more precise.",
+    "kube_pod_container_resource_limits": "[STABLE] The number of requested limit resource "
+    "by a container. It is recommended to use the kube_pod_resource_limits metric exposed by "
+    "kube-scheduler instead, as it is more precise.",
+    "kube_pod_init_container_resource_requests": "The number of requested request resource "
+    "by an init container.",
+    "kube_pod_init_container_resource_limits": "The number of requested limit resource by an "
+    "init container.",
+}
+"""kube-state-metrics' families for containers' requests and limits (help as in its 2.x
+output, tests/exporter/http/cadvisor/README.md): cpu in cores (``unit="core"``), memory in
+bytes (``unit="byte"``); init containers, sidecars included, in the ``init`` families."""
+POD_RESOURCE_LABELS = ["namespace", "pod", "node", "scheduler", "priority", "resource", "unit"]
+POD_RESOURCE_HELP = {
+    "kube_pod_resource_request": "Resources requested by workloads on the cluster, broken "
+    "down by pod. This shows the resource usage the scheduler and kubelet expect per pod for "
+    "resources along with the unit for the resource if any.",
+    "kube_pod_resource_limit": "Resources limit for workloads on the cluster, broken down by "
+    "pod. This shows the resource usage the scheduler and kubelet expect per pod for resources "
+    "along with the unit for the resource if any.",
+}
+"""The kube-scheduler's per-pod families (``/metrics/resources``), for the pod's effective
+requests and limits (``exporter.node.resources``): ``unit`` ``cores`` and ``bytes``."""
+
+
+def _resource_families(view: NodeView) -> Iterator[Metric]:
+    """Requests and limits of the containers and pods the API server describes."""
+    families = {
+        name: GaugeMetricFamily(name, doc, labels=KSM_LABELS) for name, doc in KSM_HELP.items()
+    }
+    pod_families = {
+        name: GaugeMetricFamily(name, doc, labels=POD_RESOURCE_LABELS)
+        for name, doc in POD_RESOURCE_HELP.items()
+    }
+    for pv in view.pods:
+        meta = pv.meta
+        if meta is None:
+            continue
+        node = meta.node or view.snapshot.node
+        for c in meta.containers:
+            if c.kind == "ephemeral":
+                continue
+            prefix = (
+                "kube_pod_init_container" if c.kind in ("init", "sidecar") else "kube_pod_container"
+            )
+            r = container_resources(c)
+            base = [meta.namespace, meta.name, meta.uid, c.name, node]
+            for kind, cpu, memory in (
+                ("requests", r.cpu_request_cores, r.memory_request_bytes),
+                ("limits", r.cpu_limit_cores, r.memory_limit_bytes),
+            ):
+                family = families[f"{prefix}_resource_{kind}"]
+                if cpu is not None:
+                    family.add_metric([*base, "cpu", "core"], cpu)
+                if memory is not None:
+                    family.add_metric([*base, "memory", "byte"], memory)
+        r = pv.resources
+        priority = "" if meta.priority is None else str(meta.priority)
+        base = [meta.namespace, meta.name, node, meta.scheduler or "", priority]
+        for name, cpu, memory in (
+            ("kube_pod_resource_request", r.cpu_request_cores, r.memory_request_bytes),
+            ("kube_pod_resource_limit", r.cpu_limit_cores, r.memory_limit_bytes),
+        ):
+            if cpu is not None:
+                pod_families[name].add_metric([*base, "cpu", "cores"], cpu)
+            if memory is not None:
+                pod_families[name].add_metric([*base, "memory", "bytes"], memory)
+    yield from families.values()
+    yield from pod_families.values()
+
+
 def _pod_families(view: NodeView) -> Iterator[Metric]:
     rows = [([pv.namespace, pv.name, pv.api_uid], pv) for pv in view.pods]
     yield from _usage_families(
@@ -178,6 +254,7 @@ class NodeCollector(Collector):
             return
         yield from _container_families(view)
         yield from _pod_families(view)
+        yield from _resource_families(view)
 
 
 def make_registry(views: Views, kube_enabled: bool) -> CollectorRegistry:

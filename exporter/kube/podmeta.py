@@ -83,3 +83,9 @@ class PodMeta(BaseModel):
     resource_version: str | None = None
     deleting: bool = Field(default=False, description="metadata.deletionTimestamp is set")
     containers: list[ContainerStatus] = Field(default_factory=list)
+    overhead_cpu_millicores: int | None = Field(
+        default=None, description="spec.overhead of the pod's RuntimeClass, added to requests"
+    )
+    overhead_memory_bytes: int | None = None
+    scheduler: str | None = Field(default=None, description="spec.schedulerName")
+    priority: int | None = Field(default=None, description="spec.priority")

@@ -133,6 +133,17 @@ def _resources(spec: dict[str, Any], where: str) -> dict[str, int | None]:
         raise PodConversionError(f"{where}.resources: {err}") from err
 
 
+def _overhead(spec: dict[str, Any]) -> dict[str, int | None]:
+    overhead = _dict(spec.get("overhead"), "spec.overhead")
+    try:
+        return {
+            "overhead_cpu_millicores": _maybe(millicores, overhead.get("cpu")),
+            "overhead_memory_bytes": _maybe(byte_count, overhead.get("memory")),
+        }
+    except (QuantityError, TypeError) as err:
+        raise PodConversionError(f"spec.overhead: {err}") from err
+
+
 def _maybe(parse: Callable[[str], int], value: Any) -> int | None:
     return None if value is None else parse(str(value))
 
@@ -228,6 +239,9 @@ def pod_meta(pod: Any) -> PodMeta:
             resource_version=_opt_str(meta.get("resourceVersion")),
             deleting=meta.get("deletionTimestamp") is not None,
             containers=_containers(spec, status),
+            scheduler=_opt_str(spec.get("schedulerName")),
+            priority=None if spec.get("priority") is None else int(spec["priority"]),
+            **_overhead(spec),
         )
     except (TypeError, ValueError) as err:
         if isinstance(err, PodConversionError):

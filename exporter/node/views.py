@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from exporter.kube.podmeta import ContainerStatus, PodMeta
+from exporter.node.resources import Resources, container_resources, pod_resources
 from exporter.node.state import Reading, State
 from extractor.contract import Container, Pod, Snapshot
 
@@ -63,6 +64,11 @@ class ContainerView:
     status: ContainerStatus | None
     cpu_rate: float | None
 
+    @property
+    def resources(self) -> Resources:
+        """Its spec's requests and limits (none known without the API's pod)."""
+        return container_resources(self.status)
+
 
 @dataclass(frozen=True)
 class PodView:
@@ -76,6 +82,11 @@ class PodView:
     containers: tuple[ContainerView, ...]
     cpu_rate: float | None
     sandboxes: tuple[Container, ...] = ()
+
+    @property
+    def resources(self) -> Resources:
+        """The pod's effective requests and limits (``exporter.node.resources``)."""
+        return pod_resources(self.meta)
 
     @property
     def api_uid(self) -> str:

@@ -22,8 +22,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 2
-"""1: CPU, memory, pids, exited pods, boot times. 2: CFS quota and period, OOM kills,
-pressure stall information, block I/O, pod network and ``block_devices``."""
+"""1: CPU, memory, pids, exited pods, boot times. 2: CFS quota and period, OOM kills, RSS
+and cache, pressure stall information, block I/O, pod network, ``block_devices``,
+container cgroups."""
 
 Runtime = Literal["containerd", "crio", "docker", "podman", "unknown"]
 Qos = Literal["guaranteed", "burstable", "besteffort"]
@@ -57,6 +58,12 @@ class Memory(_Model):
     peak_bytes: int | None = None
     working_set_bytes: int | None = None
     limit_bytes: int | None = None
+    rss_bytes: int | None = Field(
+        default=None, description="anonymous memory (memory.stat v2 anon, v1 total_rss)"
+    )
+    cache_bytes: int | None = Field(
+        default=None, description="page cache (memory.stat v2 file, v1 total_cache)"
+    )
     oom_kills: int | None = Field(
         default=None,
         description="processes the OOM killer killed: v2 memory.events oom_kill (this cgroup "
@@ -182,6 +189,10 @@ class Container(_Model):
     sandbox: bool = False
     sandbox_id: str | None = None
     image: str | None = None
+    cgroup: str | None = Field(
+        default=None,
+        description="host-absolute cgroup path, also of a sandbox (whose usage is not read)",
+    )
     pids: list[int] = Field(default_factory=list)
     started_at: float | None = Field(default=None, description="unix seconds")
     started_boottime: float | None = Field(

@@ -542,3 +542,30 @@ def test_network_needs_no_capability(hybrid: KubeTree) -> None:
     assert as_root.interfaces is not None and len(as_root.interfaces) == 1
     assert got["interfaces"] == [i.model_dump() for i in as_root.interfaces]
     assert got["interfaces"][0]["tx_packets"] >= 5
+
+
+def test_rss_cache_and_the_sandboxes_cgroup(hybrid: KubeTree) -> None:
+    """RSS and cache from the same memory.stat read as the working set (v1: the
+    hierarchical ``total_`` keys, as cAdvisor reads them); a sandbox, whose usage is not
+    read, still names its cgroup (the kubelet's cAdvisor series carry it)."""
+    uid, pause_id, app_id = pod_uid(), container_id(), container_id()
+    pause = hybrid.spawn(hybrid.container_path(uid, pause_id))
+    assert pause.ask("comm pause") == "ok"
+    app = hybrid.spawn(hybrid.container_path(uid, app_id))
+    assert app.ask("alloc 32") == "ok"
+    app.wait_idle()
+    snap = take_snapshot(HYBRID)
+    stat = read_keyed(
+        f"{hybrid.directory('memory', hybrid.container_path(uid, app_id))}/memory.stat"
+    )
+    c = container(snap, app_id)
+    assert c.usage is not None and c.usage.memory is not None
+    assert (c.usage.memory.rss_bytes, c.usage.memory.cache_bytes) == (
+        stat["total_rss"],
+        stat["total_cache"],
+    )
+    assert c.usage.memory.rss_bytes is not None and c.usage.memory.rss_bytes >= 32 << 20
+    sandbox = container(snap, pause_id)
+    assert sandbox.sandbox and sandbox.usage is None
+    assert sandbox.cgroup == hybrid.container_path(uid, pause_id)
+    assert c.cgroup == c.usage.cgroup == hybrid.container_path(uid, app_id)

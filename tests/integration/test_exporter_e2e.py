@@ -143,6 +143,7 @@ def _start_api(pod: ContainerdPod, labels: dict[str, str]) -> tuple[FakeApiServe
         ("post", "/gather_runtime_info"),
         ("get", "/metrics"),
         ("get", "/readyz"),
+        ("get", "/metrics/cadvisor"),
     ):
         api.allow("system:serviceaccount:monitoring:reader", verb, path=path)
     # discovery (/apis/<group>/<version>): what the bootstrap ClusterRole system:discovery
@@ -416,6 +417,38 @@ def test_metrics_and_custom_metrics_match_the_kernel(stack: Stack) -> None:
         "a CPU rate for the pod",
     ).json()
     assert parse_quantity(rate["items"][0]["value"]) >= 0
+
+
+def test_cadvisor_families_of_real_containers_match_the_kernel(stack: Stack) -> None:
+    """The kubelet-compatible endpoint over the real containerd pod: the burner's CPU as
+    the kernel counts it, labelled as the kubelet labels it, the pod cgroup beside it;
+    /v1/namespaces adds the pod up."""
+    stack.until("/readyz", _ready_with_api, "ready with API metadata")
+    before = _settled_burner_ns(stack)
+    _fresh_containers(stack, time.time())
+    status, text = stack.curl("/metrics/cadvisor")
+    assert status == 200
+    burner_id = stack.pod.containers["burner"]
+    cpu = {
+        s.labels["id"]: s
+        for f in text_string_to_metric_families(text)
+        if f.name == "container_cpu_usage_seconds"
+        for s in f.samples
+    }
+    (burner,) = [s for s in cpu.values() if s.labels["name"] == burner_id]
+    assert stack.pod.cgroup_paths[burner_id].endswith(burner.labels["id"])
+    assert (burner.labels["container"], burner.labels["pod"]) == ("burner", stack.meta.name)
+    assert burner.labels["namespace"] == stack.meta.namespace and burner.labels["cpu"] == "total"
+    after = cpuacct_ns(stack.pod.cgroup_paths[burner_id])
+    assert before / 1e9 <= burner.value <= after / 1e9
+    assert burner.timestamp is not None
+    (pod,) = [s for s in cpu.values() if stack.pod.pod_cgroup.endswith(s.labels["id"])]
+    assert (pod.labels["container"], pod.labels["name"], pod.labels["image"]) == ("", "", "")
+    assert burner.value <= pod.value <= cpuacct_ns(stack.pod.pod_cgroup) / 1e9
+    status, body = stack.curl(f"/v1/namespaces?namespace={stack.meta.namespace}")
+    assert status == 200
+    (ns,) = json.loads(body)["namespaces"]
+    assert ns["pods"] == 1 and ns["cpu"]["usedCores"] >= 0
 
 
 def test_every_endpoint_answers_curl_over_tls_with_a_bearer_token(stack: Stack) -> None:

@@ -453,7 +453,9 @@ def test_reader_role_covers_what_the_middleware_asks(base: list[Obj]) -> None:
     for method, path in (
         ("GET", "/v1/containers"),
         ("GET", "/v1/pods"),
+        ("GET", "/v1/namespaces"),
         ("GET", "/metrics"),
+        ("GET", "/metrics/cadvisor"),
         ("GET", "/gather_runtime_info"),
         ("POST", "/gather_runtime_info"),
         ("GET", "/readyz"),  # its details; the probes need no credentials

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,11 +20,14 @@ from exporter.kube.podmeta import ContainerStatus, Owner, PodMeta
 from exporter.node.state import State
 from exporter.settings import Settings
 from extractor.contract import (
+    BlockDevice,
     Container,
     Cpu,
     Fingerprint,
+    Interface,
     Memory,
     Pod,
+    Pressure,
     Runtime,
     RuntimeComponent,
     Snapshot,
@@ -231,3 +235,173 @@ async def client_for(
     app = build_app(state, lookup, stale_after_seconds=cfg.stale_after_seconds)
     async with TestClient(TestServer(app)) as client:
         yield client
+
+
+WORKLOAD_UID = "4aa017de-86c6-41cd-b4ad-21b66575685c"
+WORKLOAD_POD = f"/kubepods/burstable/pod{WORKLOAD_UID}"
+
+
+def workload_snapshot(
+    taken_at: float = 1_700_000_000.0,
+    cpu_ns: int = 3_000_000_000,
+    *,
+    cgroup_version: Literal["v1", "v2", "hybrid"] = "v2",
+    details_at: float | None = None,
+) -> Snapshot:
+    """One pod with every signal the extractor reads: a pause sandbox (holding the pod's
+    network), an app container under a CFS quota with pressure and block I/O, the pod
+    cgroup with the same; counters grow with ``cpu_ns`` so two of these make rates."""
+    sandbox_id, app_id = cid("workload-sandbox"), cid("workload-app")
+    k = cpu_ns // 1_000_000
+
+    def counters(cgroup: str, share: int) -> Usage:
+        return Usage(
+            cgroup=cgroup,
+            cpu=Cpu(
+                usage_ns=cpu_ns * share,
+                user_ns=cpu_ns * share * 2 // 3,
+                system_ns=cpu_ns * share // 3,
+                throttled_ns=cpu_ns * share // 20,
+                periods=10 * k,
+                throttled_periods=k,
+                quota_us=10_000,
+                period_us=100_000,
+            ),
+            memory=Memory(
+                current_bytes=(40 + share) << 20,
+                peak_bytes=(60 + share) << 20,
+                working_set_bytes=(30 + share) << 20,
+                limit_bytes=64 << 20,
+                rss_bytes=(20 + share) << 20,
+                cache_bytes=(10 + share) << 20,
+                oom_kills=share - 1,
+            ),
+            pids=3,
+            pressure=Pressure(
+                cpu_some_ns=k * 1000 * share,
+                cpu_full_ns=k * 400 * share,
+                memory_some_ns=k * 10,
+                memory_full_ns=k * 5,
+                io_some_ns=k * 30 * share,
+                io_full_ns=k * 20 * share,
+            ),
+            block_io=[
+                BlockDevice(
+                    major=254,
+                    minor=0,
+                    read_bytes=k * 4096 * share,
+                    write_bytes=k * 8192 * share,
+                    reads=k * share,
+                    writes=2 * k * share,
+                )
+            ],
+            details_at=details_at,
+        )
+
+    sandbox = Container(
+        id=sandbox_id,
+        runtime="containerd",
+        namespace="scraper",
+        pod_name="e2e-deployment-79967c5968-zjslc",
+        pod_uid=WORKLOAD_UID,
+        qos="burstable",
+        sandbox=True,
+        image="registry.k8s.io/pause:3.10.1",
+        cgroup=f"{WORKLOAD_POD}/{sandbox_id}",
+        pids=[4100],
+        started_at=taken_at - 600.4,
+        runtime_seconds=600.4,
+    )
+    app = Container(
+        id=app_id,
+        runtime="containerd",
+        name="compute-pi-digits",
+        namespace="scraper",
+        pod_name="e2e-deployment-79967c5968-zjslc",
+        pod_uid=WORKLOAD_UID,
+        qos="burstable",
+        image="docker.io/library/perl:5.34.0",
+        cgroup=f"{WORKLOAD_POD}/{app_id}",
+        pids=[4200, 4201],
+        started_at=taken_at - 590.7,
+        runtime_seconds=590.7,
+        usage=counters(f"{WORKLOAD_POD}/{app_id}", 2),
+    )
+    pod = Pod(
+        uid=WORKLOAD_UID,
+        namespace="scraper",
+        name="e2e-deployment-79967c5968-zjslc",
+        qos="burstable",
+        usage=counters(WORKLOAD_POD, 3),
+        container_ids=[sandbox_id, app_id],
+        network=[
+            Interface(
+                name="eth0",
+                rx_bytes=446 * k,
+                rx_packets=5 * k,
+                rx_errors=0,
+                rx_dropped=1,
+                tx_bytes=200 * k,
+                tx_packets=3 * k,
+                tx_errors=0,
+                tx_dropped=0,
+            )
+        ],
+        host_network=False,
+    )
+    return Snapshot(
+        node="datagen-1-35",
+        taken_at=taken_at,
+        cgroup_version=cgroup_version,
+        pods=[pod],
+        containers=[sandbox, app],
+        block_devices={"254:0": "vda"},
+    )
+
+
+def workload_meta(
+    *, cpu_request_millicores: int = 40, memory_request_bytes: int = 15 << 20
+) -> PodMeta:
+    """The API server's view of ``workload_snapshot``'s pod: a Deployment's, with requests
+    and limits, a restartable init container (sidecar) and an ordinary init container."""
+    return PodMeta(
+        uid=WORKLOAD_UID,
+        cgroup_uid=WORKLOAD_UID,
+        namespace="scraper",
+        name="e2e-deployment-79967c5968-zjslc",
+        node="datagen-1-35",
+        owner=Owner(kind="Deployment", name="e2e-deployment"),
+        qos="burstable",
+        phase="Running",
+        scheduler="default-scheduler",
+        priority=0,
+        containers=[
+            ContainerStatus(
+                name="setup",
+                kind="init",
+                cpu_request_millicores=500,
+                memory_request_bytes=8 << 20,
+                cpu_limit_millicores=500,
+                memory_limit_bytes=8 << 20,
+            ),
+            ContainerStatus(
+                name="log-shipper",
+                kind="sidecar",
+                cpu_request_millicores=10,
+                memory_request_bytes=4 << 20,
+                cpu_limit_millicores=20,
+                memory_limit_bytes=8 << 20,
+            ),
+            ContainerStatus(
+                name="compute-pi-digits",
+                container_id=cid("workload-app"),
+                runtime="containerd",
+                image="docker.io/library/perl:5.34.0",
+                state="running",
+                cpu_request_millicores=cpu_request_millicores,
+                memory_request_bytes=memory_request_bytes,
+                cpu_limit_millicores=80,
+                memory_limit_bytes=30 << 20,
+            ),
+        ],
+    )

@@ -37,10 +37,18 @@ from exporter.cluster.collect import (
 )
 from exporter.cluster.daemonset import ExporterPod
 from exporter.kube.client import load_configuration
+from exporter.kube.podmeta import PodMeta
+from exporter.node.state import State
 from exporter.security.auth import USER_KEY
 from runtime_insights.cli import build_parser
 from tests.support.apiserver import FakeApiServer, make_node, make_pod
 from tests.support.certs import CertPair, make_ca, make_cert
+from tests.support.exporter_doubles import (
+    FakeLookup,
+    client_for,
+    workload_meta,
+    workload_snapshot,
+)
 from tests.support.parts import Parts, settings_for
 
 NS = "runtime-insights"
@@ -539,3 +547,57 @@ async def test_tokens_the_exporter_rejects_or_lacks_are_explained(cluster: Clust
             "HTTP 401: Unauthorized: a bearer token is required (the kubeconfig's user has no "
             "bearer token"
         )
+
+
+async def _exporter_pods(state: State, meta: PodMeta) -> dict[str, Any]:
+    """The /v1/pods document a real exporter serves for ``state``."""
+    async with client_for(state, FakeLookup([meta])) as client:
+        resp = await client.get("/v1/pods")
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        return body
+
+
+async def _served_namespaces(state: State, meta: PodMeta) -> list[dict[str, Any]]:
+    async with client_for(state, FakeLookup([meta])) as client:
+        resp = await client.get("/v1/namespaces")
+        namespaces: list[dict[str, Any]] = (await resp.json())["namespaces"]
+        return namespaces
+
+
+async def test_totals_add_every_nodes_pods_per_namespace_and_owner(cluster: Cluster) -> None:
+    """Two nodes, each running a pod of the same Deployment with its own request: the
+    cluster's totals are the sums of what each node's /v1/namespaces says, and the
+    efficiency is the summed usage over the summed requests."""
+    states, metas, per_node = [], [], []
+    for i, request in enumerate((40, 400)):
+        state = State()
+        state.record(workload_snapshot(1_700_000_000.0, 3_000_000_000))
+        state.record(workload_snapshot(1_700_000_010.0, 3_000_000_000 + 500_000_000 * (i + 1)))
+        meta = workload_meta(cpu_request_millicores=request)
+        states.append(state)
+        metas.append(meta)
+        per_node.append(await _served_namespaces(state, meta))
+    for i, node in enumerate(("node-a", "node-b")):
+        body = await _exporter_pods(states[i], metas[i])
+        body["pods"][0]["pod"] = f"{body['pods'][0]['pod']}-{i}"  # two pods, not one twice
+        await cluster.exporter(f"ri-{i}", node, _serving(body))
+
+    code, doc, _ = await cluster.collect("--via", "proxy", "--insecure-http")
+
+    assert code == 0 and doc is not None
+    (total,) = doc["totals"]
+    (owner,) = total["owners"]
+    nodes = [ns for (ns,) in per_node]
+    assert total["pods"] == owner["pods"] == 2
+    for resource, fields in (
+        ("cpu", ("usedCores", "requestedCores", "limitCores", "billableCores", "idleCores")),
+        ("memory", ("workingSetBytes", "requestedBytes", "billableBytes", "idleBytes")),
+    ):
+        for name in fields:
+            want = sum(n[resource][name] for n in nodes)
+            assert total[resource][name] == pytest.approx(want), (resource, name)
+            assert owner[resource][name] == pytest.approx(want), (resource, name)
+    used = sum(n["cpu"]["usedCores"] for n in nodes)
+    requested = sum(n["cpu"]["requestedCores"] for n in nodes)
+    assert total["cpu"]["efficiency"] == pytest.approx(used / requested)
