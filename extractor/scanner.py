@@ -236,18 +236,20 @@ class Scanner:
         data = self.kept.read_group(plan.paths_of)
         if data is None:
             return None
+        files = dict(zip(plan.names, data, strict=True))
         if plan.detail_paths:
             plan.due -= 1
             if plan.due <= 0:
                 got = self.kept.read_group(plan.detail_paths)
                 if got is None:
                     return None
-                got_files = dict(zip(plan.detail_names, got, strict=True))
-                plan.known = details(self.layout, got_files, plan.dirs, self.hz, now)
+                # memory.stat (read every pass) also holds details: RSS and cache.
+                detailed = files | dict(zip(plan.detail_names, got, strict=True))
+                plan.known = details(self.layout, detailed, plan.dirs, self.hz, now)
                 plan.due = self.details_every
             else:
                 self.kept.keep_group(plan.detail_paths)
-        return dict(zip(plan.names, data, strict=True))
+        return files
 
     def _plan_for(self, paths: dict[str, str]) -> _Plan:
         plan = self._plans.get(id(paths))

@@ -11,7 +11,8 @@ As the kubelet labels them: every series has ``container``, ``id`` (the cgroup p
 cgroup's series have ``container=""``, ``image=""``, ``name=""``; the sandbox's have
 ``container=""`` with the pause image and its ID, and carry the pod's network (cAdvisor
 reads a pod's network through its sandbox). A sample carries the time its value was read
-(ms): the pass's for CPU and memory usage, the details' reading for the rest
+(ms): the pass's for CPU and memory usage and the working set, the details' reading for
+the rest (RSS and cache included)
 (``Usage.details_at``; on v1 the user/system split and throttling are details too).
 The spec families (quota, period, memory limit, start time) carry none, as the kubelet's.
 CFS period and throttling counters are shown only under a quota, as cAdvisor does; an
@@ -205,8 +206,8 @@ def _add_usage(
     if memory is not None:
         f.add("container_memory_usage_bytes", labels, memory.current_bytes, taken_at)
         f.add("container_memory_working_set_bytes", labels, memory.working_set_bytes, taken_at)
-        f.add("container_memory_rss", labels, memory.rss_bytes, taken_at)
-        f.add("container_memory_cache", labels, memory.cache_bytes, taken_at)
+        f.add("container_memory_rss", labels, memory.rss_bytes, details)
+        f.add("container_memory_cache", labels, memory.cache_bytes, details)
         f.add("container_memory_max_usage_bytes", labels, memory.peak_bytes, details)
         f.add("container_oom_events_total", labels, memory.oom_kills, details)
         f.add("container_spec_memory_limit_bytes", labels, memory.limit_bytes or 0, None)

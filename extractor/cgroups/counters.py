@@ -143,34 +143,27 @@ def parse_v2(files: Files, directory: str, cgroup: str, errors: list[str], known
             "quota_us": known.quota_us,
             "period_us": known.period_us,
         }
-    memory = _memory(p.integer("memory.current"), files, V2_MEMORY_STAT, known)
+    memory = _memory(p.integer("memory.current"), files, b"inactive_file", known)
     return _usage(cgroup, cpu, memory, known)
 
 
-V2_MEMORY_STAT = (b"inactive_file", b"anon", b"file")
-V1_MEMORY_STAT = (b"total_inactive_file", b"total_rss", b"total_cache")
-"""The ``memory.stat`` keys of inactive file pages, RSS and cache (v1: the hierarchical
-``total_`` ones, as cAdvisor reads them)."""
-
-
 def _memory(
-    current: int | None, files: Files, keys: tuple[bytes, bytes, bytes], known: Details
+    current: int | None, files: Files, inactive_key: bytes, known: Details
 ) -> dict[str, int | None] | None:
-    """Usage, working set (usage − inactive file pages), RSS and cache, with the known
-    details; None without the controller."""
+    """Usage and working set (usage − the ``memory.stat`` key of inactive file pages; v1's
+    hierarchical ``total_`` one), with the known details; None without the controller."""
     if current is None:
         return None
     mstat = files.get("memory.stat")
-    inactive, rss, cache = keys
     return {
         "current_bytes": current,
         "peak_bytes": known.peak_bytes,
         "working_set_bytes": _working_set(
-            current, None if mstat is None else field_of(mstat, inactive)
+            current, None if mstat is None else field_of(mstat, inactive_key)
         ),
         "limit_bytes": known.limit_bytes,
-        "rss_bytes": None if mstat is None else field_of(mstat, rss),
-        "cache_bytes": None if mstat is None else field_of(mstat, cache),
+        "rss_bytes": known.rss_bytes,
+        "cache_bytes": known.cache_bytes,
         "oom_kills": known.oom_kills,
     }
 
@@ -218,5 +211,5 @@ def parse_v1(
             "quota_us": known.quota_us,
             "period_us": known.period_us,
         }
-    memory = _memory(p.integer("memory.usage_in_bytes"), files, V1_MEMORY_STAT, known)
+    memory = _memory(p.integer("memory.usage_in_bytes"), files, b"total_inactive_file", known)
     return _usage(cgroup, cpu, memory, known)

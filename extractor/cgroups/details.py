@@ -31,7 +31,8 @@ PSI = (
 @dataclass(frozen=True, slots=True)
 class Details:
     """What the files outside ``EVERY_PASS`` say, parsed once per reading of them (v2's
-    user/system split and throttling come with its usage, from ``cpu.stat``)."""
+    user/system split and throttling come with its usage, from ``cpu.stat``), and RSS and
+    cache, which ``memory.stat`` holds beside the working set's inactive file pages."""
 
     user_ns: int | None = None
     system_ns: int | None = None
@@ -42,6 +43,8 @@ class Details:
     period_us: int | None = None
     peak_bytes: int | None = None
     limit_bytes: int | None = None
+    rss_bytes: int | None = None
+    cache_bytes: int | None = None
     oom_kills: int | None = None
     pids: int | None = None
     pressure: Pressure | None = None
@@ -80,6 +83,7 @@ def details_v2(files: Files, directory: str, read_at: float | None = None) -> De
         quota_us=quota,
         period_us=period,
         peak_bytes=p.integer("memory.peak"),
+        **_rss_cache(files.get("memory.stat"), b"anon", b"file"),
         limit_bytes=p.integer("memory.max"),
         oom_kills=None if events is None else field_of(events, b"oom_kill"),
         pids=pids,
@@ -88,6 +92,14 @@ def details_v2(files: Files, directory: str, read_at: float | None = None) -> De
         errors=tuple(errors),
         read_at=read_at,
     )
+
+
+def _rss_cache(stat: bytes | None, rss: bytes, cache: bytes) -> dict[str, int | None]:
+    """Anonymous memory and page cache from ``memory.stat`` (v2 ``anon``/``file``; v1 the
+    hierarchical ``total_rss``/``total_cache``, as cAdvisor reads them)."""
+    if stat is None:
+        return {"rss_bytes": None, "cache_bytes": None}
+    return {"rss_bytes": field_of(stat, rss), "cache_bytes": field_of(stat, cache)}
 
 
 def _cpu_max(p: Values) -> tuple[int | None, int | None]:
@@ -187,6 +199,7 @@ def details_v1(
         quota_us=None if quota is None or quota < 0 else quota,
         period_us=p.integer("cpu.cfs_period_us"),
         peak_bytes=p.integer("memory.max_usage_in_bytes"),
+        **_rss_cache(files.get("memory.stat"), b"total_rss", b"total_cache"),
         limit_bytes=None if limit is None or limit >= NO_LIMIT_V1 else limit,
         oom_kills=None if oom is None else field_of(oom, b"oom_kill"),
         pids=p.integer("pids.current"),

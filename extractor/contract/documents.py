@@ -57,6 +57,8 @@ def memory_fields(memory: Memory | None) -> dict[str, object]:
         "peakBytes": memory.peak_bytes if memory else None,
         "workingSetBytes": memory.working_set_bytes if memory else None,
         "limitBytes": memory.limit_bytes if memory else None,
+        "rssBytes": memory.rss_bytes if memory else None,
+        "cacheBytes": memory.cache_bytes if memory else None,
         "oomKills": memory.oom_kills if memory else None,
     }
 

@@ -188,11 +188,11 @@ async def test_details_carry_the_time_they_were_read() -> None:
         "container_cpu_usage_seconds_total",
         "container_cpu_user_seconds_total",
         "container_memory_working_set_bytes",
-        "container_memory_rss",
     ):
         assert stamps[name] == {taken}, name
     for name in (
         "container_memory_max_usage_bytes",
+        "container_memory_rss",
         "container_oom_events_total",
         "container_pressure_cpu_waiting_seconds_total",
         "container_fs_reads_bytes_total",
