@@ -23,17 +23,32 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RUNTIME_INSIGHTS_", extra="forbid")
 
     # the extractor
-    extractor_socket: str = DEFAULT_SOCKET
-    poll_interval_seconds: float = Field(default=10.0, gt=0)
-    extractor_timeout_seconds: float = Field(default=30.0, gt=0)
+    extractor_socket: str = Field(default=DEFAULT_SOCKET, description="the extractor's unix socket")
+    poll_interval_seconds: float = Field(
+        default=10.0, gt=0, description="how often a snapshot is taken"
+    )
+    extractor_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="how long one snapshot may take"
+    )
 
     # listening
-    host: str = "0.0.0.0"
-    port: int = Field(default=8443, ge=0, le=65535)
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    max_request_bytes: int = Field(default=64 * 1024, gt=0)
-    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    host: str = Field(default="0.0.0.0", description="address to listen on")
+    port: int = Field(
+        default=8443, ge=0, le=65535, description="port to listen on (0: any free port)"
+    )
+    tls_cert_file: str | None = Field(
+        default=None,
+        description="serving certificate (unset: plain HTTP); re-read when the file changes",
+    )
+    tls_key_file: str | None = Field(
+        default=None, description="the serving certificate's key; re-read when the file changes"
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024, gt=0, description="larger request bodies get 413"
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a request taking longer gets 504 (event streams excepted)"
+    )
 
     # slow, idle and greedy clients (exporter/http/server.py, exporter/feeds/sse.py)
     header_timeout_seconds: float = Field(
@@ -54,7 +69,11 @@ class Settings(BaseSettings):
     )
 
     # authentication and authorization (on in the manifests, off for local use)
-    auth_enabled: bool = False
+    auth_enabled: bool = Field(
+        default=False,
+        description="TokenReview + SubjectAccessReview for every request but /healthz, /readyz, "
+        "/livez (true in the manifests)",
+    )
     auth_cache_ttl_seconds: float = Field(
         default=10.0, ge=0, description="how long an allow is remembered (k8s.io/apiserver: 10s)"
     )
@@ -74,7 +93,9 @@ class Settings(BaseSettings):
     auth_cache_negative_ttl_seconds: float = Field(
         default=10.0, ge=0, description="how long a 401/403 is remembered (k8s.io/apiserver: 10s)"
     )
-    auth_cache_max_entries: int = Field(default=4096, gt=0)
+    auth_cache_max_entries: int = Field(
+        default=4096, gt=0, description="authentication decisions kept"
+    )
     auth_outage_grace_seconds: float = Field(
         default=300.0,
         ge=0,
@@ -84,27 +105,51 @@ class Settings(BaseSettings):
     auth_token_audiences: list[str] = Field(
         default_factory=list, description="TokenReview audiences; empty = the API server's"
     )
-    auth_review_timeout_seconds: float = Field(default=5.0, gt=0)
+    auth_review_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="timeout of one review; an unreachable API fails closed (503)",
+    )
 
     # the Kubernetes API
-    kube_enabled: bool = True
-    kubeconfig: str | None = None
-    node_name: str | None = Field(default=None, description="this node; from the downward API")
-    watch_timeout_seconds: int = Field(default=300, gt=0)
-    api_read_timeout_seconds: float = Field(default=330.0, gt=0)
+    kube_enabled: bool = Field(
+        default=True,
+        description="watch this node's pods on the API server (false: runtime names only)",
+    )
+    kubeconfig: str | None = Field(
+        default=None, description="a kubeconfig file instead of the in-cluster service account"
+    )
+    node_name: str | None = Field(
+        default=None,
+        description="this node, from the downward API spec.nodeName "
+        "(required with RUNTIME_INSIGHTS_KUBE_ENABLED=true)",
+    )
+    watch_timeout_seconds: int = Field(
+        default=300, gt=0, description="server-side timeout of one pod watch"
+    )
+    api_read_timeout_seconds: float = Field(
+        default=330.0, gt=0, description="client-side read timeout (catches half-open connections)"
+    )
 
     # peer exporters: the custom metrics API answers for every node, not just this one
-    peers_enabled: bool = False
+    peers_enabled: bool = Field(
+        default=False,
+        description="custom metrics answer for every node by asking the other exporters (true in "
+        "the manifests)",
+    )
     peer_namespace: str | None = Field(
         default=None, description="the DaemonSet's namespace; from the downward API"
     )
-    peer_selector: str = "app.kubernetes.io/name=runtime-insights"
-    peer_port: int = Field(default=8443, gt=0, le=65535)
+    peer_selector: str = Field(
+        default="app.kubernetes.io/name=runtime-insights",
+        description="label selector of the DaemonSet's pods (the peers)",
+    )
+    peer_port: int = Field(default=8443, gt=0, le=65535, description="the peers' port")
     peer_ca_file: str | None = Field(default=None, description="CA of the peers' serving certs")
     peer_server_name: str | None = Field(
         default=None, description="name in the peers' serving certs: the Service DNS name"
     )
-    peer_timeout_seconds: float = Field(default=3.0, gt=0)
+    peer_timeout_seconds: float = Field(default=3.0, gt=0, description="deadline per peer")
     peer_fanout_timeout_seconds: float = Field(
         default=10.0, gt=0, description="the whole fan-out of one request ends by then"
     )
@@ -112,48 +157,118 @@ class Settings(BaseSettings):
 
     # usage events: off unless an OpenMeter URL or token is set, or METER_ENABLED; the
     # collectors' own variable names are read too (exporter/meter/compat.py)
-    openmeter_url: str | None = None
-    openmeter_token: SecretStr | None = None
-    openmeter_token_file: str | None = Field(
-        default=None, description="re-read before every request, so a rotated Secret is picked up"
+    openmeter_url: str | None = Field(
+        default=None, description="OpenMeter base URL (unset with a token: https://openmeter.cloud)"
     )
-    openmeter_timeout_seconds: float = Field(default=10.0, gt=0)
+    openmeter_token: SecretStr | None = Field(
+        default=None, description="OpenMeter API token (Bearer)"
+    )
+    openmeter_token_file: str | None = Field(
+        default=None,
+        description="read the token from this file before every request (a rotated Secret "
+        "needs no restart); a missing file means no token",
+    )
+    openmeter_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="timeout of one ingest request"
+    )
     meter_enabled: bool | None = Field(
-        default=None, description="None: on when an OpenMeter URL or token is set"
+        default=None,
+        description="make usage events (unset: on when an OpenMeter URL or token is set; "
+        "true without a URL: to a local file)",
     )
     meter_sink: Literal["openmeter", "file", "stdout"] | None = Field(
-        default=None, description="None: openmeter with a URL, else file"
+        default=None,
+        description="where events go: openmeter (the default with a URL), file (JSON lines, "
+        "the default without one) or stdout",
     )
-    meter_file: str | None = Field(default=None, description="None: <spool dir>/events.jsonl")
-    meter_file_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
-    meter_ingest_api: Literal["v1", "v3"] = "v1"
-    meter_mode: Literal["collector", "watcher"] = "collector"
-    meter_source: str = Field(default="kubernetes-api", min_length=1)
-    meter_event_type: str = Field(default="kube-pod-exec-time", min_length=1)
-    meter_namespaces: str = Field(default="", description="comma list; empty: every namespace")
-    meter_label_selector: str = ""
-    meter_opt_in_label: str | None = None
-    meter_events: Literal["pod", "container"] = "pod"
-    meter_interval_seconds: float = Field(default=60.0, gt=0)
-    meter_batch_size: int = Field(default=100, ge=1, le=1000)
-    meter_batch_period_seconds: float = Field(default=0.0, ge=0)
-    meter_max_attempts: int = Field(default=5, ge=1, description="per batch and delivery round")
-    meter_max_in_flight: int = Field(default=4, ge=1, le=64)
-    meter_park_after_seconds: float = Field(default=600.0, ge=0)
-    meter_metadata_wait_seconds: float = Field(default=300.0, ge=0)
-    meter_debug: bool = False
-    meter_spool_dir: str = "/var/lib/runtime-insights/meter"
-    meter_spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    meter_file: str | None = Field(
+        default=None,
+        description="the file sink's file (unset: <RUNTIME_INSIGHTS_METER_SPOOL_DIR>/events.jsonl)",
+    )
+    meter_file_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=4096,
+        description="the file sink's file is rotated to <file>.1 at this size",
+    )
+    meter_ingest_api: Literal["v1", "v3"] = Field(
+        default="v1",
+        description="v1 (/api/v1/events) or v3 (/api/v3/openmeter/events, Kong Konnect)",
+    )
+    meter_mode: Literal["collector", "watcher"] = Field(
+        default="collector",
+        description="collector or watcher: whose conventions the events follow (README: Usage "
+        "events)",
+    )
+    meter_source: str = Field(
+        default="kubernetes-api", min_length=1, description="CloudEvents source of usage events"
+    )
+    meter_event_type: str = Field(
+        default="kube-pod-exec-time",
+        min_length=1,
+        description="CloudEvents type in collector mode (what your meters match)",
+    )
+    meter_namespaces: str = Field(
+        default="", description="namespaces billed, comma-separated (empty: every namespace)"
+    )
+    meter_label_selector: str = Field(
+        default="", description="pods billed, Kubernetes selector syntax (empty: every pod)"
+    )
+    meter_opt_in_label: str | None = Field(
+        default=None, description="bill only pods carrying this label (any value)"
+    )
+    meter_events: Literal["pod", "container"] = Field(
+        default="pod", description="one event per pod or per container and window"
+    )
+    meter_interval_seconds: float = Field(
+        default=60.0, gt=0, description="length of a metering window"
+    )
+    meter_batch_size: int = Field(
+        default=100, ge=1, le=1000, description="events per ingest request (at most 1000)"
+    )
+    meter_batch_period_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="wait this long after a window closes for more events before sending",
+    )
+    meter_max_attempts: int = Field(
+        default=5, ge=1, description="attempts per batch in one delivery round"
+    )
+    meter_max_in_flight: int = Field(default=4, ge=1, le=64, description="batches sent at once")
+    meter_park_after_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="an event OpenMeter keeps refusing is parked after this long (and three "
+        "refusals)",
+    )
+    meter_metadata_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="a new pod's window is held open this long for its metadata from the API "
+        "server",
+    )
+    meter_debug: bool = Field(default=False, description="log every event")
+    meter_spool_dir: str = Field(
+        default="/var/lib/runtime-insights/meter",
+        description="the meter's durable state (a hostPath in the manifests)",
+    )
+    meter_spool_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=4096,
+        description="undelivered events kept at most; when full, windows stay open (nothing is "
+        "dropped)",
+    )
 
     # the lifecycle feed over Redis (off unless a host is set): telemd's galileo/events and
     # our container events; telemd-kubernetes-adapter's own variable names keep working
     redis_host: str | None = Field(
+        description="Redis host of the lifecycle feed (unset: no Redis feed)",
         default=None,
         validation_alias=AliasChoices(
             "RUNTIME_INSIGHTS_REDIS_HOST", "telemd_kubernetes_adapter_redis_host"
         ),
     )
     redis_port: int = Field(
+        description="Redis port",
         default=6379,
         gt=0,
         le=65535,
@@ -164,16 +279,30 @@ class Settings(BaseSettings):
     redis_password_file: str | None = Field(
         default=None, description="read at start; Redis AUTH with this password"
     )
-    redis_events_channel: str = Field(default="runtime-insights/events", min_length=1)
-    redis_key_prefix: str = Field(default="runtime-insights", min_length=1)
+    redis_events_channel: str = Field(
+        default="runtime-insights/events",
+        min_length=1,
+        description="Redis channel of our container events",
+    )
+    redis_key_prefix: str = Field(
+        default="runtime-insights",
+        min_length=1,
+        description="prefix of the Redis keys holding the current set",
+    )
     redis_backlog: int = Field(
         default=10_000, ge=1, description="messages kept while Redis is away; oldest dropped"
     )
-    redis_timeout_seconds: float = Field(default=5.0, gt=0)
-    redis_refresh_seconds: float = Field(default=60.0, gt=0)
+    redis_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="timeout of one Redis command or connection attempt"
+    )
+    redis_refresh_seconds: float = Field(
+        default=60.0, gt=0, description="how often the current set in Redis is rewritten"
+    )
 
     # metrics users define (exporter/http/definitions.py): a YAML/JSON file, checked at start
-    metric_definitions_file: str | None = None
+    metric_definitions_file: str | None = Field(
+        default=None, description="a YAML/JSON file of metrics users define, checked at start"
+    )
 
     @property
     def metering(self) -> bool:

@@ -60,6 +60,7 @@ from exporter.security.front_proxy import (
 )
 from exporter.security.tls import ServerContext, TLSConfigError, server_context
 from exporter.settings import Settings
+from exporter.settings_doc import unknown_variables
 
 log = logging.getLogger("runtime_insights.exporter")
 ENV_PREFIX = "RUNTIME_INSIGHTS_"
@@ -146,6 +147,9 @@ def load_settings(env_file: str | None, overrides: dict[str, str] | None = None)
     (exporter/meter/compat.py); logs which were."""
     if env_file is not None and not Path(env_file).is_file():
         raise StartupError(f"--env-file {env_file}: no such file")
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise StartupError("invalid settings: " + "; ".join(unknown))
     values: dict[str, Any] = dict(overrides or {})
     if env_file:
         values["_env_file"] = env_file
@@ -462,11 +466,44 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
     return Exporter(app, tls, parts, runner)
 
 
+def describe(settings: Settings) -> str:
+    """What this exporter runs with, in one line for the start of its log."""
+    if settings.kube_enabled:
+        where = settings.kubeconfig or "in-cluster service account"
+        api = f"pod metadata from the API server (node {settings.node_name}, {where})"
+    else:
+        api = "no API server (runtime names; RUNTIME_INSIGHTS_KUBE_ENABLED=false)"
+    if not settings.metering:
+        metering = "metering off (no OpenMeter URL or token, no RUNTIME_INSIGHTS_METER_SINK)"
+    else:
+        to = {
+            "openmeter": settings.openmeter_url or "OpenMeter Cloud",
+            "file": f"file {settings.meter_file or Path(settings.meter_spool_dir, 'events.jsonl')}",
+            "stdout": "standard output",
+        }[settings.sink]
+        metering = f"metering on: every {settings.meter_interval_seconds:g}s to {to}"
+    tls = "TLS on" if settings.tls_cert_file else "plain HTTP"
+    redis = (
+        f"Redis feed to {settings.redis_host}:{settings.redis_port}"
+        if settings.redis_host
+        else "Redis feed off"
+    )
+    return (
+        f"extractor socket {settings.extractor_socket} "
+        f"(poll every {settings.poll_interval_seconds:g}s); "
+        f"{settings.host}:{settings.port}, {tls}; "
+        f"auth {'on' if settings.auth_enabled else 'off'}; {api}; "
+        f"peers {'on' if settings.peers_enabled else 'off'}; {metering}; {redis}"
+    )
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; StartupError if the server cannot come up."""
     parts = Lifecycle()
     try:
         build(settings, parts)
+        # after the build: a configuration error stays the one line on stderr
+        log.info("exporter starting: %s", describe(settings))
         await parts.start()
         await stop.wait()
         log.info("stopping")
@@ -483,10 +520,8 @@ async def _main(settings: Settings) -> None:
 
 
 def run_exporter(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
+    """Exit 0 after a clean stop; 2 with one line on stderr naming what to fix.
+    (The command line sets up logging: runtime_insights/logs.py.)"""
     try:
         settings = load_settings(args.env_file, flag_overrides(args))
         asyncio.run(_main(settings))

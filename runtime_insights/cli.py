@@ -71,6 +71,28 @@ def add_host_roots(p: argparse.ArgumentParser) -> None:
     add_fingerprint_timeout(p)
 
 
+class _ExporterHelp(argparse.Action):
+    """``exporter --help``: the options, then every setting with its variable, default
+    and meaning, generated from the Settings model (loaded only when asked for)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from exporter.settings_doc import help_text
+
+        parser.print_help()
+        print()
+        print(help_text(), end="")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runtime-insights",
@@ -135,7 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         "pressure and its pod's network every PASSES passes (default: 6)",
     )
 
-    p = sub.add_parser("exporter", help="the unprivileged, network-facing exporter")
+    p = sub.add_parser(
+        "exporter",
+        help="the unprivileged, network-facing exporter",
+        description="The exporter: reads the extractor's socket, serves the JSON API, "
+        "Prometheus metrics and the custom metrics API, and sends usage events. "
+        "It is configured by environment variables, listed below.",
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action=_ExporterHelp, help="show this help and every setting")
     p.add_argument(
         "--env-file", default=None, help="read settings from this file as well as the environment"
     )
@@ -202,8 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LONG_RUNNING = frozenset({"extractor", "exporter", "node"})
+"""Commands that log (the others print their result)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in LONG_RUNNING:
+        from runtime_insights import logs
+
+        logs.configure()
     if args.command == "extract":
         from extractor.commands.extract import run_extract
 

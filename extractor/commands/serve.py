@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from extractor.fingerprinting import Fingerprints
 from extractor.identify import RuntimeState
 from extractor.scanner import DETAILS_EVERY, NodeUnreadable, Scanner
 from extractor.server import ServeError, SnapshotSource, serve
+
+log = logging.getLogger("runtime_insights.extractor")
 
 
 def snapshot_taker(scanner: Scanner, fingerprints: Fingerprints | None) -> Callable[[], Snapshot]:
@@ -44,6 +47,25 @@ def state_directory(args: argparse.Namespace) -> str | None:
     if chosen == "none":
         return None
     return chosen or os.path.dirname(os.path.abspath(args.socket))
+
+
+def describe(scanner: Scanner, socket: str, fingerprints: bool, state_dir: str | None) -> str:
+    """What this extractor runs with, in one line for the start of its log."""
+    layout, paths = scanner.layout, scanner.paths
+    if scanner.exits is not None:
+        watcher = f"exit watcher on ({layout.unified})"
+    elif layout.unified is None:
+        watcher = "exit watcher off (no cgroup2 hierarchy)"
+    else:
+        watcher = "exit watcher off (could not start, see above)"
+    mode = {"v1": "cgroup v1", "v2": "cgroup v2", "hybrid": "cgroup hybrid (v1 + unified)"}
+    return (
+        f"socket {socket}; {mode.get(layout.version, layout.version)} at {layout.root}; "
+        f"proc {paths.proc_root}; {watcher}; fingerprints {'on' if fingerprints else 'off'}; "
+        f"containerd state {', '.join(paths.containerd_state)}; "
+        f"CRI-O state {', '.join(paths.crio_state)}; "
+        f"tombstones kept in {state_dir or 'memory only'}"
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -71,6 +93,10 @@ def run_serve(args: argparse.Namespace) -> int:
             pass_seconds=args.fingerprint_pass_seconds,
         )
     limits = Limits(args.header_timeout, args.idle_timeout, args.max_connections)
+    log.info(
+        "extractor starting: %s",
+        describe(scanner, args.socket, not args.no_fingerprints, state_dir),
+    )
     try:
         source = SnapshotSource(snapshot_taker(scanner, fingerprints))
         asyncio.run(serve(args.socket, source, limits))

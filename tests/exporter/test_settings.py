@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.settings_doc import settings_docs
 from exporter.wiring import run_exporter
 from tests.support.paths import REPO_ROOT
 
@@ -107,3 +108,59 @@ def test_cli_exit_code_and_single_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("runtime-insights exporter: invalid settings: ")
     assert "RUNTIME_INSIGHTS_PORT" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("RUNTIME_INSIGHTS_PORTT", "RUNTIME_INSIGHTS_PORT"),
+        ("RUNTIME_INSIGHTS_KUBE_ENABLE", "RUNTIME_INSIGHTS_KUBE_ENABLED"),
+        ("runtime_insights_meter_interval", "RUNTIME_INSIGHTS_METER_INTERVAL_SECONDS"),
+    ],
+)
+def test_an_unknown_variable_stops_the_exporter_naming_the_closest_setting(
+    typo: str, meant: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(typo, "1")
+    monkeypatch.setenv("RUNTIME_INSIGHTS_KUBE_ENABLED", "false")
+    assert _run() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{typo}: unknown setting; did you mean {meant}?" in err
+
+
+def test_an_unknown_variable_with_no_close_setting_is_still_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RUNTIME_INSIGHTS_ZZQX", "1")
+    assert _run() == 2
+    err = capsys.readouterr().err
+    assert "RUNTIME_INSIGHTS_ZZQX: unknown setting" in err and "did you mean" not in err
+
+
+def test_auth_without_credentials_is_one_line_naming_the_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RUNTIME_INSIGHTS_AUTH_ENABLED", "true")
+    monkeypatch.setenv("RUNTIME_INSIGHTS_KUBE_ENABLED", "false")
+    assert _run() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "RUNTIME_INSIGHTS_AUTH_ENABLED=false" in err and "RUNTIME_INSIGHTS_KUBECONFIG" in err
+
+
+def test_help_lists_every_setting_with_its_variable_default_and_meaning() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime_insights", "exporter", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    lines = proc.stdout.splitlines()
+    for doc in settings_docs():
+        (at,) = [i for i, line in enumerate(lines) if line.split()[:1] == [doc.variables[0]]]
+        assert f"(default: {doc.default})" in lines[at]
+        assert doc.meaning and lines[at + 1].strip() == doc.meaning
+    assert {d.default for d in settings_docs() if d.field == "port"} == {"8443"}
