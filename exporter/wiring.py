@@ -33,6 +33,8 @@ from pydantic_settings import SettingsError
 
 from exporter.cluster.peers import KubePeerSource, PeerCA, PeerDirectory, Peers
 from exporter.feeds.redis_feed import RedisFeed
+from exporter.feeds.runtime import RuntimePods
+from exporter.feeds.sse import PodEventSource
 from exporter.http import insights
 from exporter.http.app import build_app
 from exporter.http.definitions import DefinitionError, load_definitions
@@ -407,6 +409,12 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
     usage = meter(settings)
     feed = redis_feed(settings, reflector)
     state = State(client.fetch, settings.poll_interval_seconds)
+    events: PodEventSource
+    if reflector is not None:
+        events = reflector
+    else:  # no API server: the lifecycle feed follows the snapshots, with runtime names
+        events = RuntimePods()
+        state.observers.append(events.observe)
     if usage is not None:
         lookup = reflector.get_by_uid if reflector is not None else (lambda uid: None)
         state.observers.append(lambda snapshot: usage.observe(snapshot, lookup))
@@ -423,7 +431,7 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
     app = build_app(
         state,
         reflector,
-        events=reflector,
+        events=events,
         stale_after_seconds=settings.stale_after_seconds,
         middlewares=middlewares,
         peers=fan_out,

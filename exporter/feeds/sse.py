@@ -2,7 +2,8 @@
 
 A push feed lets a consumer attribute per-container usage the moment a container
 starts or stops, instead of polling and missing short-lived containers. Each stream
-subscribes to the pod reflector, remembers the pods it has seen, and turns every pod
+subscribes to the pod reflector (or, without the API server, to the snapshots' pods:
+exporter/feeds/runtime.py), remembers the pods it has seen, and turns every pod
 update into container events (exporter.feeds.lifecycle). Idle streams get a comment
 heartbeat so proxies keep them open and a client that vanished without closing is
 noticed; all streams end cleanly when the application shuts down.
@@ -37,7 +38,8 @@ HEARTBEAT_SECONDS = 15.0
 
 
 class PodEventSource(Protocol):
-    """What the feed needs of the pod reflector (exporter.kube.reflector.PodReflector)."""
+    """What the feed needs of its pods: the reflector (exporter.kube.reflector.PodReflector)
+    or the snapshots' (exporter.feeds.runtime.RuntimePods)."""
 
     def pods(self) -> list[PodMeta]: ...
 
