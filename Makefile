@@ -3,23 +3,37 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+PIP    := $(PY) -m pip --disable-pip-version-check
 CODE   := runtime_insights exporter extractor fingerprints hostfs tests bench scripts
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 IMAGE_NAME    ?= runtime-insights
 IMAGE_ARCHIVE ?= build/runtime-insights-$(VERSION).oci.tar
 
-.PHONY: run test lint bench image image-deps system-deps clean
+.PHONY: run test lint bench bench-smoke demo demo-deps image image-deps system-deps clean
 
-$(STAMP): pyproject.toml
+$(PY):
+	@echo "==> creating $(VENV), a Python virtual environment for the project"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	@$(PIP) install -q --upgrade pip
 
-## run: one extraction of this machine, printed as a table
-run: $(STAMP)
-	$(VENV)/bin/runtime-insights extract --format table
+# make run needs only what the product imports; make test adds the test and lint tools
+$(RUN_STAMP): pyproject.toml | $(PY)
+	@echo "==> installing runtime-insights and its runtime dependencies into $(VENV)"
+	$(PIP) install --progress-bar on -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "==> installing runtime-insights with its test and lint tools into $(VENV)"
+	$(PIP) install -q -e '.[test]'
+	@touch $(STAMP) $(RUN_STAMP)
+
+## run: the node agent on this machine (extractor + exporter on 127.0.0.1:8080, no
+## Kubernetes, usage events in .run/events.jsonl); RUN_ARGS=... passes options
+run: $(RUN_STAMP)
+	@echo "==> starting runtime-insights node $(RUN_ARGS) (Ctrl-C stops it)"
+	@$(VENV)/bin/runtime-insights node --state-dir .run $(RUN_ARGS)
 
 ## system-deps: containerd, runc and the language runtimes the tests fingerprint (root only)
 system-deps:
@@ -47,4 +61,4 @@ image:
 	IMAGE_NAME=$(IMAGE_NAME) PUSH=$(PUSH) scripts/build-image.sh $(IMAGE_ARCHIVE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .run

@@ -186,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "node",
+        help="extractor and exporter together on this machine, without Kubernetes",
+        description="Starts the extractor and the exporter (loopback, no authentication, no "
+        "API server, usage events to a local file), prints where to curl, stops both on "
+        "Ctrl-C. What make run runs.",
+    )
+    add_host_roots(p)
+    from runtime_insights.node import add_arguments
+
+    add_arguments(p)
+
+    p = sub.add_parser(
         "prepare-spool", help="hand the meter's spool directory to the exporter (init container)"
     )
     p.add_argument("directory", help="the spool directory (the DaemonSet's hostPath)")
@@ -258,6 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.wiring import run_exporter
 
         return run_exporter(args)
+    if args.command == "node":
+        from runtime_insights.node import run_node
+
+        return run_node(args)
     if args.command == "prepare-spool":
         return _prepare_spool(args.directory, args.owner)
     if args.command == "collect":

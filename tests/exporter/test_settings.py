@@ -164,3 +164,14 @@ def test_help_lists_every_setting_with_its_variable_default_and_meaning() -> Non
         assert f"(default: {doc.default})" in lines[at]
         assert doc.meaning and lines[at + 1].strip() == doc.meaning
     assert {d.default for d in settings_docs() if d.field == "port"} == {"8443"}
+
+
+def test_the_events_file_and_openmeter_exclude_each_other(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RUNTIME_INSIGHTS_KUBE_ENABLED", "false")
+    monkeypatch.setenv("RUNTIME_INSIGHTS_METER_FILE", "/tmp/events.jsonl")
+    monkeypatch.setenv("RUNTIME_INSIGHTS_OPENMETER_URL", "http://127.0.0.1:1")
+    assert _run() == 2
+    err = capsys.readouterr().err
+    assert "RUNTIME_INSIGHTS_METER_FILE and RUNTIME_INSIGHTS_OPENMETER_URL" in err
