@@ -48,8 +48,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check $(CODE)
 	$(VENV)/bin/mypy
 
+## bench: every benchmark, full rounds (figures in bench/README.md)
 bench: $(STAMP) system-deps
 	$(PY) -m bench
+
+## bench-smoke: every benchmark once, a few rounds (CI: a broken bench fails it)
+bench-smoke: $(STAMP) system-deps
+	$(PY) -m bench --smoke
 
 ## image-deps: mmdebstrap, umoci and skopeo from the distribution (root only)
 image-deps:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.rounds import rounds
 from fingerprints.engine import Fingerprinter
 
 CONTAINERS = 20
@@ -47,7 +48,7 @@ def start() -> list[subprocess.Popen[bytes]]:
 
 def timed(fn: Callable[[], object]) -> float:
     samples = []
-    for _ in range(ROUNDS):
+    for _ in range(rounds(ROUNDS)):
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)

@@ -30,6 +30,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.harness import catalina_base
+from bench.rounds import rounds
 from fingerprints import Result
 from fingerprints.engine import Fingerprinter
 
@@ -188,7 +189,7 @@ def main() -> int:
         exec_t: dict[str, list[float]] = {rt.name: [] for rt in rts if rt.version_cmd}
         cold_t: dict[str, list[float]] = {rt.name: [] for rt in rts}
         ratios = []
-        for _ in range(ROUNDS):
+        for _ in range(rounds(ROUNDS)):
             round_exec = round_cold = 0.0
             for rt in rts:
                 cold_t[rt.name].append(_timed(partial(_cold, rt.name, pids[rt.name])))
@@ -207,7 +208,7 @@ def main() -> int:
                 f"{rt.name:10} {fp.kind or '-':9} {(_version(fp) or '-')[:22]:22} "
                 f"{exec_ms} {statistics.median(cold_t[rt.name]) * 1e3:8.2f}"
             )
-        per_warm = _median(warm_pass, WARM_ROUNDS) / len(rts)
+        per_warm = _median(warm_pass, rounds(WARM_ROUNDS)) / len(rts)
         recomputed = warm_engine.computed - computed
         speedup = statistics.median(ratios)
         print(f"containers: {len(rts)}")

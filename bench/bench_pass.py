@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bench.harness import SyntheticNode, container_id, pod_uid
+from bench.rounds import rounds
 from extractor.contract import Fingerprint
 from extractor.fingerprinting import Fingerprints
 from extractor.hostpaths import HostPaths
@@ -206,7 +207,7 @@ def measure(tree: SyntheticNode) -> dict[str, float]:
             "bare": [],
             "fp": [],
         }
-        for _ in range(ROUNDS):  # interleaved, so load from elsewhere hits all alike
+        for _ in range(rounds(ROUNDS)):  # interleaved, so load from elsewhere hits all alike
             runs["base"].append(timed(baseline))
             runs["cold"].append(timed(lambda: take_snapshot(PATHS)))
             runs["warm"].append(timed(scanner.take))
@@ -265,7 +266,9 @@ def main() -> int:
             os.waitpid(pid, 0)
         tree.cleanup()
     print(f"node: {r['pids']:.0f} processes, {2 * PODS} synthetic containers in {PODS} pods")
-    print("median of", ROUNDS, "interleaved rounds; ratio = pass / baseline, CPU time (wall)")
+    print(
+        "median of", rounds(ROUNDS), "interleaved rounds; ratio = pass / baseline, CPU time (wall)"
+    )
     base_cpu, base_wall = r["base_cpu_ms"], r["base_wall_ms"]
     print(f"baseline, every /proc/<pid>/cgroup read once: {base_cpu:.1f} ms ({base_wall:.1f} ms)")
     labels = (
@@ -288,7 +291,7 @@ def main() -> int:
         f"warm pass with fingerprints (worker, cache checked in the pass): {fp_cpu:.1f} ms, "
         f"ratio {fp_cpu / base_cpu:.2f}; {fp_cpu - bare_cpu:+.2f} ms against the same pass "
         f"without; jobs sent on warm passes: {r['fp_warm_jobs']:.0f}; worker CPU over "
-        f"{ROUNDS} warm passes: {r['worker_warm_cpu_ms']:.0f} ms"
+        f"{rounds(ROUNDS)} warm passes: {r['worker_warm_cpu_ms']:.0f} ms"
     )
     print(
         f"descriptors held by the warm scanner: {r['kept_fds']:.0f} counter files, "
