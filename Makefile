@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 PIP    := $(PY) -m pip --disable-pip-version-check
-CODE   := runtime_insights exporter extractor fingerprints hostfs tests bench scripts
+CODE   := runtime_insights exporter extractor fingerprints hostfs tests bench scripts demo
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 IMAGE_NAME    ?= runtime-insights
@@ -56,6 +56,16 @@ bench: $(STAMP) system-deps
 bench-smoke: $(STAMP) system-deps
 	$(PY) -m bench --smoke
 
+## demo-deps: containerd, runc, busybox and the sample workloads' runtimes (root only)
+demo-deps:
+	@scripts/system-deps.sh scripts/demo-packages.txt
+
+## demo: the whole system on this machine in under two minutes (root): a private
+## containerd with sample workloads, the extractor, the exporter with a fake API server,
+## usage events to .demo/events.jsonl; prints the answers and the events, checks them
+demo: $(RUN_STAMP) demo-deps
+	@$(PY) -m demo
+
 ## image-deps: mmdebstrap, umoci and skopeo from the distribution (root only)
 image-deps:
 	@scripts/system-deps.sh scripts/image-packages.txt
@@ -66,4 +76,4 @@ image:
 	IMAGE_NAME=$(IMAGE_NAME) PUSH=$(PUSH) scripts/build-image.sh $(IMAGE_ARCHIVE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .run
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .run .demo

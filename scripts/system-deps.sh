@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 lists=("$@")
 [ ${#lists[@]} -gt 0 ] || lists=("$here/system-packages.txt")
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-  echo "system-deps: not root or no apt-get; root-only tests will be skipped"
+  echo "system-deps: not root or no apt-get: not installing the packages of ${lists[*]##*/} (root-only tests will be skipped)"
   exit 0
 fi
 missing=()

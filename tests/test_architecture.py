@@ -26,9 +26,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "exporter": ("extractor.contract",),
     "runtime_insights": ("exporter", "extractor", "fingerprints", "hostfs"),
     "bench": PRODUCT,
-    "tests": (*PRODUCT, "tests", "bench"),
+    "demo": (*PRODUCT, "tests"),
+    "tests": (*PRODUCT, "tests", "bench", "demo"),
 }
-PROJECT = (*PRODUCT, "tests", "bench")
+PROJECT = (*PRODUCT, "tests", "bench", "demo")
 
 
 def _files(top: str) -> Iterator[Path]:
@@ -60,7 +61,7 @@ def _rule_for(module: str) -> str:
 
 
 def _all_files() -> list[Path]:
-    return [p for top in (*PRODUCT, "tests", "bench") for p in _files(top)]
+    return [p for top in (*PRODUCT, "tests", "bench", "demo") for p in _files(top)]
 
 
 @pytest.mark.parametrize("path", _all_files(), ids=lambda p: str(p.relative_to(REPO_ROOT)))

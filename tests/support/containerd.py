@@ -16,7 +16,7 @@ API (import from ``tests.support.containerd``; pytest fixtures in ``tests/suppor
     of every cgroup this instance creates).
 
 ``Containerd.run_container(container_id, args, *, cgroup, annotations=None,
-namespace="k8s.io", rootfs=None) -> int``
+namespace="k8s.io", rootfs=None, mounts=()) -> int``
     ``ctr run -d --rootfs`` with OCI annotations and a cgroupfs ``cgroupsPath``; returns
     the container's init PID (host PID namespace).
 
@@ -192,11 +192,15 @@ class Containerd:
         annotations: Mapping[str, str] | None = None,
         namespace: str = "k8s.io",
         rootfs: str | None = None,
+        mounts: Sequence[str] = (),
     ) -> int:
-        """Starts a detached task and returns its init PID."""
+        """Starts a detached task and returns its init PID; ``mounts`` are ``ctr run
+        --mount`` specs (``type=bind,src=/usr,dst=/usr,options=rbind:ro``)."""
         pid_file = os.path.join(self.base, f"{container_id[:16]}.pid")
         flags = ["run", "-d", "--null-io", "--cgroup", cgroup, "--runc-root", self.runc_root]
         flags += ["--pid-file", pid_file]
+        for mount in mounts:
+            flags += ["--mount", mount]
         for key, value in (annotations or {}).items():
             flags += ["--annotation", f"{key}={value}"]
         self._containers.append((namespace, container_id))
