@@ -32,7 +32,14 @@ def test_every_field_a_definition_may_name_is_documented() -> None:
     assert not missing, f"definition fields missing from README: {missing}"
 
 
-def test_the_two_commands_come_first() -> None:
-    first_screen = README.split("\n## ", 2)
-    assert first_screen[1].startswith("Two commands")
-    assert "make run" in first_screen[1] and "make test" in first_screen[1]
+def test_the_first_screen_says_what_it_is_and_what_each_command_prints() -> None:
+    intro, first_steps = README.split("\n## ", 2)[:2]
+    assert "node agent" in intro
+    assert first_steps.startswith("First steps")
+    for command in ("make run", "make test", "make demo"):
+        assert f"**`{command}`**" in first_steps or f"**`sudo {command}`**" in first_steps
+    # what make run prints: every endpoint its banner names
+    from runtime_insights.node import ENDPOINTS
+
+    assert all(path in first_steps for path, _ in ENDPOINTS)
+    assert "## What make demo shows" in README
