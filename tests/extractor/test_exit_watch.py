@@ -136,7 +136,8 @@ async def test_a_pod_that_lived_between_two_passes_is_billed_its_final_counter_o
         pod = exited(s, uid)
         assert cpu_ns(pod) == final and final >= burned
         assert uid not in {p.uid for p in s.pods}
-        assert watcher_errors(s) == []
+        # other pods on the machine may vanish unread: only this test's count
+        assert [e for e in watcher_errors(s) if tree.prefix in e] == []
     pod = exited(snapshots[0], uid)
     assert pod.qos == "burstable" and pod.usage is not None
     assert pod.usage.cgroup == tree.pod_path(uid)  # the cgroup a pass names for it

@@ -42,12 +42,23 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+EXEC_WAIT_SECONDS = 5.0
+"""How long a child that is still PID 1's fork (same command line) is waited for to exec
+its program; after that it is taken as it is (a workload run by the shell itself)."""
+
+
 def _workload(init: int, helper: bytes) -> int:
-    """PID 1's one child that is not a helper (it may still be forking: waited for)."""
-    deadline = time.monotonic() + 30
+    """PID 1's one child that is not a helper, once it has exec'd its program: ``ready``
+    is printed before the shell forks the workload, and on a busy machine a fork can
+    stay a copy of the shell for a while (it would be fingerprinted as the shell)."""
+    start = time.monotonic()
+    shell = _cmdline(init)
     while True:
         found = [c for c in children(init) if helper not in _cmdline(c)]
-        if len(found) == 1 or time.monotonic() > deadline:
+        waited = time.monotonic() - start
+        if len(found) == 1 and (_cmdline(found[0]) != shell or waited > EXEC_WAIT_SECONDS):
+            return found[0]
+        if waited > 30:
             (pid,) = found
             return pid
         time.sleep(0.01)
