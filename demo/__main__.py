@@ -165,6 +165,7 @@ def run(stack: ExitStack, base: str) -> int:
         RUNTIME_INSIGHTS_API_READ_TIMEOUT_SECONDS="40",
         RUNTIME_INSIGHTS_METER_INTERVAL_SECONDS=str(METER_SECONDS),
         RUNTIME_INSIGHTS_METER_SPOOL_DIR=os.path.join(base, "meter"),
+        RUNTIME_INSIGHTS_METER_SINK="file",
         RUNTIME_INSIGHTS_METER_FILE=str(events_file),
     )
     while not os.path.exists(sock):

@@ -99,6 +99,7 @@ def exporter_environment(
         RUNTIME_INSIGHTS_POLL_INTERVAL_SECONDS=f"{args.poll_interval:g}",
         RUNTIME_INSIGHTS_METER_INTERVAL_SECONDS=f"{args.meter_interval:g}",
         RUNTIME_INSIGHTS_METER_SPOOL_DIR=str(state / "meter"),
+        RUNTIME_INSIGHTS_METER_SINK="file",
         RUNTIME_INSIGHTS_METER_FILE=str(events),
     )
     for name in ("OPENMETER_URL", "RUNTIME_INSIGHTS_OPENMETER_URL"):

@@ -166,12 +166,34 @@ def test_help_lists_every_setting_with_its_variable_default_and_meaning() -> Non
     assert {d.default for d in settings_docs() if d.field == "port"} == {"8443"}
 
 
-def test_the_events_file_and_openmeter_exclude_each_other(
+def test_the_openmeter_sink_needs_a_url(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("RUNTIME_INSIGHTS_KUBE_ENABLED", "false")
-    monkeypatch.setenv("RUNTIME_INSIGHTS_METER_FILE", "/tmp/events.jsonl")
-    monkeypatch.setenv("RUNTIME_INSIGHTS_OPENMETER_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("RUNTIME_INSIGHTS_METER_SINK", "openmeter")
     assert _run() == 2
     err = capsys.readouterr().err
-    assert "RUNTIME_INSIGHTS_METER_FILE and RUNTIME_INSIGHTS_OPENMETER_URL" in err
+    assert "RUNTIME_INSIGHTS_METER_SINK=openmeter needs RUNTIME_INSIGHTS_OPENMETER_URL" in err
+
+
+def test_the_file_sink_writes_where_it_is_told_or_beside_the_spool(tmp_path: Path) -> None:
+    from exporter.meter.sinks import FileSink
+    from exporter.settings import Settings
+    from exporter.wiring import meter
+
+    assert meter(Settings(kube_enabled=False)) is None  # no URL, no sink: off
+    spool = tmp_path / "spool"
+    default = meter(Settings(kube_enabled=False, meter_sink="file", meter_spool_dir=str(spool)))
+    assert default is not None and isinstance(default.sender, FileSink)
+    assert default.sender.path == spool / "events.jsonl"
+    told = tmp_path / "events.jsonl"
+    chosen = meter(
+        Settings(
+            kube_enabled=False,
+            meter_sink="file",
+            meter_file=str(told),
+            meter_spool_dir=str(tmp_path / "other-spool"),  # one exporter per spool
+        )
+    )
+    assert chosen is not None and isinstance(chosen.sender, FileSink)
+    assert chosen.sender.path == told
