@@ -17,6 +17,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,9 @@ def default_state_dir() -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="where the exporter listens")
-    p.add_argument("--port", type=int, default=8080, help="the exporter's port (default: 8080)")
+    p.add_argument(
+        "--port", type=int, default=8080, help="the exporter's port (default: 8080; 0: any free)"
+    )
     p.add_argument(
         "--state-dir",
         type=Path,
@@ -72,8 +75,8 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _extractor_argv(args: argparse.Namespace, socket: str) -> list[str]:
-    argv = [sys.executable, "-m", "runtime_insights", "extractor", "serve", "--socket", socket]
+def _extractor_argv(args: argparse.Namespace, sock: str) -> list[str]:
+    argv = [sys.executable, "-m", "runtime_insights", "extractor", "serve", "--socket", sock]
     argv += ["--proc-root", args.proc_root, "--cgroup-root", args.cgroup_root]
     for d in args.containerd_state or ():
         argv += ["--containerd-state", d]
@@ -85,7 +88,7 @@ def _extractor_argv(args: argparse.Namespace, socket: str) -> list[str]:
 
 
 def exporter_environment(
-    args: argparse.Namespace, socket: str, state: Path, events: Path
+    args: argparse.Namespace, sock: str, state: Path, events: Path
 ) -> dict[str, str]:
     """The caller's environment with this command's embedded defaults on top."""
     env = dict(os.environ)
@@ -95,7 +98,7 @@ def exporter_environment(
         RUNTIME_INSIGHTS_AUTH_ENABLED="false",
         RUNTIME_INSIGHTS_KUBE_ENABLED="false",
         RUNTIME_INSIGHTS_PEERS_ENABLED="false",
-        RUNTIME_INSIGHTS_EXTRACTOR_SOCKET=socket,
+        RUNTIME_INSIGHTS_EXTRACTOR_SOCKET=sock,
         RUNTIME_INSIGHTS_POLL_INTERVAL_SECONDS=f"{args.poll_interval:g}",
         RUNTIME_INSIGHTS_METER_INTERVAL_SECONDS=f"{args.meter_interval:g}",
         RUNTIME_INSIGHTS_METER_SPOOL_DIR=str(state / "meter"),
@@ -215,8 +218,12 @@ def run_node(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"runtime-insights node: --state-dir {state}: {e.strerror}", file=sys.stderr)
         return 2
+    if args.port == 0:  # any free port, chosen here so that the banner can name it
+        with socket.socket() as probe:
+            probe.bind((args.host, 0))
+            args.port = probe.getsockname()[1]
     run_dir = tempfile.mkdtemp(prefix="ri-node-")  # short: a unix socket lives in it
-    socket = os.path.join(run_dir, "extractor.sock")
+    sock = os.path.join(run_dir, "extractor.sock")
     url = f"http://{args.host}:{args.port}"
     stopping: list[int] = []
 
@@ -226,9 +233,9 @@ def run_node(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     node = Node()
     try:
-        node.spawn("extractor", _extractor_argv(args, socket))
+        node.spawn("extractor", _extractor_argv(args, sock))
         exporter = [sys.executable, "-m", "runtime_insights", "exporter"]
-        node.spawn("exporter", exporter, exporter_environment(args, socket, state, events))
+        node.spawn("exporter", exporter, exporter_environment(args, sock, state, events))
         body = _wait_ready(node, url, stopping)
         if not stopping:
             sys.stdout.write(banner(url, events, args.meter_interval, body))

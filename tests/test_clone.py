@@ -51,8 +51,12 @@ def test_a_fresh_clone_passes_alone_and_under_churn(tmp_path: Path) -> None:
             cwd=clone, env=env, capture_output=True, text=True, timeout=CLONE_TIMEOUT,
         )  # fmt: skip
         assert churn is None or churn.alive, "the churn stopped early"
-    summary = run.stdout.rpartition("short test summary info")[2]
-    assert run.returncode == 0, f"exit {run.returncode}: {summary[-4000:]}{run.stderr[-2000:]}"
+    (tmp_path / "clone-run.log").write_text(run.stdout + run.stderr)
+    failures, _, summary = run.stdout.partition("FAILURES ===")[2].rpartition("short test summary")
+    assert run.returncode == 0, (
+        f"exit {run.returncode} (output in {tmp_path / 'clone-run.log'}): {summary[-3000:]}\n"
+        f"{failures[:6000]}{run.stderr[-2000:]}"
+    )
     suite = ET.parse(junit).getroot()
     cases = suite.iter("testcase")
     skipped = {
