@@ -291,6 +291,15 @@ def test_v1_throttling_under_a_cpu_quota(v1_tree: KubeTree) -> None:
         f.write(str(read_int(f"{sched}/cpu.cfs_period_us") // 10))
     worker = v1_tree.spawn(path)
     worker.burn(0.05)  # at 10 % of a CPU: about half a second of wall time
+    # the bandwidth timer still closes the period running when the burn ended (on a busy
+    # machine, later): wait until the period counters stand still for longer than one
+    period = read_int(f"{sched}/cpu.cfs_period_us") / 1e6
+    settled, before = read_keyed(f"{sched}/cpu.stat"), None
+    for _ in range(50):
+        if settled == before:
+            break
+        time.sleep(1.5 * period)
+        before, settled = settled, read_keyed(f"{sched}/cpu.stat")
     c = container(take_snapshot(V1), cid)
     stat = read_keyed(f"{sched}/cpu.stat")  # idle worker: the counters stand still
     assert c.usage is not None and c.usage.cpu is not None
