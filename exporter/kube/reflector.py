@@ -169,6 +169,9 @@ class PodReflector:
         self._state: ReflectorState = "starting"
         self._last_error: str | None = None
         self._synced = False
+        self._watch_served = False
+        """The last watch delivered (an event, a bookmark, or a quiet stretch) before it
+        ended: a cut after that is a new failure, not another one in a row."""
         self._task: asyncio.Task[None] | None = None
         self._subscribers: list[asyncio.Queue[PodEvent]] = []
         self._overflowed: set[int] = set()
@@ -275,6 +278,7 @@ class PodReflector:
         failures = 0
         while True:
             just_listed = need_list
+            self._watch_served = False
             try:
                 if need_list:
                     await self._list()
@@ -289,7 +293,7 @@ class PodReflector:
                     continue
                 failures += 1  # expired straight after a list: do not hammer the server
             except Exception as err:
-                failures += 1
+                failures = 1 if self._watch_served else failures + 1
                 if failures == 1 and self._state == "synced":
                     # Load balancers and API server restarts cut watches routinely: resume
                     # at once, and only call the API unreachable if that fails too, so a
@@ -365,13 +369,15 @@ class PodReflector:
             async with self._api.stream(PODS_PATH, query, timeout=self._timeout()) as response:
                 self._mark_healthy()
                 async for line in _lines(response):
-                    received = True
                     self._handle(line)
+                    received = True
         except ApiError as err:
             if err.status == 410:
                 raise _Expired from err
             raise
-        return received or time.monotonic() - began >= QUIET_WATCH_SECONDS
+        finally:
+            self._watch_served = received or time.monotonic() - began >= QUIET_WATCH_SECONDS
+        return self._watch_served
 
     def _handle(self, line: bytes) -> None:
         event = orjson.loads(line)

@@ -531,6 +531,22 @@ async def test_a_routine_watch_cut_is_resumed_without_declaring_the_api_down(
     assert reflector.last_error is None
 
 
+async def test_watches_cut_before_they_deliver_anything_are_an_outage(
+    api: FakeApiServer, reflector: PodReflector
+) -> None:
+    """The other side of the rule above: a watch that is cut before it delivered an
+    event or a bookmark, straight after a resumed one, means the API is not serving."""
+    await reflector.start()
+    await wait_for(lambda: reflector.synced, "sync")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while reflector.state != "disconnected":
+        assert loop.time() < deadline, "cut after cut never declared the API down"
+        await api.drop_watches()
+        await asyncio.sleep(0.01)
+    assert reflector.last_error is not None
+
+
 async def test_a_deletion_whose_final_object_is_malformed_still_removes_the_pod(
     api: FakeApiServer, reflector: PodReflector
 ) -> None:
