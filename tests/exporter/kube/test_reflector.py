@@ -519,6 +519,7 @@ async def test_a_routine_watch_cut_is_resumed_without_declaring_the_api_down(
     assert await next_events(queue, 1) == [("ADDED", "a")]
     states: set[str] = set()
     for round_ in range(5):
+        await wait_for(lambda: api.open_watches == 1, "an open watch to cut")
         watches = api.calls["watch"]
         await api.drop_watches()
         api.add_pod(make_pod(f"after-cut-{round_}", node=NODE))

@@ -83,15 +83,24 @@ class ObjectsAndWatch(Shared):
         with self._lock:
             self._horizon = self._rv
 
-    async def drop_watches(self) -> None:
-        """Cut every open watch connection without a clean end of stream."""
+    @property
+    def open_watches(self) -> int:
+        """Watch connections being served now (one counted in ``calls`` may not be yet)."""
         with self._lock:
-            for watcher in self._watchers:
+            return len(self._watchers)
+
+    async def drop_watches(self) -> None:
+        """Cut every open watch connection without a clean end of stream; returns once
+        those are closed (watches a client opens again meanwhile stay open)."""
+        with self._lock:
+            cut = set(self._watchers)
+            for watcher in cut:
                 watcher.dropped = True
         self._wake()
-        for _ in range(200):
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
             with self._lock:
-                if not self._watchers:
+                if not cut & self._watchers:
                     return
             await asyncio.sleep(0.01)
 
