@@ -18,6 +18,10 @@ work gets a per-pass time budget (``pass_seconds`` of worker time after each pas
 begins; what does not fit waits for the next pass), and a container whose fingerprint
 ran out of its own budget, or killed the worker, keeps that error (naming the budget)
 and is tried again only after a backoff that doubles up to an hour, never every pass.
+A fingerprint that found no kind is looked at again after RECHECK_SECONDS (doubling up
+to an hour) even when the container's processes stay the same: the workload may be a
+process caught before it ran its runtime (a shell that then ``exec``s Java keeps its PID;
+a JVM or .NET host maps the library that names it only after it starts).
 Answers cross the process boundary as plain JSON (``Result.fields()``) and become the
 contract's ``Fingerprint`` once, when they arrive.
 """
@@ -47,6 +51,8 @@ PENDING = Fingerprint(pending=True)
 MAX_SECONDS = 5.0
 PASS_SECONDS = 2.0
 RETRY_SECONDS = 60.0
+RECHECK_SECONDS = 10.0
+"""First look again at a fingerprint without a kind while its processes stay the same."""
 MAX_RETRY_SECONDS = 3600.0
 GRACE_SECONDS = 1.0
 """Beyond a container's budget before the worker is abandoned: the engine stops itself
@@ -76,6 +82,10 @@ class _Known:
     retry_at: float | None = None
     """Set after a failure: no new job before then, whatever the container does."""
     failures: int = 0
+    recheck_at: float | None = None
+    """Set when no kind was found: a new job then, even if the processes are the same."""
+    kindless: int = 0
+    """Answers in a row without a kind (the recheck delay doubles with each)."""
 
 
 @dataclass
@@ -220,6 +230,7 @@ class Fingerprints:
         max_seconds: float = MAX_SECONDS,
         pass_seconds: float | None = PASS_SECONDS,
         retry_seconds: float = RETRY_SECONDS,
+        recheck_seconds: float = RECHECK_SECONDS,
         max_bytes: int = 64 << 20,
         alone: bool = False,
         argv: list[str] | None = None,
@@ -229,6 +240,7 @@ class Fingerprints:
         self.max_seconds = max_seconds
         self.pass_seconds = pass_seconds
         self.retry_seconds = retry_seconds
+        self.recheck_seconds = recheck_seconds
         self.alone = alone
         self.argv = argv or worker_argv(proc_root, max_seconds, max_bytes)
         self.clock = clock
@@ -290,6 +302,8 @@ class Fingerprints:
         if chosen is None:  # nothing could be chosen: look again once pids change
             return sorted(pids) == known.pids
         found_kind = known.fingerprint.kind is not None
+        if known.recheck_at is not None and self.clock() >= known.recheck_at:
+            return False
         for st in stats or ():
             if st.pid == chosen.pid:
                 if st.start_ticks != chosen.start_ticks:
@@ -417,11 +431,16 @@ class Fingerprints:
     def _record(
         self, cid: str, pids: list[int], fp: Fingerprint, chosen: Chosen | None, failed: bool
     ) -> None:
-        """Keep the outcome; a failure also sets when to try again (the delay doubles
-        with each failure in a row, up to MAX_RETRY_SECONDS)."""
+        """Keep the outcome; a failure also sets when to try again, an answer without a
+        kind when to look again (each delay doubles with each such answer in a row, up to
+        MAX_RETRY_SECONDS)."""
         known = _Known(fp, chosen, sorted(pids))
+        previous = self._known.get(cid)
+        if not failed and fp.kind is None and chosen is not None:
+            known.kindless = (previous.kindless if previous is not None else 0) + 1
+            delay = self.recheck_seconds * 2 ** (known.kindless - 1)
+            known.recheck_at = self.clock() + min(delay, MAX_RETRY_SECONDS)
         if failed:
-            previous = self._known.get(cid)
             known.failures = (previous.failures if previous is not None else 0) + 1
             delay = min(self.retry_seconds * 2 ** (known.failures - 1), MAX_RETRY_SECONDS)
             known.retry_at = self.clock() + delay

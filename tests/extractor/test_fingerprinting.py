@@ -35,9 +35,14 @@ for line in sys.stdin:
     if mode.startswith("slow:"):
         time.sleep(float(mode[5:]))
     fields = {"kind": "Fake", "kindVersion": str(job)}
+    chosen = None
+    if mode == "kindless":  # what a shell or a runtime caught before it maps its library
+        fields = {"os": "debian"}
+        with open(f"/proc/{request['pids'][0]}/stat") as f:
+            chosen = [request["pids"][0], int(f.read().rpartition(")")[2].split()[19])]
     if mode == "budget":
         fields["error"] = "time budget of 5s exceeded"
-    answer = {"job": job, "fields": fields, "chosen": None, "overBudget": mode == "budget"}
+    answer = {"job": job, "fields": fields, "chosen": chosen, "overBudget": mode == "budget"}
     print(json.dumps(answer), flush=True)
 """
 
@@ -144,6 +149,68 @@ def test_a_stuck_worker_is_abandoned_and_the_container_backs_off() -> None:
         assert (fps.stats.jobs, fps.stats.abandoned, fps.stats.worker_starts) == (2, 2, 2)
     finally:
         fps.close()
+
+
+def test_a_fingerprint_without_a_kind_is_looked_at_again(sleeper: int) -> None:
+    """Same processes, no kind: held between looks, looked at again after
+    recheck_seconds, then after twice that."""
+    clock = Clock()
+    fps = Fingerprints("/proc", recheck_seconds=10, argv=stand_in("kindless"), clock=clock)
+    try:
+        first = settled(fps, "c1", [sleeper])
+        assert first.kind is None and first.os == "debian"
+        for _ in range(5):
+            fps.begin_pass()
+            assert fps("c1", [sleeper]) is first
+        assert fps.stats.jobs == 1
+        clock.now += 10
+        fps.begin_pass()
+        assert fps("c1", [sleeper]) is first  # due: queued, the old answer served
+        assert fps.wait(60) and fps.stats.jobs == 2
+        second = fps.current("c1")
+        clock.now += 19
+        fps.begin_pass()
+        assert fps("c1", [sleeper]) is second and fps.stats.jobs == 2
+        clock.now += 1
+        fps.begin_pass()
+        fps("c1", [sleeper])
+        assert fps.wait(60) and fps.stats.jobs == 3
+    finally:
+        fps.close()
+
+
+def test_a_shell_that_execs_its_workload_is_fingerprinted_as_the_workload() -> None:
+    """PID 1 a shell, fingerprinted before it ``exec``s Python: the same PID and start
+    time, the same process list, yet the workload is found on the next look (before,
+    the shell's kindless answer was kept for as long as the process lived)."""
+    clock = Clock()
+    shell = subprocess.Popen(
+        ["/bin/sh", "-c", 'read line; exec "$0" -c "import time; time.sleep(600)"', sys.executable],
+        stdin=subprocess.PIPE,
+    )
+    fps = Fingerprints("/proc", clock=clock)
+    try:
+        before = settled(fps, "c1", [shell.pid])
+        assert before.kind is None and before.error is None
+        assert shell.stdin is not None
+        shell.stdin.write(b"go\n")
+        shell.stdin.flush()
+        deadline = time.monotonic() + 30
+        while os.readlink(f"/proc/{shell.pid}/exe") != os.path.realpath(sys.executable):
+            assert time.monotonic() < deadline, "the shell never exec'd python"
+            time.sleep(0.01)
+        fps.begin_pass()
+        assert fps("c1", [shell.pid]) is before  # same processes: held until the recheck
+        clock.now += 10
+        fps.begin_pass()
+        fps("c1", [shell.pid])
+        assert fps.wait(60)
+        after = fps.current("c1")
+        assert after is not None and after.kind == "Python", after
+    finally:
+        fps.close()
+        shell.kill()
+        shell.wait()
 
 
 def test_other_containers_go_on_after_a_stuck_one() -> None:
