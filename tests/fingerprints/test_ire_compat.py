@@ -78,22 +78,44 @@ class Case:
 
 
 def fingerprint(
-    root: Path, command: str, setup: tuple[str, ...] = (), mapped: str | None = None
+    root: Path,
+    command: str,
+    setup: tuple[str, ...] = (),
+    mapped: str | None = None,
+    ready: str = "ready",
 ) -> dict[str, object]:
     """What /gather_runtime_info would carry for a container running ``command``, once
-    its workload has mapped ``mapped`` when given (a JVM started in the background)."""
+    its workload has printed ``ready`` and mapped ``mapped`` when given (a JVM started
+    in the background). The workload must still be the same live process afterwards:
+    one that exited while it was read leaves a partial result that says nothing."""
     (root / "dev/null").touch()
-    c = start(root, command, ('mount --bind /dev/null "$R/dev/null"', *setup))
+    c = start(root, command, ('mount --bind /dev/null "$R/dev/null"', *setup), ready=ready)
     try:
+        started = _start_ticks(c.pid)
         deadline = time.monotonic() + 60
-        while mapped and mapped not in Path(f"/proc/{c.pid}/maps").read_text():
+        while mapped and mapped not in _maps(c.pid):
             assert time.monotonic() < deadline, f"{mapped} never mapped"
             time.sleep(0.05)
         result = Fingerprinter(max_seconds=30).fingerprint("ire", [c.init_pid])
+        assert _start_ticks(c.pid) == started, f"the workload exited while read: {command}"
     finally:
         stop(c)
     assert result.error is None, result.error
     return Fingerprint.model_validate(result.fields()).compatible()
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[19])
+    except OSError:
+        return None
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError as e:
+        raise AssertionError(f"the workload exited before it was read: {e}") from e
 
 
 def image_root(tmp_path: Path, image: str) -> Path:
@@ -198,8 +220,12 @@ def _go_version(ctr: str) -> str:
     return match.group(1)
 
 
+CTR_READY = "Client:"
+"""The first line ``ctr version`` prints, before it blocks dialling the socket."""
+
+
 def _ctr_command(path: str) -> str:
-    return f"echo ready; {path} --address /nonexistent.sock --connect-timeout 300s version"
+    return f"{path} --address /nonexistent.sock --connect-timeout 300s version"
 
 
 def test_golang_test_go(tmp_path: Path) -> None:
@@ -210,7 +236,7 @@ def test_golang_test_go(tmp_path: Path) -> None:
     if ctr is None:
         pytest.skip("containerd not installed (scripts/system-packages.txt)")
     root = image_root(tmp_path, "debian12")
-    got = fingerprint(root, _ctr_command(ctr))
+    got = fingerprint(root, _ctr_command(ctr), ready=CTR_READY)
     assert got == {
         "os": "debian",
         "osVersion": "12",
@@ -274,7 +300,7 @@ def test_golang_red_hat_toolchain_version_is_kept_whole(tmp_path: Path) -> None:
     server = root / "app/server"
     server.write_bytes(bytes(data))
     server.chmod(0o755)
-    got = fingerprint(root, _ctr_command("/app/server"))
+    got = fingerprint(root, _ctr_command("/app/server"), ready=CTR_READY)
     assert got == {"os": "rhel", "osVersion": "9.4", "kind": "Golang", "kindVersion": RED_HAT_GO}
 
 
@@ -290,11 +316,29 @@ def jdk() -> Path:
 
 
 def _release(root: Path, jdk: Path, version: str, vendor: str) -> tuple[str, ...]:
-    """The sample JDK's ``release`` file over this JDK's (a bind mount in the container)."""
+    """The sample JDK's ``release`` file over this JDK's (a bind mount in the container),
+    and the configuration under /etc that the JDK's links point to, bound read-only as
+    the JDK's package put it in its image: without it Debian's JDK finds no
+    ``java.security`` and a JVM that initialises security (Tomcat does) dies at once."""
     release = root / "srv/jdk-release"
     release.parent.mkdir(parents=True, exist_ok=True)
     release.write_text(f'IMPLEMENTOR="{vendor}"\nJAVA_VERSION="{version}"\n')
-    return (f'mount --bind "$R/srv/jdk-release" "$R{jdk}/release"',)
+    lines = [f'mount --bind "$R/srv/jdk-release" "$R{jdk}/release"']
+    for config in sorted(_etc_targets(jdk)):
+        (root / config.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        lines.append(f'mount --bind -o ro {config} "$R{config}"')
+    return tuple(lines)
+
+
+def _etc_targets(jdk: Path) -> set[str]:
+    """The /etc directories (``/etc/java-17-openjdk``) that symlinks in ``jdk`` point into."""
+    found = set()
+    for path in jdk.rglob("*"):
+        if path.is_symlink():
+            target = os.path.realpath(path)
+            if target.startswith("/etc/"):
+                found.add("/".join(target.split("/")[:3]))
+    return found
 
 
 SLEEPER = """

@@ -70,9 +70,12 @@ def start(
     setup: Sequence[str] = (),
     tree: KubeTree | None = None,
     helper: bytes = b"fuse_stall",
+    ready: str = "ready",
 ) -> Container:
-    """Ready when the workload prints a line with ``ready``; ``helper``: what names a
-    setup process running beside the workload (not taken for the workload)."""
+    """Ready when the first line on stdout contains ``ready``: printed by the workload
+    itself, that line says it runs (a shell's ``echo`` before it would not: the shell
+    may not even have forked the workload yet); ``helper``: what names a setup process
+    running beside the workload (not taken for the workload)."""
     lines = [
         'mount --bind -o ro /usr "$R/usr"',
         'mount -t proc proc "$R/proc"',
@@ -90,7 +93,7 @@ def start(
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "ready" in line, f"workload did not start in {root}: {line!r}"
+        assert ready in line, f"workload did not start in {root}: {line!r}"
         (init,) = children(proc.pid)
         pid = _workload(init, helper)
         cid = container_id()
