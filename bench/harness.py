@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -90,6 +92,63 @@ class SyntheticNode:
 
     def cleanup(self) -> None:
         self.remove(self.prefix)
+
+    def populate(self, pods: int, app_processes: int = 7) -> Population:
+        """``pods`` kubelet-shaped pods: a pause sandbox (one process whose comm is
+        ``pause``) and an app container of ``app_processes`` sleeping processes each.
+
+        The processes are ``sleep`` itself, not forks of the bench: a few hundred KiB
+        each, so a 1,000-container node (4,000 processes) fits beside anything else.
+        """
+        population = Population(self)
+        try:
+            for _ in range(pods):
+                uid = pod_uid()
+                pause = population.spawn(pause=True)
+                self.enter(self.container_path(uid, container_id()), pause)
+                app = self.container_path(uid, container_id())
+                for _ in range(app_processes):
+                    self.enter(app, population.spawn())
+                population.pods.append(uid)
+        except BaseException:
+            population.stop()
+            raise
+        return population
+
+
+class Population:
+    """The sleeping processes of a ``SyntheticNode.populate``; ``stop`` kills them all
+    and removes the node's cgroups."""
+
+    def __init__(self, node: SyntheticNode) -> None:
+        self.node = node
+        self.pods: list[str] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._bin = Path(tempfile.mkdtemp(prefix="ri-bench-bin-"))
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        # comm is the name execve was given: a link named pause makes a "pause" process
+        (self._bin / "pause").symlink_to(sleep)
+        self._sleep = sleep
+
+    @property
+    def containers(self) -> int:
+        return 2 * len(self.pods)
+
+    def spawn(self, *, pause: bool = False) -> int:
+        program = str(self._bin / "pause") if pause else self._sleep
+        proc = subprocess.Popen([program, "infinity"], stdin=subprocess.DEVNULL, close_fds=True)
+        self.processes.append(proc)
+        return proc.pid
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        for proc in self.processes:
+            proc.wait()
+        self.processes.clear()
+        self.node.cleanup()
+        shutil.rmtree(self._bin, ignore_errors=True)
 
 
 def _rmdir(path: str) -> None:

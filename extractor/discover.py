@@ -103,6 +103,8 @@ class Discoverer:
         self.watch = watch
         self.refresh_every = refresh_every
         self._passes = 0
+        self.listed = 0
+        """Processes the last run found in /proc, container processes or not."""
         self._known: dict[int, _Known] = {}
         self._refs: dict[bytes, ContainerRef | None] = {}
 
@@ -197,6 +199,15 @@ class Discoverer:
         if entry is not None and entry.fd is not None:
             os.close(entry.fd)
 
+    def shrink(self, processes: int) -> None:
+        """Watch at most ``processes`` processes: forget the others (they are read again
+        by path next pass), closing their pidfds and kept cgroup files."""
+        excess = len(self._known) - processes
+        for pid in list(self._known)[: max(excess, 0)]:
+            self._drop(pid)
+            if self.watch is not None:
+                self.watch.forget(pid)
+
     def close(self) -> None:
         """Close every kept cgroup file; the discoverer forgets all processes."""
         for pid in list(self._known):
@@ -212,7 +223,9 @@ class Discoverer:
                 self._drop(pid)
         refresh = self._passes % self.refresh_every == 0
         self._passes += 1
-        for pid in list_pids(self.proc_root):
+        pids = list_pids(self.proc_root)
+        self.listed = len(pids)
+        for pid in pids:
             entry = known.get(pid)
             if entry is not None and refresh and not self._unmoved(pid, entry):
                 entry = None

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -29,6 +31,9 @@ MAX_CONFIG_BYTES = 4 << 20
 
 CACHE_SIZE = 4096
 """Bundles never change, so answers are cached; the bound keeps churn from growing it."""
+RETRY_SECONDS = 60.0
+"""A container no state root describes (not a CRI container, or a root not mounted) is
+looked up again this long after: a pass would otherwise search every root for it."""
 
 ContainerType = Literal["sandbox", "container"]
 
@@ -180,10 +185,20 @@ def crio_labels(annotations: dict[str, str]) -> ContainerLabels:
 class RuntimeState:
     """Looks containers up in every configured containerd and CRI-O state root."""
 
-    def __init__(self, paths: HostPaths, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        paths: HostPaths,
+        cache_size: int = CACHE_SIZE,
+        *,
+        retry_seconds: float = RETRY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._paths = paths
         self._cache: OrderedDict[str, ContainerLabels] = OrderedDict()
         self._cache_size = cache_size
+        self._missing: OrderedDict[str, float] = OrderedDict()
+        self._retry_seconds = retry_seconds
+        self._clock = clock
 
     def lookup(self, container_id: str) -> ContainerLabels | None:
         """Labels of ``container_id``, or None when no runtime state describes it.
@@ -195,9 +210,18 @@ class RuntimeState:
         if cached is not None:
             self._cache.move_to_end(container_id)
             return cached
+        missed = self._missing.get(container_id)
+        now = self._clock()
+        if missed is not None and now - missed < self._retry_seconds:
+            return None
         labels = self._read(container_id)
         if labels is None:
+            self._missing[container_id] = now
+            self._missing.move_to_end(container_id)
+            if len(self._missing) > self._cache_size:
+                self._missing.popitem(last=False)
             return None
+        self._missing.pop(container_id, None)
         if not labels.is_sandbox and labels.sandbox_id and None in _pod_fields(labels):
             sandbox = self._read(labels.sandbox_id)
             if sandbox is not None and sandbox.runtime == labels.runtime:

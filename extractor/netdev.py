@@ -48,6 +48,9 @@ class NetworkReader:
         self._kept: dict[tuple[int, int], tuple[int, int]] = {}
         """(pid, start ticks) → (descriptor, inode number of that namespace's net/dev)."""
         self._used: set[tuple[int, int]] = set()
+        self._asked: set[tuple[int, int]] = set()
+        self.wanted = 0
+        """Processes the last finished pass read a pod's network through."""
         self.host = _inode(f"{proc_root}/1/net/dev")
 
     def __len__(self) -> int:
@@ -56,6 +59,7 @@ class NetworkReader:
     def read(self, pid: int, start_ticks: int) -> PodNetwork:
         """The namespace of process ``pid`` (started at ``start_ticks``)."""
         key = (pid, start_ticks)
+        self._asked.add(key)
         entry = self._kept.get(key)
         kept = entry is not None
         if entry is None:
@@ -100,6 +104,7 @@ class NetworkReader:
 
     def keep(self, pid: int, start_ticks: int) -> None:
         """Keep that process's descriptor through this pass without reading it."""
+        self._asked.add((pid, start_ticks))
         if (pid, start_ticks) in self._kept:
             self._used.add((pid, start_ticks))
 
@@ -108,6 +113,13 @@ class NetworkReader:
         for key in [k for k in self._kept if k not in self._used]:
             os.close(self._kept.pop(key)[0])
         self._used.clear()
+        self.wanted = len(self._asked)
+        self._asked.clear()
+
+    def trim(self) -> None:
+        """Close descriptors until no more than ``capacity`` are held."""
+        for key in list(self._kept)[: max(len(self._kept) - self.capacity, 0)]:
+            os.close(self._kept.pop(key)[0])
 
     def close(self) -> None:
         for fd, _ in self._kept.values():

@@ -10,10 +10,15 @@ of their own: what they use is counted in their pod's cgroup, which also keeps t
 containers that exited since the previous pass.
 
 A :class:`Scanner` kept across passes keeps the counter files open (one ``pread`` each
-per pass) and remembers the processes it has read, watched through pidfds with their
-/proc/<pid>/cgroup kept open (all bounded by ``keep_open`` descriptors), so a
-steady-state pass reads only new processes' files and a periodic refresh one ``pread``
-per known process.
+per pass; a cgroup whose files read the same bytes keeps its ``Usage`` object) and
+remembers the processes it has read, watched through pidfds with their
+/proc/<pid>/cgroup kept open, so a steady-state pass reads only new processes' files and
+a periodic refresh one ``pread`` per known process. How many descriptors that may take
+is sized from the node after every pass (``extractor.descriptors``), within
+``keep_open`` or what the descriptor limit leaves. A record whose fields are those of
+the previous pass is not validated again: an unchanged pod is the previous object
+itself, an unchanged container a copy with only its run time moved (what a snapshot by
+difference, ``contract.changes``, relies on).
 
 The Scanner of ``extractor serve`` also owns the exit watcher (``extractor.exitwatch``):
 its tombstones of recently emptied pods are every snapshot's ``exited_pods`` and its ended
@@ -23,25 +28,36 @@ passes (``take_snapshot``) have none.
 Every time in a snapshot comes from one reading of both clocks at the start of the pass
 (``hostfs.clock``): a process's start is its boot-clock ticks, put on the wall clock by
 that reading's offset, so it is exact to the kernel's tick (not a second early, as
-``btime`` would make it). The meter compares these starts with its previous pass.
+``btime`` would make it). The meter compares these starts with its previous pass. A
+process's wall-clock start is worked out once, when it is first met: the same start on
+the boot clock keeps the same ``started_at``, so the offset's microsecond jitter from one
+pass to the next does not make every container a changed record.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import resource
 import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, get_args
 
+from extractor import descriptors
 from extractor.cgroups.counters import gather, parse
 from extractor.cgroups.counters import plan as plan_dirs
 from extractor.cgroups.details import Details, details
 from extractor.cgroups.files import V1_FILES, every_pass
 from extractor.cgroups.layout import UNIFIED, CgroupFsError, Layout, detect, namespace_base
-from extractor.contract import Container, Fingerprint, Pod, Runtime, Snapshot, Usage
+from extractor.contract import (
+    Container,
+    Fingerprint,
+    Pod,
+    Runtime,
+    Snapshot,
+    Usage,
+    runtime_seconds,
+)
 from extractor.discover import Discoverer, Discovery, FoundContainer
 from extractor.exitwatch import ExitWatcher, PassedContainer, PassedPod
 from extractor.hostpaths import HostPaths
@@ -119,12 +135,6 @@ def node_name() -> str:
     return os.environ.get("NODE_NAME") or socket.gethostname()
 
 
-def default_keep_open() -> int:
-    """Half the soft descriptor limit: room for kept files without starving the rest."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(soft // 2, 0) if soft != resource.RLIM_INFINITY else 65536
-
-
 class Scanner:
     """Takes snapshots of one node; reuse it across passes, ``close()`` it when done."""
 
@@ -158,16 +168,21 @@ class Scanner:
             except CgroupFsError as e:
                 bases[key] = "/"
                 self.errors.append(str(e))
-        budget = default_keep_open() if keep_open is None else keep_open
-        # Half the budget for counter files and pods' net/dev (one each); a quarter each
-        # for pidfds and the cgroup files the discoverer keeps open for their processes.
-        self.kept = KeptFiles(budget // 2 - budget // 16)
-        self.network = NetworkReader(paths.proc_root, budget // 16)
+        self.allowance = descriptors.claim(self._held, keep_open)
+        self.budget = descriptors.split(self.allowance.total, 0, 0)
+        # Counter files and pods' net/dev are "counter files" to the budget (one each).
+        self.kept = KeptFiles(self.budget.counter_files)
+        self.network = NetworkReader(paths.proc_root, 0)
         self._networks: dict[str, tuple[tuple[int, int], PodNetwork]] = {}
         self.devices = BlockDevices()
-        watched = budget // 4
-        self.watch = PidWatch(watched) if watched and usable_for(paths.proc_root) else None
+        watching = self.budget.processes > 0 and usable_for(paths.proc_root)
+        self.watch = PidWatch(self.budget.processes) if watching else None
         self.discoverer = Discoverer(paths.proc_root, self.layout, bases, self.watch)
+        self.passes = 0
+        self._records: dict[str, tuple[dict[str, object], Container]] = {}
+        self._next_records: dict[str, tuple[dict[str, object], Container]] = {}
+        self._pods: dict[str, tuple[dict[str, Any], Pod]] = {}
+        self._next_pods: dict[str, tuple[dict[str, Any], Pod]] = {}
         self._plans: dict[int, _Plan] = {}
         self.exits: ExitWatcher | None = None
         if watch_exits:
@@ -209,17 +224,23 @@ class Scanner:
         ``DETAILS_EVERY`` passes, in rotation over the cgroups, stamped ``details_at``.
         Each cgroup looks for its files again every ``RELEARN_EVERY`` passes (a
         controller switched on brings new ones); any failure falls back to reading file
-        by file, which says what failed.
+        by file, which says what failed. When a re-read gives the very bytes of the last
+        one and the details were not re-read, the last ``Usage`` object itself is the
+        answer: nothing is parsed or validated for a cgroup that stood still.
         """
         if not paths:
             return None, []
         plan = self._plan_for(paths)
         errors: list[str] = []
         if plan.names is not None:
-            files = self._reread(plan, now)
-            if files is not None:
+            data = self._reread(plan, now)
+            if data is not None:
                 known = plan.known
+                if data == plan.raw and plan.usage is not None and plan.usage_known is known:
+                    return plan.usage, errors
+                files = dict(zip(plan.names, data, strict=True))
                 usage = parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known)
+                plan.remember(data, usage, known, errors)
                 return usage, errors
         files = gather(self.layout, plan.dirs, self.kept.read, errors)
         known = details(self.layout, files, plan.dirs, self.hz)
@@ -227,7 +248,7 @@ class Scanner:
             plan.learn(files, known, self.details_every)
         return parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known), errors
 
-    def _reread(self, plan: _Plan, now: float | None) -> dict[str, bytes] | None:
+    def _reread(self, plan: _Plan, now: float | None) -> list[bytes] | None:
         """The learned files again, from kept descriptors; None if that is not possible
         (or time to relearn). The details are parsed when read, kept in between."""
         plan.left -= 1
@@ -236,7 +257,6 @@ class Scanner:
         data = self.kept.read_group(plan.paths_of)
         if data is None:
             return None
-        files = dict(zip(plan.names, data, strict=True))
         if plan.detail_paths:
             plan.due -= 1
             if plan.due <= 0:
@@ -244,12 +264,13 @@ class Scanner:
                 if got is None:
                     return None
                 # memory.stat (read every pass) also holds details: RSS and cache.
-                detailed = files | dict(zip(plan.detail_names, got, strict=True))
+                detailed = dict(zip(plan.names, data, strict=True))
+                detailed.update(zip(plan.detail_names, got, strict=True))
                 plan.known = details(self.layout, detailed, plan.dirs, self.hz, now)
                 plan.due = self.details_every
             else:
                 self.kept.keep_group(plan.detail_paths)
-        return files
+        return data
 
     def _plan_for(self, paths: dict[str, str]) -> _Plan:
         plan = self._plans.get(id(paths))
@@ -276,6 +297,7 @@ class Scanner:
             found = self.discoverer.run()
         except OSError as e:
             raise NodeUnreadable(f"{self.paths.proc_root}: {e.strerror or e}") from None
+        self._next_records, self._next_pods = {}, {}
         snapshot = Snapshot(
             node=node_name(),
             taken_at=moment.wall,
@@ -309,7 +331,8 @@ class Scanner:
             if best is None or way < best:
                 through[uid] = way
         networks: dict[str, tuple[tuple[int, int], PodNetwork]] = {}
-        for uid, fields in pods.items():
+        for uid in sorted(pods):
+            fields = pods[uid]
             if uid in pod_paths:
                 fields["usage"], fields["errors"] = self.account(pod_paths[uid], moment.wall)
             else:
@@ -319,14 +342,55 @@ class Scanner:
             fields["network"], fields["host_network"] = net.interfaces, net.host_network
             if net.error is not None:
                 fields["errors"].append(net.error)
-            snapshot.pods.append(Pod.model_validate(fields))
+            snapshot.pods.append(self._pod(uid, fields))
         self._networks = networks
         if self.exits is not None:
             self._exited(snapshot, pods, pod_paths, found)
         snapshot.block_devices = self.devices.names(snapshot)
         self.kept.end_pass()
         self.network.end_pass()
+        self._records, self._next_records = self._next_records, {}
+        self._pods, self._next_pods = self._next_pods, {}
+        self._size()
         return snapshot
+
+    def _pod(self, uid: str, fields: dict[str, Any]) -> Pod:
+        """A pod's record, the previous pass's object itself when nothing in it changed
+        (its reused Usage and network are the same objects: one dict comparison)."""
+        kept = self._pods.get(uid)
+        pod = kept[1] if kept is not None and kept[0] == fields else Pod.model_validate(fields)
+        self._next_pods[uid] = (fields, pod)
+        return pod
+
+    def _held(self) -> int:
+        """Descriptors kept now: counter and net/dev files, a pidfd and a cgroup file per
+        watched process."""
+        kept = getattr(self, "kept", None)
+        network = getattr(self, "network", None)
+        watch = getattr(self, "watch", None)
+        files = (len(kept) if kept is not None else 0) + (len(network) if network else 0)
+        return files + descriptors.PER_PROCESS * (len(watch) if watch is not None else 0)
+
+    def _size(self) -> None:
+        """Share the descriptor budget by what this pass needed. The first sizing is for
+        the caller to report (``extractor serve`` puts it in its start line); a later
+        change in whether everything fits is logged here."""
+        before = self.budget
+        total = self.allowance.total
+        files, nets = self.kept.wanted, self.network.wanted
+        self.budget = budget = descriptors.split(total, files + nets, self.discoverer.listed)
+        # The net/dev share in proportion to what the pods need of it.
+        self.network.capacity = budget.counter_files * nets // max(files + nets, 1)
+        self.kept.capacity = budget.counter_files - self.network.capacity
+        self.kept.trim()
+        self.network.trim()
+        if self.watch is not None:
+            self.watch.capacity = budget.processes
+            self.discoverer.shrink(budget.processes)
+        self.passes += 1
+        if self.passes > 1 and total and budget.everything != before.everything:
+            level = logging.INFO if budget.everything else logging.WARNING
+            log.log(level, "descriptors: %s", budget.describe())
 
     def _network(
         self,
@@ -383,7 +447,7 @@ class Scanner:
         except Exception as e:  # the watcher must never cost a pass
             snapshot.errors.append(f"exit watcher: {type(e).__name__}: {e}")
             return
-        snapshot.exited_pods = collected.pods
+        snapshot.exited_pods = sorted(collected.pods, key=lambda p: p.uid)
         snapshot.exited_containers = collected.containers
         snapshot.errors.extend(collected.errors)
         for cid, boot in collected.filled.items():
@@ -400,7 +464,39 @@ class Scanner:
         fingerprint: FingerprintFn | None,
         now: Moment,
     ) -> Container:
-        """The container's fields, gathered first and validated once (a pass builds 250
+        """The container's record: its fields gathered, then validated only when they
+        differ from the previous pass's (a reused Usage and fingerprint are the same
+        objects, so an unchanged container costs one dict comparison and a copy). The
+        record kept for the next pass is never the one handed out, which the pass may
+        still amend (the exit watcher's ``filled_boottime``)."""
+        kept = self._records.get(cid)
+        fields = self._fields(cid, entry, first, identify, fingerprint, now, kept)
+        started = fields["started_at"]
+        boot = fields["started_boottime"]
+        elapsed = runtime_seconds(
+            now.wall,
+            started if isinstance(started, float) else None,
+            now.boot,
+            boot if isinstance(boot, float) else None,
+        )
+        if kept is not None and kept[0] == fields:
+            pristine = kept[1]
+        else:
+            pristine = Container.model_validate(fields)
+        self._next_records[cid] = (fields, pristine)
+        return pristine.model_copy(update={"runtime_seconds": elapsed})
+
+    def _fields(
+        self,
+        cid: str,
+        entry: FoundContainer,
+        first: ProcStat,
+        identify: Identify | None,
+        fingerprint: FingerprintFn | None,
+        now: Moment,
+        kept: tuple[dict[str, object], Container] | None,
+    ) -> dict[str, object]:
+        """Everything a Container record says but the time it has run (a pass builds 250
         of these; one constructor call is much cheaper than a dozen attribute sets)."""
         identity = entry.ref.identity
         errors = list(entry.ref.errors)
@@ -421,8 +517,10 @@ class Scanner:
         fields["sandbox"] = sandbox
         started = start_boottime(first, self.hz)
         fields["started_boottime"] = started
-        fields["started_at"] = now.wall_of(started)
-        fields["runtime_seconds"] = max(now.boot - started, 0.0)
+        if kept is not None and kept[0].get("started_boottime") == started:
+            fields["started_at"] = kept[0]["started_at"]  # the same start, put on the wall once
+        else:
+            fields["started_at"] = now.wall_of(started)
         paths = entry.ref.paths
         if paths:
             fields["cgroup"] = self._plan_for(paths).cgroup
@@ -434,7 +532,7 @@ class Scanner:
                     fields["fingerprint"] = fingerprint(cid, entry.pids, entry.stats)
                 except Exception as e:  # a detector bug costs this container its fingerprint
                     fields["fingerprint"] = Fingerprint(error=f"fingerprint failed: {e}")
-        return Container.model_validate(fields)
+        return fields
 
     def _looks_like_pause(self, entry: FoundContainer) -> bool:
         """Without runtime labels: a single process that is the pause binary."""
@@ -457,12 +555,15 @@ class Scanner:
         self.network.close()
         if self.watch is not None:
             self.watch.close()
+        self.allowance.release()
 
 
 class _Plan:
     """One cgroup's directories and, once learned, the files a reading takes: those of
     every pass (``names`` at ``paths_of``) and the details (at ``detail_paths``, parsed
-    into ``known``, read again in ``due`` passes); relearned in ``left`` passes."""
+    into ``known``, read again in ``due`` passes); relearned in ``left`` passes. ``raw``,
+    ``usage`` and ``usage_known``: the last clean re-read's bytes, what they made and the
+    details it was made with."""
 
     __slots__ = (
         "cgroup",
@@ -476,6 +577,9 @@ class _Plan:
         "names",
         "paths",
         "paths_of",
+        "raw",
+        "usage",
+        "usage_known",
     )
 
     def __init__(
@@ -492,6 +596,17 @@ class _Plan:
         self.known = Details()
         self.due = 0
         self.left = 0
+        self.raw: list[bytes] | None = None
+        self.usage: Usage | None = None
+        self.usage_known: Details | None = None
+
+    def remember(self, raw: list[bytes], usage: Usage, known: Details, errors: list[str]) -> None:
+        """Keep a re-read's answer for the next pass to hand back if nothing moved; one
+        with errors is never reused (the next pass says them again)."""
+        if errors:
+            self.raw, self.usage, self.usage_known = None, None, None
+        else:
+            self.raw, self.usage, self.usage_known = raw, usage, known
 
     def learn(self, files: dict[str, bytes], known: Details, every: int) -> None:
         """Remember what a complete reading took. Cgroups met in the same pass are spread

@@ -58,6 +58,10 @@ class KeptFiles:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self.wanted = 0
+        """Descriptors the last finished pass would have kept, had they all fit."""
+        self._spilled = 0
+        """Files this pass read by path because ``capacity`` was reached."""
         self._fds: dict[str, int] = {}
         self._used: set[str] = set()
         self._loose: set[str] = set()
@@ -82,6 +86,7 @@ class KeptFiles:
                 if e.errno not in GONE:
                     raise
         if len(self._fds) >= self.capacity:
+            self._spilled += 1
             return read_small(path, limit)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -154,6 +159,13 @@ class KeptFiles:
             self._close(path)
         self._used.clear()
         self._read_groups.clear()
+        self.wanted, self._spilled = len(self._fds) + self._spilled, 0
+
+    def trim(self) -> None:
+        """Close descriptors until no more than ``capacity`` are held (their files are
+        read by path until there is room again)."""
+        for path in list(self._fds)[: max(len(self._fds) - self.capacity, 0)]:
+            self._close(path)
 
     def close(self) -> None:
         for fd in self._fds.values():

@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-read each cgroup's peak, pids, limits, throttling, OOM kills, block I/O, "
         "pressure and its pod's network every PASSES passes (default: 6)",
     )
+    serve.add_argument(
+        "--open-files",
+        type=count,
+        default=None,
+        metavar="N",
+        help="raise the soft open-files limit to N (default: to the hard limit); the "
+        "descriptors kept open between passes are sized for the node within it",
+    )
 
     p = sub.add_parser(
         "exporter",

@@ -33,6 +33,7 @@ from extractor.contract.model import (
     RuntimeComponent,
     Snapshot,
     Usage,
+    runtime_seconds,
 )
 from extractor.contract.wire import DEFAULT_SOCKET, HEALTH_PATH, SNAPSHOT_PATH
 
@@ -64,5 +65,6 @@ __all__ = [
     "pressure_fields",
     "rfc3339",
     "rfc3339_millis",
+    "runtime_seconds",
     "seconds",
 ]

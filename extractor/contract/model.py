@@ -176,6 +176,24 @@ class Fingerprint(BaseModel):
         return out
 
 
+def runtime_seconds(
+    taken_at: float,
+    started_at: float | None,
+    taken_boottime: float | None = None,
+    started_boottime: float | None = None,
+) -> float | None:
+    """``Container.runtime_seconds``: how long it has run when the snapshot was taken, on
+    the boot clock when both moments are on it (it never steps), else on the wall clock.
+
+    Derived, never measured: the extractor sets it with this function and a reader of
+    snapshots by difference (``changes``) computes it with the same one, so both agree to
+    the bit and an unchanged container need not be sent again just because time passed.
+    """
+    if taken_boottime is not None and started_boottime is not None:
+        return max(taken_boottime - started_boottime, 0.0)
+    return None if started_at is None else max(taken_at - started_at, 0.0)
+
+
 class Container(_Model):
     """One container cgroup found on the node."""
 

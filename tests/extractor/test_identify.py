@@ -247,3 +247,20 @@ def test_symlinked_config_is_not_followed(roots: HostPaths, tmp_path: Path) -> N
     link.parent.mkdir(parents=True)
     link.symlink_to(target)
     assert RuntimeState(roots).lookup(APP) is None
+
+
+def test_a_container_without_state_is_searched_again_only_after_the_retry_period(
+    roots: HostPaths,
+) -> None:
+    """A miss is remembered (a pass would otherwise search every state root for each such
+    container), and forgotten after ``retry_seconds``: a bundle found late still names
+    the container."""
+    now = [100.0]
+    state = RuntimeState(roots, retry_seconds=60.0, clock=lambda: now[0])
+    assert state.lookup(APP) is None
+    write(ctrd_bundle(roots, "k8s.io", APP), spec(containerd_app()))
+    now[0] += 59.0
+    assert state.lookup(APP) is None
+    now[0] += 1.0
+    labels = state.lookup(APP)
+    assert labels is not None and labels.container_name == "cart"
