@@ -436,7 +436,7 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
         middlewares=middlewares,
         peers=fan_out,
         meter=usage,
-        collectors=[feed.collector()] if feed is not None else [],
+        collectors=[client.collector(), *([feed.collector()] if feed is not None else [])],
         kube=kube,
         user_metrics=defined,
         api_timeout=settings.peer_timeout_seconds,

@@ -56,6 +56,7 @@ from extractor.contract import (
     Runtime,
     Snapshot,
     Usage,
+    record_key,
     runtime_seconds,
 )
 from extractor.discover import Discoverer, Discovery, FoundContainer
@@ -448,7 +449,9 @@ class Scanner:
             snapshot.errors.append(f"exit watcher: {type(e).__name__}: {e}")
             return
         snapshot.exited_pods = sorted(collected.pods, key=lambda p: p.uid)
-        snapshot.exited_containers = collected.containers
+        snapshot.exited_containers = sorted(
+            collected.containers, key=lambda c: record_key("exited_containers", c)
+        )
         snapshot.errors.extend(collected.errors)
         for cid, boot in collected.filled.items():
             filled = by_id.get(cid)

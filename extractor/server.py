@@ -1,12 +1,14 @@
 """The extractor's unix-socket server: snapshots over HTTP, one pass in flight at most.
 
 The socket is the only way out of the privileged extractor, so the server is small:
-two read-only endpoints, no network listener. A pass runs on demand, in a worker thread
-so the event loop keeps answering; concurrent requests share the one pass in flight and
-a finished pass is reused for ``min_interval`` seconds, so any number of scrapers costs
-at most one pass per interval. The socket is created 0660: only the owner and the group
-(the exporter's) may connect; slow, idle and surplus connections are cut
-(``extractor/connguard.py``).
+three read-only endpoints, no network listener. Each pass is recorded once
+(``extractor/journal.py``), so a reader that already holds a snapshot gets only what
+changed since (``CHANGES_PATH``) and the whole snapshot is encoded only when asked for.
+A pass runs on demand, in a worker thread so the event loop keeps answering;
+concurrent requests share the one pass in flight and a finished pass is reused for
+``min_interval`` seconds, so any number of scrapers costs at most one pass per interval.
+The socket is created 0660: only the owner and the group (the exporter's) may connect;
+slow, idle and surplus connections are cut (``extractor/connguard.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from extractor.connguard import ConnectionGuard, Limits
-from extractor.contract import HEALTH_PATH, SNAPSHOT_PATH, Snapshot
+from extractor.contract import (
+    CHANGES_PATH,
+    FRESH_FLOOR_SECONDS,
+    HEALTH_PATH,
+    MAX_AGE_PARAM,
+    SINCE_PARAM,
+    SNAPSHOT_PATH,
+    Snapshot,
+)
+from extractor.journal import Journal, Served
 
 MIN_INTERVAL = 1.0
 SOCKET_MODE = 0o660
@@ -42,10 +53,13 @@ class ServeError(Exception):
 
 
 class SnapshotSource:
-    """Serialized snapshots, at most one pass in flight and one per ``min_interval``.
+    """Recorded snapshots, at most one pass in flight and one per ``min_interval``.
 
     The pass runs as its own task and requests await it shielded: a client that hangs
     up cannot cancel it, so no second pass ever starts while one still runs in a thread.
+    A request with a ``max_age`` shorter than the reuse interval waits for a pass that
+    started at most that long before it came (``extractor/contract/changes.py``): the one
+    in flight if it is recent enough, else the next one, which every such request shares.
     """
 
     def __init__(
@@ -54,47 +68,64 @@ class SnapshotSource:
         *,
         min_interval: float = MIN_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
     ) -> None:
         self._take = take
         self._min_interval = min_interval
         self._clock = clock
-        self._inflight: asyncio.Task[bytes] | None = None
-        self._body: bytes | None = None
+        self.journal = journal or Journal()
+        self._inflight: asyncio.Task[Served] | None = None
+        self._inflight_at = -math.inf
+        self._served: Served | None = None
         self._at = -math.inf
         self.passes = 0
         self.waiting = 0
         self.last_error: str | None = None
 
+    async def served(self, max_age: float | None = None) -> Served:
+        """The latest recorded snapshot, taking a pass when it is older than allowed."""
+        limit = self._min_interval
+        if max_age is not None:
+            limit = min(limit, max(max_age, FRESH_FLOOR_SECONDS))
+        asked = self._clock()
+        while True:
+            if self._served is not None and asked - self._at < limit:
+                return self._served
+            if self._inflight is None:
+                self._inflight_at = self._clock()
+                self._inflight = asyncio.create_task(self._pass(self._inflight_at))
+                self._inflight.add_done_callback(_consume)
+            started, task = self._inflight_at, self._inflight
+            self.waiting += 1
+            try:
+                served = await asyncio.shield(task)
+            finally:
+                self.waiting -= 1
+            if asked - started < limit:
+                return served
+
     async def body(self) -> bytes:
         """The latest snapshot as JSON bytes, taking a pass only when the last one is stale."""
-        if self._body is not None and self._clock() - self._at < self._min_interval:
-            return self._body
-        if self._inflight is None:
-            self._inflight = asyncio.create_task(self._pass())
-            self._inflight.add_done_callback(_consume)
-        self.waiting += 1
-        try:
-            return await asyncio.shield(self._inflight)
-        finally:
-            self.waiting -= 1
+        served = await self.served()
+        return await asyncio.to_thread(served.full)
 
-    def _run(self) -> bytes:
-        return self._take().model_dump_json().encode()
+    def _run(self) -> Served:
+        return self.journal.record(self._take())
 
-    async def _pass(self) -> bytes:
+    async def _pass(self, started: float) -> Served:
         self.passes += 1
         try:
-            body = await asyncio.to_thread(self._run)
+            served = await asyncio.to_thread(self._run)
         except Exception as e:  # one failed pass must not take the server down
             self.last_error = f"{type(e).__name__}: {e}"
             raise PassFailed(self.last_error) from None
         finally:
             self._inflight = None
-        self._body, self._at, self.last_error = body, self._clock(), None
-        return body
+        self._served, self._at, self.last_error = served, started, None
+        return served
 
 
-def _consume(task: asyncio.Task[bytes]) -> None:
+def _consume(task: asyncio.Task[Served]) -> None:
     """Marks a pass's failure as seen even when every waiting client hung up."""
     if not task.cancelled():
         task.exception()
@@ -117,20 +148,51 @@ async def json_errors(
         return _error(e.status, f"{e.reason}: {request.method} {request.path}")
 
 
+def _max_age(request: web.Request) -> float | None:
+    text = request.query.get(MAX_AGE_PARAM)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise web.HTTPBadRequest(reason=f"{MAX_AGE_PARAM}: not a number of seconds: {text!r}")
+    return value
+
+
 def make_app(source: SnapshotSource) -> web.Application:
-    async def snapshot(_: web.Request) -> web.Response:
+    async def snapshot(request: web.Request) -> web.Response:
         try:
-            body = await source.body()
+            served = await source.served(_max_age(request))
         except PassFailed as e:
             return _error(503, f"snapshot failed: {e}")
-        return web.Response(body=body, content_type=JSON)
+        etag = f'"{served.tag}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        body = await asyncio.to_thread(served.full)
+        return web.Response(body=body, content_type=JSON, headers={"ETag": etag})
+
+    async def changes(request: web.Request) -> web.Response:
+        try:
+            served = await source.served(_max_age(request))
+        except PassFailed as e:
+            return _error(503, f"snapshot failed: {e}")
+        body = served.changes(request.query.get(SINCE_PARAM))
+        return web.Response(body=body, content_type=JSON, headers={"ETag": f'"{served.tag}"'})
 
     async def health(_: web.Request) -> web.Response:
-        state = {"status": "ok", "passes": source.passes, "last_error": source.last_error}
+        state = {
+            "status": "ok",
+            "passes": source.passes,
+            "last_error": source.last_error,
+            "records_encoded": source.journal.encoded,
+        }
         return web.json_response(state)
 
     app = web.Application(middlewares=[json_errors])
     app.router.add_get(SNAPSHOT_PATH, snapshot)
+    app.router.add_get(CHANGES_PATH, changes)
     app.router.add_get(HEALTH_PATH, health)
     return app
 

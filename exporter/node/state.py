@@ -3,9 +3,11 @@
 Requests never wait for the extractor: a poll loop refreshes the state in the
 background and handlers read the current ``Reading`` — the latest snapshot, the one
 before, their CPU rates and a version number — which never changes once made, so a
-handler reads one consistent moment. Rates need two snapshots; they are computed once per
-pass (Δusage / Δtime) and never across a counter that went backwards (a cgroup recreated
-under the same name).
+handler reads one consistent moment. A handler that must answer about the containers
+running *now* asks for ``refresh``: a fresh pass, shared with concurrent refreshes and
+with the poll (one fetch is in flight at a time, so snapshots are recorded in order).
+Rates need two snapshots; they are computed once per pass (Δusage / Δtime) and never
+across a counter that went backwards (a cgroup recreated under the same name).
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from exporter.lifecycle import Background
-from extractor.contract import Snapshot, Usage
+from extractor.contract import FRESH_FLOOR_SECONDS, Snapshot, Usage
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[], Awaitable[Snapshot]]
+
+class Fetch(Protocol):
+    """The extractor's latest snapshot (``ExtractorClient.fetch``); with ``max_age``, one
+    whose pass started at most that long ago. Returns the very object it returned
+    before when there has been no pass since."""
+
+    def __call__(self, max_age: float | None = None) -> Awaitable[Snapshot]: ...
+
+
 Observer = Callable[[Snapshot], None]
 
 
@@ -111,6 +122,8 @@ class State:
         self.errors = 0
         self.last_error: str | None = None
         self.last_success: float | None = None
+        self.refreshes = 0
+        self._inflight: asyncio.Task[bool] | None = None
         self._loop = Background("state-poll", self.run)
 
     @property
@@ -147,18 +160,53 @@ class State:
         return reading
 
     async def poll_once(self) -> bool:
-        """One pass; a failure is counted and remembered, the old snapshot stays served."""
+        """One pass; a failure is counted and remembered, the old snapshot stays served.
+        While a refresh is fetching, the poll shares it instead of asking again."""
+        return await self._fetching(None)
+
+    async def refresh(self, max_age: float = 1.0) -> Reading | None:
+        """A reading whose pass started at most ``max_age`` seconds ago (never less than
+        ``FRESH_FLOOR_SECONDS``, which bounds the passes any number of callers cause), or
+        the latest one if the extractor cannot be reached. At most two fetches: the one
+        in flight when asked may be older than that, the next one is not."""
+        cutoff = time.time() - max(max_age, FRESH_FLOOR_SECONDS)
+        for _ in range(2):
+            reading = self.reading
+            if reading is not None and reading.snapshot.taken_at >= cutoff:
+                return reading
+            self.refreshes += 1
+            if not await self._fetching(max_age):
+                break
+        return self.reading
+
+    async def _fetching(self, max_age: float | None) -> bool:
+        """Join the fetch in flight, or start one; the fetch itself cannot be cancelled
+        by a caller going away (what it fetched is recorded either way)."""
+        task = self._inflight
+        if task is None:
+            task = self._inflight = asyncio.create_task(self._poll(max_age))
+            task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    def _done(self, task: asyncio.Task[bool]) -> None:
+        if self._inflight is task:
+            self._inflight = None
+
+    async def _poll(self, max_age: float | None) -> bool:
         if self._fetch is None:
             raise RuntimeError("this State has no snapshot source")
         self.passes += 1
         try:
-            snapshot = await self._fetch()
+            snapshot = await (self._fetch() if max_age is None else self._fetch(max_age))
         except Exception as e:
             self.errors += 1
             self.last_error = str(e) or type(e).__name__
             log.warning("snapshot pass failed: %s", self.last_error)
             return False
-        self.record(snapshot)
+        if snapshot is not self.snapshot:  # the same object: no pass since the last fetch
+            self.record(snapshot)
+        else:
+            self.last_success = time.time()
         self.last_error = None
         return True
 

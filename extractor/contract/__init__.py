@@ -1,10 +1,22 @@
 """The snapshot contract between the extractor and the exporter.
 
 Everything the exporter may know of the extractor is here: the versioned ``Snapshot``
-model, the socket protocol and the JSON fields both write. It imports nothing else of the
+model, snapshots by difference (``changes``), the socket protocol and the JSON fields
+both write. It imports nothing else of the
 project (tests/test_architecture.py checks), so either side can change behind it.
 """
 
+from extractor.contract.changes import (
+    DERIVED,
+    FRESH_FLOOR_SECONDS,
+    KEYS,
+    Changes,
+    ChangesMismatch,
+    apply,
+    parse_tag,
+    record_key,
+    tag,
+)
 from extractor.contract.documents import (
     block_io_fields,
     cpu_fields,
@@ -35,15 +47,30 @@ from extractor.contract.model import (
     Usage,
     runtime_seconds,
 )
-from extractor.contract.wire import DEFAULT_SOCKET, HEALTH_PATH, SNAPSHOT_PATH
+from extractor.contract.wire import (
+    CHANGES_PATH,
+    DEFAULT_SOCKET,
+    HEALTH_PATH,
+    MAX_AGE_PARAM,
+    SINCE_PARAM,
+    SNAPSHOT_PATH,
+)
 
 __all__ = [
+    "CHANGES_PATH",
     "DEFAULT_SOCKET",
+    "DERIVED",
+    "FRESH_FLOOR_SECONDS",
     "HEALTH_PATH",
+    "KEYS",
+    "MAX_AGE_PARAM",
     "SCHEMA_VERSION",
+    "SINCE_PARAM",
     "SNAPSHOT_PATH",
     "BlockDevice",
     "CgroupVersion",
+    "Changes",
+    "ChangesMismatch",
     "Container",
     "Cpu",
     "ExitedContainer",
@@ -57,14 +84,18 @@ __all__ = [
     "RuntimeComponent",
     "Snapshot",
     "Usage",
+    "apply",
     "block_io_fields",
     "cpu_fields",
     "fingerprint_fields",
     "memory_fields",
     "network_fields",
+    "parse_tag",
     "pressure_fields",
+    "record_key",
     "rfc3339",
     "rfc3339_millis",
     "runtime_seconds",
     "seconds",
+    "tag",
 ]

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from extractor.connguard import Limits
-from extractor.contract import Container, Snapshot
+from extractor.contract import FRESH_FLOOR_SECONDS, Changes, Container, Snapshot, apply
 from extractor.server import SOCKET_MODE, Listener, ServeError, SnapshotSource, start, stop
 
 CLI = os.path.join(os.path.dirname(sys.executable), "runtime-insights")
@@ -359,3 +359,65 @@ def test_cli_rejects_bad_limits(sock: str) -> None:
         )
         assert proc.returncode == 2
         assert option in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_the_whole_snapshot_carries_its_tag_and_an_unchanged_one_is_not_resent(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await client.get("/v1/snapshot")
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    again = await client.get("/v1/snapshot", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+
+
+async def test_changes_since_a_tag_apply_to_the_snapshot_held(sock: str) -> None:
+    snaps = [sample(1), sample(1).model_copy(update={"taken_at": 1_700_000_010.0})]
+    clock = Clock()
+    source = SnapshotSource(lambda: snaps.pop(0), clock=clock)
+    async for client in serving(sock, source):
+        whole = await client.get("/v1/snapshot")
+        held = Snapshot.model_validate_json(whole.content)
+        clock.now += 5.0
+        resp = await client.get("/v1/snapshot/changes", params={"since": whole.headers["ETag"]})
+        got = Changes.model_validate_json(resp.content)
+        assert got.since == whole.headers["ETag"].strip('"')
+        assert got.records.containers.changed == []  # only time passed
+        assert apply(held, got).taken_at == 1_700_000_010.0
+        assert resp.headers["ETag"] == f'"{got.tag}"'
+
+
+async def test_max_age_takes_a_fresh_pass_within_the_reuse_interval(sock: str) -> None:
+    taker, clock = Taker(), Clock()
+    source = SnapshotSource(taker, min_interval=10.0, clock=clock)
+    async for client in serving(sock, source):
+        await client.get("/v1/snapshot")
+        clock.now += 2.0
+        await client.get("/v1/snapshot")
+        assert taker.calls == 1
+        await client.get("/v1/snapshot", params={"max_age": "1"})
+        assert taker.calls == 2
+        clock.now += FRESH_FLOOR_SECONDS / 2
+        await client.get("/v1/snapshot", params={"max_age": "0"})  # floored: reused
+        assert taker.calls == 2
+        for bad in ("-1", "soon", "nan", "inf"):
+            resp = await client.get("/v1/snapshot", params={"max_age": bad})
+            assert resp.status_code == 400 and "max_age" in resp.json()["error"]
+
+
+async def test_fresh_requests_share_the_next_pass_not_the_stale_one_in_flight() -> None:
+    """A pass that started before a fresh request came cannot answer it: the request
+    waits for the next pass, which every such request shares."""
+    taker, clock = Taker(hold=True), Clock()
+    source = SnapshotSource(taker, min_interval=10.0, clock=clock)
+    stale = asyncio.create_task(source.served())
+    await until(taker.started.is_set)
+    clock.now += 1.0
+    fresh = [asyncio.create_task(source.served(max_age=0.5)) for _ in range(5)]
+    await until(lambda: source.waiting == 6)
+    taker.started.clear()
+    taker.release.set()
+    first = await stale
+    served = {id(await f) for f in fresh}
+    assert taker.calls == 2 and len(served) == 1
+    assert first.version == 1 and (await fresh[0]).version == 2

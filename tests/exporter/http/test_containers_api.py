@@ -256,7 +256,7 @@ def test_selector_parser() -> None:
 async def test_state_counts_failed_passes_and_keeps_serving() -> None:
     snaps = [standard_snapshot(T0)]
 
-    async def fetch() -> Snapshot:
+    async def fetch(max_age: float | None = None) -> Snapshot:
         if snaps:
             return snaps.pop()
         raise ExtractorError("extractor socket /x: cannot connect")
