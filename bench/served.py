@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"agent: {usage.per_minute():.3f} CPU s/min; {usage.polls} polls, {usage.scrapes} scrapes"
     )
+    if usage.polls:
+        print(f"socket: {usage.socket_bytes / usage.polls / 1024:.1f} KiB per poll")
     return 0
 
 

@@ -1,15 +1,17 @@
 """The exporter's HTTP application: JSON API, insights-compatible endpoint, Prometheus,
 custom metrics API, health and readiness.
 
-Handlers only read the shared Views (rebuilt once per snapshot), and the unfiltered JSON
-bodies are serialised once per view with orjson, so a scrape storm costs almost nothing
-beyond the socket work.
+Handlers only read the shared Views (rebuilt once per snapshot), and every answer is
+rendered once per view, off the event loop, and shared (``exporter/http/rendering.py``);
+the node's Prometheus families are rewritten only where a row changed
+(``exporter/http/exposition.py``). A scrape storm costs almost nothing beyond the socket
+work, and ``/healthz`` answers meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import orjson
 from aiohttp import web
@@ -20,13 +22,14 @@ from prometheus_client.registry import Collector
 from exporter.cluster.peers import Peers
 from exporter.feeds import cluster_events, sse
 from exporter.feeds.sse import PodEventSource
-from exporter.http import custom_metrics, external_metrics, health, inventory
+from exporter.http import cadvisor, custom_metrics, external_metrics, health, inventory
 from exporter.http import insights as insights_compat
-from exporter.http.cadvisor import make_cadvisor_registry
 from exporter.http.documents import container_document, pod_document, pod_use
 from exporter.http.errors import Refusal, status_response
+from exporter.http.exposition import NodeExposition
 from exporter.http.metric_defs import MetricDef
-from exporter.http.prometheus import exposition, make_registry
+from exporter.http.prometheus import exposition, make_registry, resource_exposition
+from exporter.http.rendering import Rendered
 from exporter.http.user_metrics import UserMetricsCollector
 from exporter.kube.client import KubeClient
 from exporter.kube.selectors import Selector, SelectorError, parse_selector
@@ -42,7 +45,6 @@ log = logging.getLogger(__name__)
 CONTAINER_FILTERS = ("namespace", "pod", "container", "labelSelector")
 POD_FILTERS = ("namespace", "pod", "labelSelector")
 NAMESPACE_FILTERS = ("namespace",)
-BODY_CACHE_SIZE = 64
 
 
 class _Filters:
@@ -73,24 +75,6 @@ class _Filters:
             and (self.container is None or container == self.container)
             and self.selector.matches(labels)
         )
-
-
-class _BodyCache:
-    """Serialised responses per (view, query); cleared whenever the view changes."""
-
-    def __init__(self) -> None:
-        self._view: NodeView | None = None
-        self._bodies: dict[tuple[str, str], bytes] = {}
-
-    def get(self, view: NodeView, path: str, query: str, build: Callable[[], object]) -> bytes:
-        if view is not self._view:
-            self._view, self._bodies = view, {}
-        body = self._bodies.get((path, query))
-        if body is None:
-            body = orjson.dumps(build())
-            if len(self._bodies) < BODY_CACHE_SIZE:
-                self._bodies[(path, query)] = body
-        return body
 
 
 def _envelope(view: NodeView, key: str, items: list[dict[str, object]]) -> dict[str, object]:
@@ -163,9 +147,9 @@ def build_app(
     """
     views = Views(state, lookup)
     app = web.Application(middlewares=[json_errors, *middlewares])
-    cache = _BodyCache()
+    rendered = Rendered()
+    node_families = NodeExposition()
     registry = make_registry(views, lookup is not None)
-    cadvisor = make_cadvisor_registry(views)
     if peers is not None:
         registry.register(peers.collector())
     if meter is not None:
@@ -186,51 +170,64 @@ def build_app(
         filters = _Filters(request, CONTAINER_FILTERS)
         view = current()
 
-        def build() -> object:
+        def build() -> bytes:
             devices = view.snapshot.block_devices
             items = [
                 container_document(cv, devices)
                 for cv in view.containers
                 if filters.keep(cv.namespace, cv.pod, cv.meta.labels if cv.meta else {}, cv.name)
             ]
-            return _envelope(view, "containers", items)
+            return orjson.dumps(_envelope(view, "containers", items))
 
-        return _json(cache.get(view, request.path, request.query_string, build))
+        return _json(await rendered.get(view, (request.path, request.query_string), build))
 
     async def pods(request: web.Request) -> web.Response:
         filters = _Filters(request, POD_FILTERS)
         view = current()
 
-        def build() -> object:
+        def build() -> bytes:
             devices = view.snapshot.block_devices
             items = [
                 pod_document(pv, (container_document(cv, devices) for cv in pv.containers), devices)
                 for pv in view.pods
                 if filters.keep(pv.namespace, pv.name, pv.meta.labels if pv.meta else {})
             ]
-            return _envelope(view, "pods", items)
+            return orjson.dumps(_envelope(view, "pods", items))
 
-        return _json(cache.get(view, request.path, request.query_string, build))
+        return _json(await rendered.get(view, (request.path, request.query_string), build))
 
     async def namespaces(request: web.Request) -> web.Response:
         filters = _Filters(request, NAMESPACE_FILTERS)
         view = current()
 
-        def build() -> object:
+        def build() -> bytes:
             uses = [pod_use(pv) for pv in view.pods if filters.keep(pv.namespace, pv.name, {})]
-            return _envelope(view, "namespaces", namespace_documents(uses))
+            return orjson.dumps(_envelope(view, "namespaces", namespace_documents(uses)))
 
-        return _json(cache.get(view, request.path, request.query_string, build))
+        return _json(await rendered.get(view, (request.path, request.query_string), build))
 
     async def metrics(request: web.Request) -> web.Response:
+        view = views.current()
+        health = exposition(registry)
+        if view is not None:
+
+            def render() -> bytes:
+                return node_families.render(view) + resource_exposition(view)
+
+            health += await rendered.get(view, "/metrics", render)
         return web.Response(
-            body=exposition(registry),
-            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+            body=health, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
 
     async def cadvisor_metrics(request: web.Request) -> web.Response:
+        view = views.current()
+        body = (
+            b""
+            if view is None
+            else await rendered.get(view, "/metrics/cadvisor", lambda: cadvisor.render(view))
+        )
         return web.Response(
-            body=exposition(cadvisor),
+            body=body,
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 

@@ -24,11 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from exporter.node.views import NodeView, Views
+from exporter.http.prometheus import text_of
+from exporter.node.views import NodeView
 from extractor.contract import BlockDevice, Container, Interface, Usage
 
 LABELS = ["container", "id", "image", "name", "namespace", "pod"]
@@ -259,19 +258,6 @@ def families(view: NodeView) -> Iterator[Metric]:
     return iter(f)
 
 
-class CadvisorCollector(Collector):
-    """The current view's families on every scrape (none before the first snapshot)."""
-
-    def __init__(self, views: Views) -> None:
-        self._views = views
-
-    def collect(self) -> Iterator[Metric]:
-        view = self._views.current()
-        if view is not None:
-            yield from families(view)
-
-
-def make_cadvisor_registry(views: Views) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(CadvisorCollector(views))
-    return registry
+def render(view: NodeView) -> bytes:
+    """The endpoint's text for one view (rendered once per view, ``http/rendering.py``)."""
+    return text_of(lambda: families(view))

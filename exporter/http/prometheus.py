@@ -1,112 +1,27 @@
-"""Prometheus exposition of the current node view, built on each scrape.
+"""Prometheus exposition: the exporter's own health, and the node's families.
 
-A custom Collector (instead of long-lived Gauge objects) means series of containers
-that are gone disappear with the snapshot that dropped them, and a scrape always shows
-one consistent snapshot. CPU values are the kernel's cumulative counters, so PromQL
-``rate()`` over them is exact.
+The health families are a prometheus_client Collector read on each scrape (a few
+samples). The per-container and per-pod families are written once per node view by
+``exporter/http/exposition.py``, and the requests and limits under kube-state-metrics'
+and kube-scheduler's names (``resource_exposition``) once per view beside them, so series
+of containers that are gone disappear with the snapshot that dropped them and a scrape
+always shows one consistent snapshot. CPU values are the kernel's cumulative counters,
+so PromQL ``rate()`` over them is exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.node.resources import container_resources
 from exporter.node.views import NodeView, Views
-from extractor.contract import Usage
 
 PREFIX = "runtime_insights"
-CONTAINER_LABELS = ["namespace", "pod", "container", "container_id"]
-POD_LABELS = ["namespace", "pod", "pod_uid"]
 REFLECTOR_STATES = ("starting", "synced", "relisting", "disconnected")
-
-
-def _usage_families(
-    scope: str, labels: list[str], rows: Iterable[tuple[list[str], Usage | None]]
-) -> Iterator[Metric]:
-    """The cgroup counters shared by containers and pods, one family per field."""
-    cpu = {
-        "cpu_seconds": ("usage_ns", "CPU time used, from the cgroup's cpuacct/cpu.stat"),
-        "cpu_user_seconds": ("user_ns", "CPU time in user mode"),
-        "cpu_system_seconds": ("system_ns", "CPU time in kernel mode"),
-        "cpu_throttled_seconds": ("throttled_ns", "time throttled by the CFS quota"),
-    }
-    memory = {
-        "memory_usage_bytes": ("current_bytes", "memory charged to the cgroup"),
-        "memory_working_set_bytes": ("working_set_bytes", "usage minus inactive file cache"),
-        "memory_peak_bytes": ("peak_bytes", "highest memory usage recorded by the kernel"),
-        "memory_limit_bytes": ("limit_bytes", "memory limit of the cgroup"),
-    }
-    materialised = list(rows)
-    for name, (field, doc) in cpu.items():
-        counter = CounterMetricFamily(f"{PREFIX}_{scope}_{name}", doc, labels=labels)
-        for values, usage in materialised:
-            ns = getattr(usage.cpu, field) if usage and usage.cpu else None
-            if ns is not None:
-                counter.add_metric(values, ns / 1e9)
-        yield counter
-    for name, (field, doc) in memory.items():
-        gauge = GaugeMetricFamily(f"{PREFIX}_{scope}_{name}", doc, labels=labels)
-        for values, usage in materialised:
-            value = getattr(usage.memory, field) if usage and usage.memory else None
-            if value is not None:
-                gauge.add_metric(values, value)
-        yield gauge
-
-
-def _container_families(view: NodeView) -> Iterator[Metric]:
-    rows = [([cv.namespace, cv.pod, cv.name, cv.container.id], cv) for cv in view.containers]
-    yield from _usage_families(
-        "container", CONTAINER_LABELS, ((v, cv.container.usage) for v, cv in rows)
-    )
-    runtime = GaugeMetricFamily(
-        f"{PREFIX}_container_runtime_seconds",
-        "seconds since the container's first process started",
-        labels=CONTAINER_LABELS,
-    )
-    restarts = GaugeMetricFamily(
-        f"{PREFIX}_container_restarts",
-        "restart count from the pod status (API metadata only)",
-        labels=CONTAINER_LABELS,
-    )
-    info = InfoMetricFamily(
-        f"{PREFIX}_container_fingerprint",
-        "OS and language runtime of the container, as fingerprinted from the outside",
-        labels=[*CONTAINER_LABELS, "runtime", "image", "metadata_source"],
-    )
-    for values, cv in rows:
-        c = cv.container
-        if c.runtime_seconds is not None:
-            runtime.add_metric(values, c.runtime_seconds)
-        if cv.status is not None:
-            restarts.add_metric(values, cv.status.restart_count)
-        fp = c.fingerprint
-        info.add_metric(
-            [
-                *values,
-                c.runtime,
-                (cv.status.image if cv.status else None) or c.image or "",
-                cv.source,
-            ],
-            {
-                "os": (fp.os if fp else None) or "",
-                "os_version": (fp.osVersion if fp else None) or "",
-                "kind": (fp.kind if fp else None) or "",
-                "kind_version": (fp.kindVersion if fp else None) or "",
-                "kind_implementer": (fp.kindImplementer if fp else None) or "",
-            },
-        )
-    yield runtime
-    yield restarts
-    yield info
 
 
 KSM_LABELS = ["namespace", "pod", "uid", "container", "node", "resource", "unit"]
@@ -184,23 +99,29 @@ def _resource_families(view: NodeView) -> Iterator[Metric]:
     yield from pod_families.values()
 
 
-def _pod_families(view: NodeView) -> Iterator[Metric]:
-    rows = [([pv.namespace, pv.name, pv.api_uid], pv) for pv in view.pods]
-    yield from _usage_families(
-        "pod", POD_LABELS, ((v, pv.pod.usage if pv.pod else None) for v, pv in rows)
-    )
-    runtime = GaugeMetricFamily(
-        f"{PREFIX}_pod_runtime_seconds", "age of the pod's oldest container", labels=POD_LABELS
-    )
-    for values, pv in rows:
-        seconds = pv.runtime_seconds
-        if seconds is not None:
-            runtime.add_metric(values, seconds)
-    yield runtime
+class _Families(Collector):
+    """One view's families, for one exposition."""
+
+    def __init__(self, families: Callable[[], Iterator[Metric]]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families()
+
+
+def text_of(families: Callable[[], Iterator[Metric]]) -> bytes:
+    """Families as prometheus_client writes them (for answers rendered once per view)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
+def resource_exposition(view: NodeView) -> bytes:
+    return text_of(lambda: _resource_families(view))
 
 
 class NodeCollector(Collector):
-    """Reads the shared Views on every scrape; the exporter's own health comes along."""
+    """The exporter's own health, read on every scrape."""
 
     def __init__(self, views: Views, kube_enabled: bool) -> None:
         self._views = views
@@ -250,11 +171,6 @@ class NodeCollector(Collector):
         )
         api.add_metric([], 1.0 if view is not None and view.metadata_source == "api" else 0.0)
         yield api
-        if view is None:
-            return
-        yield from _container_families(view)
-        yield from _pod_families(view)
-        yield from _resource_families(view)
 
 
 def make_registry(views: Views, kube_enabled: bool) -> CollectorRegistry:
