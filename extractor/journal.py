@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import BaseModel
 
-from extractor.contract import DERIVED, KEYS, Snapshot, parse_tag, record_key, tag
+from extractor.contract import (
+    DERIVED,
+    KEYS,
+    Snapshot,
+    parse_tag,
+    record_key,
+    same_record,
+    tag,
+)
 
 HISTORY = 1024
 """Versions a reader may lag behind and still get a difference (about three hours of
@@ -97,21 +105,6 @@ class Served:
         )
 
 
-def _same(a: BaseModel, b: BaseModel, derived: frozenset[str]) -> bool:
-    """Whether two records say the same, derived fields aside: field by field, where a
-    reused nested object compares by identity."""
-    if type(a) is not type(b) or a.__pydantic_extra__ != b.__pydantic_extra__:
-        return False
-    other = b.__dict__
-    for name, value in a.__dict__.items():
-        if name in derived:
-            continue
-        theirs = other.get(name)
-        if value is not theirs and value != theirs:
-            return False
-    return True
-
-
 class Journal:
     """Records snapshots one after another; ``current`` is the latest, or None."""
 
@@ -142,7 +135,7 @@ class Journal:
                 k = record_key(name, record)
                 entry = old_entries.get(k)
                 known = old_records.get(k)
-                if entry is not None and known is not None and _same(known, record, derived):
+                if entry is not None and known is not None and same_record(known, record, derived):
                     now[k] = entry
                 else:
                     body = record.model_dump_json(exclude=exclude).encode()

@@ -4,18 +4,19 @@ Names come from the API server when it is reachable and knows the pod; otherwise
 what the extractor read in the runtime's own state files, and every record says which
 (``metadataSource``). Pod totals come from the pod cgroup, which keeps the CPU of
 containers that already exited. Views are built once per (snapshot, API availability)
-and shared by every endpoint, so a request never re-joins the node.
+and shared by every endpoint, so a request never re-joins the node; a new snapshot
+re-joins only the containers whose records changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from exporter.kube.podmeta import ContainerStatus, PodMeta
 from exporter.node.resources import Resources, container_resources, pod_resources
 from exporter.node.state import Reading, State
-from extractor.contract import Container, Pod, Snapshot
+from extractor.contract import DERIVED, Container, Pod, Snapshot, same_record
 
 MetadataSource = Literal["api", "runtime"]
 
@@ -155,14 +156,26 @@ def _pod_names(
     return namespace, name
 
 
-def build_view(reading: Reading, lookup: PodLookup | None) -> NodeView:
-    """Join one reading with the reflector (None = API not usable: runtime names only)."""
+def build_view(
+    reading: Reading, lookup: PodLookup | None, previous: NodeView | None = None
+) -> NodeView:
+    """Join one reading with the reflector (None = API not usable: runtime names only).
+
+    ``previous`` is a view joined with the same pod metadata: a container whose record
+    says what it said there keeps that join, with only its record and rate replaced."""
     snapshot = reading.snapshot
-    views = [
-        _container_view(c, lookup, reading.cpu_rate(c.id))
-        for c in snapshot.containers
-        if not c.sandbox
-    ]
+    joined = {cv.container.id: cv for cv in previous.containers} if previous else {}
+    derived = DERIVED["containers"]
+    views: list[ContainerView] = []
+    for c in snapshot.containers:
+        if c.sandbox:
+            continue
+        rate = reading.cpu_rate(c.id)
+        old = joined.get(c.id)
+        if old is not None and same_record(old.container, c, derived):
+            views.append(replace(old, container=c, cpu_rate=rate))
+        else:
+            views.append(_container_view(c, lookup, rate))
     sandboxes: dict[str, list[Container]] = {}
     for c in snapshot.containers:
         if c.sandbox and c.pod_uid:
@@ -224,6 +237,8 @@ class Views:
         generation = self.reflector.generation if usable and self.reflector is not None else 0
         key = (reading.version, usable, generation)
         if key != self._key or self._view is None:
-            self._view = build_view(reading, self.reflector if usable else None)
+            same_metadata = self._key is not None and self._key[1:] == key[1:]
+            previous = self._view if same_metadata else None
+            self._view = build_view(reading, self.reflector if usable else None, previous)
             self._key = key
         return self._view

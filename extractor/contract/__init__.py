@@ -15,6 +15,7 @@ from extractor.contract.changes import (
     apply,
     parse_tag,
     record_key,
+    same_record,
     tag,
 )
 from extractor.contract.documents import (
@@ -96,6 +97,7 @@ __all__ = [
     "rfc3339",
     "rfc3339_millis",
     "runtime_seconds",
+    "same_record",
     "seconds",
     "tag",
 ]

@@ -95,6 +95,21 @@ def record_key(name: str, record: BaseModel) -> str:
     )
 
 
+def same_record(a: BaseModel, b: BaseModel, derived: frozenset[str] = frozenset()) -> bool:
+    """Whether two records say the same, ``derived`` fields aside: field by field, where a
+    nested object reused from the previous snapshot compares by identity (cheap)."""
+    if type(a) is not type(b) or a.__pydantic_extra__ != b.__pydantic_extra__:
+        return False
+    other = b.__dict__
+    for name, value in a.__dict__.items():
+        if name in derived:
+            continue
+        theirs = other.get(name)
+        if value is not theirs and value != theirs:
+            return False
+    return True
+
+
 def tag(epoch: str, version: int) -> str:
     return f"{epoch}.{version}"
 
