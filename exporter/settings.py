@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     extractor_timeout_seconds: float = Field(
         default=30.0, gt=0, description="how long one snapshot may take"
     )
+    gather_max_age_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="a /gather_runtime_info request for every container, or for one the last "
+        "snapshot does not have, is answered from a pass at most this old (shared with "
+        "concurrent requests and the poll); 0 answers from the last poll",
+    )
 
     # listening
     host: str = Field(default="0.0.0.0", description="address to listen on")

@@ -436,6 +436,7 @@ def build(settings: Settings, parts: Lifecycle) -> Exporter:
         middlewares=middlewares,
         peers=fan_out,
         meter=usage,
+        gather_max_age_seconds=settings.gather_max_age_seconds,
         collectors=[client.collector(), *([feed.collector()] if feed is not None else [])],
         kube=kube,
         user_metrics=defined,

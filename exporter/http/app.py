@@ -27,6 +27,7 @@ from exporter.http import insights as insights_compat
 from exporter.http.documents import container_document, pod_document, pod_use
 from exporter.http.errors import Refusal, status_response
 from exporter.http.exposition import NodeExposition
+from exporter.http.fresh import fresh_gather
 from exporter.http.metric_defs import MetricDef
 from exporter.http.prometheus import exposition, make_registry, resource_exposition
 from exporter.http.rendering import Rendered
@@ -125,6 +126,7 @@ def build_app(
     peers: Peers | None = None,
     meter: Meter | None = None,
     insights_gather: insights_compat.Gather | None = None,
+    gather_max_age_seconds: float = 0.0,
     collectors: Sequence[Collector] = (),
     kube: KubeClient | None = None,
     user_metrics: Sequence[MetricDef] = (),
@@ -143,7 +145,8 @@ def build_app(
     ``user_metrics`` are served beside the built-in ones and in /metrics. A snapshot
     older than `stale_after_seconds` makes the exporter degraded. `insights_gather`
     replaces where /gather_runtime_info's fingerprints come from (default: the latest
-    snapshot).
+    snapshot, or with `gather_max_age_seconds` a pass at most that old,
+    ``exporter/http/fresh.py``).
     """
     views = Views(state, lookup)
     app = web.Application(middlewares=[json_errors, *middlewares])
@@ -237,6 +240,8 @@ def build_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/metrics/cadvisor", cadvisor_metrics)
     health.add_routes(app, views, stale_after_seconds=stale_after_seconds, meter=meter)
+    if insights_gather is None and gather_max_age_seconds > 0:
+        insights_gather = fresh_gather(views, state, gather_max_age_seconds)
     insights_compat.add_routes(app, views, insights_gather)
     inventory.add_routes(app, views)
     pod_metrics = custom_metrics.add_routes(
