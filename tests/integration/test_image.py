@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
 import ssl
 import subprocess
@@ -97,6 +98,12 @@ def _image_skip_reason() -> str | None:
     return None
 
 
+CONTAINERD_SOFT = 1024
+CONTAINERD_HARD = min(524288, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+"""RLIMIT_NOFILE of a container under containerd 2 as systemd starts it (1024:524288),
+the hard limit no higher than the test's own (runc cannot raise it here)."""
+
+
 def _pod_spec() -> Obj:
     daemonset = yaml.safe_load((ROOT / "manifests" / "base" / "daemonset.yaml").read_text())
     return dict(daemonset["spec"]["template"]["spec"])
@@ -157,6 +164,10 @@ def oci_spec(
                 "ambient": [],
             },
             "noNewPrivileges": sc["allowPrivilegeEscalation"] is False,
+            # what containerd without LimitNOFILE (the systemd default) gives containers
+            "rlimits": [
+                {"type": "RLIMIT_NOFILE", "soft": CONTAINERD_SOFT, "hard": CONTAINERD_HARD}
+            ],
         },
         "root": {"path": rootfs, "readonly": sc["readOnlyRootFilesystem"]},
         "hostname": "ri-image-test",
@@ -435,6 +446,20 @@ def test_the_image_is_labelled_and_runs_as_non_root(deployed: Deployed) -> None:
     name = deployed.image_entry["annotations"]["io.containerd.image.name"]
     assert name == f"docker.io/library/runtime-insights:{version}"
     assert "built in" in deployed.build_log and "MiB compressed" in deployed.build_log
+
+
+def test_the_extractor_raises_its_open_files_limit_and_keeps_the_node_open(
+    deployed: Deployed,
+) -> None:
+    """Started with a runtime's soft limit of 1024, the extractor asks for the manifest's
+    --open-files and keeps every counter file and process of the node open."""
+    args = _container(_pod_spec(), "extractor")["args"]
+    (wanted,) = [int(a.split("=", 1)[1]) for a in args if a.startswith("--open-files=")]
+    line = _wait_for_line(deployed.extractor_log, "first pass:")
+    to = min(wanted, CONTAINERD_HARD)
+    raised = f"open files limit raised from {CONTAINERD_SOFT} to {to} (hard {CONTAINERD_HARD})"
+    assert raised in line
+    assert "keeping all" in line, line
 
 
 def test_the_image_has_no_shell(deployed: Deployed) -> None:

@@ -281,6 +281,7 @@ def test_kubectl_kustomize_agrees_with_the_computed_overlays() -> None:
             "/resources/exporter/limits/memory",
         ),
         ({"tolerations": [{"operator": "Maybe"}]}, "/tolerations/0/operator"),
+        ({"extractor": {"openFiles": 100}}, "/extractor/openFiles"),
     ],
 )
 def test_a_wrong_value_fails_the_install_naming_it(values: Obj, named: str) -> None:
@@ -465,3 +466,14 @@ def test_metric_definitions_and_the_redis_feed_are_chart_values() -> None:
     assert settings.metric_definitions_file == mount["mountPath"] + "/metrics.yaml"
     volume = next(v for v in spec["volumes"] if v["name"] == "metric-definitions")
     assert volume["configMap"]["name"] == "runtime-insights-metrics"
+
+
+def test_the_open_files_value_reaches_the_extractor() -> None:
+    """The descriptor limit the extractor raises itself to (README, --open-files)."""
+    (daemonset,) = [
+        o for o in render({"extractor": {"openFiles": 65536}}) if o["kind"] == "DaemonSet"
+    ]
+    (extractor,) = [
+        c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "extractor"
+    ]
+    assert "--open-files=65536" in extractor["args"]
