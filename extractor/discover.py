@@ -14,7 +14,9 @@ unchanged, so a PID reused in between is not attributed to the wrong container.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from extractor.cgroups.layout import Layout, path_in, resolve
 from extractor.cgroups.paths import CgroupIdentity, parse_cgroup_path
@@ -39,8 +41,9 @@ class FoundContainer:
     ref: ContainerRef
     stats: list[ProcStat] = field(default_factory=list)
 
-    @property
+    @cached_property
     def pids(self) -> list[int]:
+        """Sorted, worked out once (a pass asks for them more than once)."""
         return sorted(s.pid for s in self.stats)
 
 
@@ -106,17 +109,19 @@ class Discoverer:
         self.listed = 0
         """Processes the last run found in /proc, container processes or not."""
         self._known: dict[int, _Known] = {}
-        self._refs: dict[bytes, ContainerRef | None] = {}
+        self._refs: dict[bytes, tuple[bytes, ContainerRef | None]] = {}
 
-    def _ref(self, data: bytes) -> ContainerRef | None:
-        """The container a whole /proc/<pid>/cgroup file names; one parse per distinct file."""
-        if data in self._refs:
-            return self._refs[data]
+    def _ref(self, data: bytes) -> tuple[bytes, ContainerRef | None]:
+        """The container a whole /proc/<pid>/cgroup file names, one parse per distinct
+        file; with the first copy of those bytes, which every process of the container
+        then shares instead of keeping its own."""
+        known = self._refs.get(data)
+        if known is not None:
+            return known
         if len(self._refs) > 65536:
             self._refs.clear()
-        ref = self._identify(data.decode("utf-8", "replace"))
-        self._refs[data] = ref
-        return ref
+        known = self._refs[data] = (data, self._identify(data.decode("utf-8", "replace")))
+        return known
 
     def _identify(self, text: str) -> ContainerRef | None:
         keys = self.layout.hierarchies()
@@ -132,13 +137,14 @@ class Discoverer:
             raw = path_in(self.layout, key, text)
             base = self.bases.get(key, "/")
             path = None if raw is None else container_dir(resolve(base, raw), cid)
+            path = None if path is None else sys.intern(path)  # one string, all hierarchies
             if path is None:
                 ref.errors.append(f"{key or 'unified'}: process is not in the container's cgroup")
                 continue
             ref.paths[key] = path
             pod = pod_dir(path, identity.pod_uid) if identity.pod_uid else None
             if pod is not None:
-                ref.pod_paths[key] = pod
+                ref.pod_paths[key] = sys.intern(pod)
         return ref
 
     def _learn(self, pid: int) -> _Known | None:
@@ -153,7 +159,7 @@ class Discoverer:
                 data = read_fd(fd)
             else:
                 data = read_small(cgroup)
-            ref = self._ref(data)
+            data, ref = self._ref(data)
             stat = None
             if ref is not None:
                 stat = parse_stat(pid, read_small(f"{self.proc_root}/{pid}/stat"))
