@@ -151,6 +151,11 @@ class Population:
         shutil.rmtree(self._bin, ignore_errors=True)
 
 
+def remove_cgroup(path: str) -> None:
+    """rmdir a cgroup directory (its children must be gone), killing what still runs in it."""
+    _rmdir(path)
+
+
 def _rmdir(path: str) -> None:
     for _ in range(100):
         try:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,12 +43,26 @@ def _stat_fields(pid: int) -> list[str]:
 def process_cpu(pid: int) -> float:
     """CPU seconds of ``pid``: its own, its reaped children's, and every live
     descendant's (found through /proc/<pid>/task/*/children)."""
+    return own_cpu(pid) + descendants_cpu(pid)
+
+
+def own_cpu(pid: int) -> float:
+    """CPU seconds of the process itself, every thread of it."""
     try:
         fields = _stat_fields(pid)
     except OSError:
         return 0.0
-    # utime, stime, cutime, cstime are fields 14-17 of stat; [0] here is field 3
-    total = sum(int(x) for x in fields[11:15]) / TICKS
+    # utime and stime are fields 14 and 15 of stat; [0] here is field 3
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def descendants_cpu(pid: int) -> float:
+    """CPU seconds of its children, reaped (cutime, cstime) and live, and theirs."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    total = (int(fields[13]) + int(fields[14])) / TICKS
     for child in children(pid):
         total += process_cpu(child)
     return total
@@ -79,7 +94,10 @@ class Usage:
 
     seconds: float
     cpu: dict[str, float] = field(default_factory=dict)
-    """CPU seconds per process ("extractor", "exporter") over the window."""
+    """CPU seconds per process ("extractor", "exporter") over the window, children
+    included."""
+    children: dict[str, float] = field(default_factory=dict)
+    """Of which their children's (the extractor's fingerprint worker)."""
     rss: dict[str, tuple[float, float]] = field(default_factory=dict)
     """(VmRSS, VmHWM) MiB per process at the window's end."""
     polls: int = 0
@@ -106,12 +124,15 @@ class ServedAgent:
         scrape: bool = True,
         extractor_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        cgroups: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.interval = interval
         self.fingerprints = fingerprints
         self.scrape = scrape
         self.extractor_args = extractor_args
         self.extra_env = env or {}
+        self.cgroups = cgroups
+        """Process name → the cgroup.procs files it joins before it starts."""
         self.tmp = Path(tempfile.mkdtemp(prefix="ri-bench-agent-"))
         self.socket = str(self.tmp / "extractor.sock")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -125,6 +146,13 @@ class ServedAgent:
         return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        procs = self.cgroups(name) if self.cgroups is not None else []
+
+        def join() -> None:
+            for path in procs:
+                with open(path, "w") as f:
+                    f.write("0")  # 0: the writing process itself
+
         with (self.tmp / f"{name}.log").open("wb") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "runtime_insights", *argv],
@@ -132,6 +160,7 @@ class ServedAgent:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
+                preexec_fn=join if procs else None,
             )
 
     def log(self, name: str) -> str:
@@ -214,16 +243,22 @@ class ServedAgent:
     def cpu(self) -> dict[str, float]:
         return {name: process_cpu(proc.pid) for name, proc in self.processes.items()}
 
+    def children_cpu(self) -> dict[str, float]:
+        return {name: descendants_cpu(proc.pid) for name, proc in self.processes.items()}
+
     async def window(self, seconds: float) -> Usage:
         """Run for ``seconds`` and return what the processes used meanwhile."""
         polls, moved = await self.polls()
         scrapes, before, start = self.scrapes, self.cpu(), time.monotonic()
+        kids = self.children_cpu()
         await asyncio.sleep(seconds)
         after, elapsed = self.cpu(), time.monotonic() - start
+        kids_after = self.children_cpu()
         polls_after, moved_after = await self.polls()
         return Usage(
             seconds=elapsed,
             cpu={name: after[name] - before[name] for name in after},
+            children={name: kids_after[name] - kids[name] for name in kids_after},
             rss={name: rss_mib(proc.pid) for name, proc in self.processes.items()},
             polls=polls_after - polls,
             scrapes=self.scrapes - scrapes,
