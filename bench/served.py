@@ -8,8 +8,9 @@ its descendants (a fingerprint worker counts as the extractor's), resident memor
 how many polls and scrapes the window held. Nothing here knows the synthetic node: any
 node the processes can see works, ``bench.harness.SyntheticNode.populate`` makes one.
 
-``python -m bench.served --pods 125 --minutes 2`` runs it once on a synthetic node and
-prints CPU seconds per minute.
+``python -m bench.served --pods 125 --minutes 2`` runs it once on a synthetic node (in
+namespaces of its own, ``bench/isolated.py``, unless ``--shared``) and prints CPU
+seconds per minute.
 """
 
 from __future__ import annotations
@@ -313,10 +314,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--interval", type=float, default=10.0, help="poll and scrape interval")
     parser.add_argument("--no-fingerprints", action="store_true")
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="run on the machine as it is (default: in namespaces of its own, "
+        "bench/isolated.py, so other containers on the machine are not counted)",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.served: needs root (real cgroups); skipped")
         return 0
+    from bench import isolated
+
+    if not args.shared and not isolated.inside() and isolated.available() is None:
+        return isolated.run(["bench.served", *(argv if argv is not None else sys.argv[1:])])
     usage = asyncio.run(run_for(args.pods, args.minutes, args.interval, not args.no_fingerprints))
     print(
         f"{2 * args.pods} synthetic containers, {args.interval:g} s interval, "
