@@ -452,14 +452,15 @@ def test_the_extractor_raises_its_open_files_limit_and_keeps_the_node_open(
     deployed: Deployed,
 ) -> None:
     """Started with a runtime's soft limit of 1024, the extractor asks for the manifest's
-    --open-files and keeps every counter file and process of the node open."""
+    --open-files, and says what of the node it keeps open."""
     args = _container(_pod_spec(), "extractor")["args"]
     (wanted,) = [int(a.split("=", 1)[1]) for a in args if a.startswith("--open-files=")]
     line = _wait_for_line(deployed.extractor_log, "first pass:")
     to = min(wanted, CONTAINERD_HARD)
     raised = f"open files limit raised from {CONTAINERD_SOFT} to {to} (hard {CONTAINERD_HARD})"
     assert raised in line
-    assert "keeping all" in line, line
+    # everything kept, or (another suite's node larger than the limit) what would keep it
+    assert "keeping all" in line or "open files would keep them all" in line, line
 
 
 def test_the_image_has_no_shell(deployed: Deployed) -> None:
