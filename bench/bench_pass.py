@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from bench import isolated
 from bench.harness import SyntheticNode, container_id, pod_uid
 from bench.rounds import rounds
 from extractor.contract import Fingerprint
@@ -253,6 +254,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_pass: needs root (real cgroups); skipped")
         return 0
+    if not isolated.inside() and isolated.available() is None:
+        return isolated.run(["bench.bench_pass"])  # the synthetic node alone (bench/isolated.py)
     tree = SyntheticNode()
     pids: list[int] = []
     try:
