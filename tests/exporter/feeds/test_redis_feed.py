@@ -267,6 +267,13 @@ async def test_redis_restart_and_network_cut_replay_what_was_queued(
                 link.restore()
                 await sub.until(lambda m: len(sub.telemd()) == 2, "web-1 after the cut")
                 assert feed.reconnects >= 1
+                # everything queued is delivered and acknowledged before the next cut: a
+                # message Redis published whose reply the cut lost is sent again (at least
+                # once), which would show here as a second web-1
+                await sub.until(
+                    lambda m: not feed.backlog and sum(feed.published.values()) == len(m),
+                    "the queue drained and every publish acknowledged",
+                )
 
             # a Redis restart while the feed is cut off: pods created meanwhile arrive once
             # the new server is up and the link is back
