@@ -27,7 +27,8 @@ says how many containers came and went meanwhile, what the fingerprint worker us
 which bytes of a difference were other containers' records.
 
 ``BENCH_AGENT_SECONDS`` sets the length of each of the agent's windows (default 60),
-``BENCH_AGENT_PODS`` the sizes (default ``125,500``).
+``BENCH_AGENT_PODS`` the sizes (default ``125,500``); a smoke run (``bench/rounds.py``)
+takes two short windows on two small nodes, enough to show the bench still runs.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ import orjson
 from bench import isolated
 from bench.bench_pass import PATHS, baseline
 from bench.harness import HYBRID, SyntheticNode, remove_cgroup
+from bench.rounds import rounds, smoke
 from bench.served import ServedAgent, Usage
 from extractor.scanner import Scanner
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVAL = 10.0
-WINDOWS = 3
-ROUNDS = 15
+WINDOWS = rounds(3)
+ROUNDS = rounds(15)
 
 
 def manifest_open_files() -> int:
@@ -268,8 +270,10 @@ def main() -> int:
         if why is None:
             return isolated.run(["bench.bench_agent"])
         print(f"bench_agent: not isolated ({why}): other suites' containers count too")
-    seconds = float(os.environ.get("BENCH_AGENT_SECONDS", "60"))
-    pods = [int(p) for p in os.environ.get("BENCH_AGENT_PODS", "125,500").split(",")]
+    short = smoke()
+    seconds = float(os.environ.get("BENCH_AGENT_SECONDS", "12" if short else "60"))
+    sizes_env = os.environ.get("BENCH_AGENT_PODS", "25,50" if short else "125,500")
+    pods = [int(p) for p in sizes_env.split(",")]
     open_files = manifest_open_files()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = open_files if hard == resource.RLIM_INFINITY else min(open_files, hard)
