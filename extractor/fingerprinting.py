@@ -18,10 +18,13 @@ work gets a per-pass time budget (``pass_seconds`` of worker time after each pas
 begins; what does not fit waits for the next pass), and a container whose fingerprint
 ran out of its own budget, or killed the worker, keeps that error (naming the budget)
 and is tried again only after a backoff that doubles up to an hour, never every pass.
-A fingerprint that found no kind is looked at again after RECHECK_SECONDS (doubling up
-to an hour) even when the container's processes stay the same: the workload may be a
-process caught before it ran its runtime (a shell that then ``exec``s Java keeps its PID;
-a JVM or .NET host maps the library that names it only after it starts).
+A fingerprint that found no kind is looked at again after RECHECK_SECONDS, then after
+twice that and so on, MAX_RECHECKS times in all (10 s to 150 s after the first look),
+even when the container's processes stay the same: the workload may be a process caught
+before it ran its runtime (a shell that then ``exec``s Java keeps its PID; a JVM or .NET
+host maps the library that names it only after it starts). That happens in a process's
+first seconds; after the last look a kindless answer is the container's own (a C binary,
+a shell script) and costs nothing more until its processes change.
 Answers cross the process boundary as plain JSON (``Result.fields()``) and become the
 contract's ``Fingerprint`` once, when they arrive.
 """
@@ -53,6 +56,9 @@ PASS_SECONDS = 2.0
 RETRY_SECONDS = 60.0
 RECHECK_SECONDS = 10.0
 """First look again at a fingerprint without a kind while its processes stay the same."""
+MAX_RECHECKS = 4
+"""Looks again at a kindless fingerprint of the same processes, each after twice the wait
+of the one before."""
 MAX_RETRY_SECONDS = 3600.0
 GRACE_SECONDS = 1.0
 """Beyond a container's budget before the worker is abandoned: the engine stops itself
@@ -431,15 +437,16 @@ class Fingerprints:
     def _record(
         self, cid: str, pids: list[int], fp: Fingerprint, chosen: Chosen | None, failed: bool
     ) -> None:
-        """Keep the outcome; a failure also sets when to try again, an answer without a
-        kind when to look again (each delay doubles with each such answer in a row, up to
-        MAX_RETRY_SECONDS)."""
+        """Keep the outcome; a failure also sets when to try again (the delay doubling
+        with each failure in a row, up to MAX_RETRY_SECONDS), an answer without a kind
+        when to look again (doubling too, MAX_RECHECKS times)."""
         known = _Known(fp, chosen, sorted(pids))
         previous = self._known.get(cid)
         if not failed and fp.kind is None and chosen is not None:
             known.kindless = (previous.kindless if previous is not None else 0) + 1
-            delay = self.recheck_seconds * 2 ** (known.kindless - 1)
-            known.recheck_at = self.clock() + min(delay, MAX_RETRY_SECONDS)
+            if known.kindless <= MAX_RECHECKS:
+                delay = self.recheck_seconds * 2 ** (known.kindless - 1)
+                known.recheck_at = self.clock() + min(delay, MAX_RETRY_SECONDS)
         if failed:
             known.failures = (previous.failures if previous is not None else 0) + 1
             delay = min(self.retry_seconds * 2 ** (known.failures - 1), MAX_RETRY_SECONDS)

@@ -14,6 +14,7 @@ snapshot; a caller that can run a fresh pass for the asked containers passes its
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -303,7 +304,10 @@ def add_routes(app: web.Application, views: Views, gather: Gather | None = None)
             gathered = await source(Selection.of(ids))
         except NoAnswer as e:
             return go_compat.http_error(str(e), 500)
-        body = go_compat.marshal(runtime_info(gathered, flag in ("", "true")))
+        hashed = flag in ("", "true")
+        # off the event loop: a node's every container hashed and marshalled is tens of
+        # milliseconds that /healthz and the other routes must not wait behind
+        body = await asyncio.to_thread(lambda: go_compat.marshal(runtime_info(gathered, hashed)))
         return web.Response(body=body, headers={"Content-Type": "application/json"})
 
     app.router.add_route("*", PATH, handler)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from extractor.contract import Fingerprint
-from extractor.fingerprinting import PENDING, Fingerprints
+from extractor.fingerprinting import MAX_RECHECKS, PENDING, Fingerprints
 from hostfs import ProcStat
 
 STAND_IN = r"""
@@ -153,7 +153,7 @@ def test_a_stuck_worker_is_abandoned_and_the_container_backs_off() -> None:
 
 def test_a_fingerprint_without_a_kind_is_looked_at_again(sleeper: int) -> None:
     """Same processes, no kind: held between looks, looked at again after
-    recheck_seconds, then after twice that."""
+    recheck_seconds, then after twice that, MAX_RECHECKS times; then held for good."""
     clock = Clock()
     fps = Fingerprints("/proc", recheck_seconds=10, argv=stand_in("kindless"), clock=clock)
     try:
@@ -175,6 +175,17 @@ def test_a_fingerprint_without_a_kind_is_looked_at_again(sleeper: int) -> None:
         fps.begin_pass()
         fps("c1", [sleeper])
         assert fps.wait(60) and fps.stats.jobs == 3
+        for look in range(3, MAX_RECHECKS + 1):  # the remaining looks, 40 s, 80 s, ...
+            clock.now += 10 * 2 ** (look - 1)
+            fps.begin_pass()
+            fps("c1", [sleeper])
+            assert fps.wait(60) and fps.stats.jobs == look + 1
+        held = fps.current("c1")
+        for _ in range(3):
+            clock.now += 4000  # beyond any delay: no more looks at the same processes
+            fps.begin_pass()
+            assert fps("c1", [sleeper]) is held
+        assert fps.stats.jobs == MAX_RECHECKS + 1
     finally:
         fps.close()
 
