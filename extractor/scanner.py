@@ -36,6 +36,7 @@ pass to the next does not make every container a changed record.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -246,7 +247,9 @@ class Scanner:
         files = gather(self.layout, plan.dirs, self.kept.read, errors)
         known = details(self.layout, files, plan.dirs, self.hz)
         if not errors and not known.errors:
-            plan.learn(files, known, self.details_every)
+            # read with the rest now (no stamp); when later passes reuse them, read then
+            later = known if now is None else dataclasses.replace(known, read_at=now)
+            plan.learn(files, later, self.details_every)
         return parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known), errors
 
     def _reread(self, plan: _Plan, now: float | None) -> list[bytes] | None:

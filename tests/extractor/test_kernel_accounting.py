@@ -435,7 +435,10 @@ def test_known_processes_are_not_reread_until_refresh(v1_tree: KubeTree) -> None
         assert scanner.watch is not None
         scanner.discoverer.refresh_every = 2
         assert container(scanner.take(), first_id).pids == [worker.pid]
-        assert worker.pid in scanner.watch
+        # Watched when the machine's processes fit the descriptors; on a machine running
+        # more (other suites' nodes), some are read by path instead, maybe this one.
+        budget = scanner.budget
+        assert worker.pid in scanner.watch or not budget.everything, budget.describe()
         v1_tree.enter(v1_tree.container_path(uid, second_id), worker.pid)
         passes = [scanner.take() for _ in range(2)]
     finally:

@@ -353,22 +353,26 @@ def test_details_are_reread_every_few_passes_and_say_when(hybrid: KubeTree) -> N
         assert worker.ask("alloc 48") == "ok"
         worker.wait_idle()
         passes = [container(scanner.take(), cid) for _ in range(1, 7)]
+        everything = scanner.budget.everything
     finally:
         scanner.close()
     stamps = [c.usage.details_at for c in passes if c.usage is not None]
     assert len(stamps) == 6
     reread = [1000.0 + i for i, at in zip(range(1, 7), stamps, strict=True) if at == 1000.0 + i]
-    assert len(reread) == 2 and reread[1] - reread[0] == 3  # every third pass
+    if everything:  # else some files are read by path, the details with the rest
+        assert len(reread) == 2 and reread[1] - reread[0] == 3  # every third pass
     peak = read_int(f"{mem}/memory.max_usage_in_bytes")
     for c in passes:
         assert c.usage is not None and c.usage.memory is not None
         assert c.usage.memory.working_set_bytes is not None
         assert c.usage.memory.working_set_bytes >= 48 << 20  # every pass: fresh
-        if c.usage.details_at is not None and c.usage.details_at >= reread[0]:
-            assert c.usage.memory.peak_bytes == peak  # re-read after the allocation
-        else:
+        at = c.usage.details_at
+        if at is None or at > 1000.0:  # read with the rest, or re-read after the allocation
+            assert c.usage.memory.peak_bytes == peak
+        else:  # the first pass's, read before it (and stamped so)
+            assert at == 1000.0
             assert c.usage.memory.peak_bytes is not None
-            assert c.usage.memory.peak_bytes < 48 << 20  # as read before it
+            assert c.usage.memory.peak_bytes < 48 << 20
 
 
 # -- pod network ---------------------------------------------------------------------------
