@@ -11,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 IMAGE_NAME    ?= runtime-insights
 IMAGE_ARCHIVE ?= build/runtime-insights-$(VERSION).oci.tar
 
-.PHONY: run test lint bench bench-smoke demo demo-deps image image-deps system-deps clean
+.PHONY: run test lint bench bench-smoke peer-deps demo demo-deps image image-deps system-deps clean
 
 $(PY):
 	@echo "==> creating $(VENV), a Python virtual environment for the project"
@@ -49,12 +49,17 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 ## bench: every benchmark, full rounds (figures in bench/README.md)
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps peer-deps
 	$(PY) -m bench
 
 ## bench-smoke: every benchmark once, a few rounds (CI: a broken bench fails it)
-bench-smoke: $(STAMP) system-deps
+bench-smoke: $(STAMP) system-deps peer-deps
 	$(PY) -m bench --smoke
+
+## peer-deps: netdata and PCP, the peers bench/bench_peers.py measures, installed with
+## their services left stopped and disabled (root only)
+peer-deps:
+	@scripts/peer-deps.sh
 
 ## demo-deps: containerd, runc, busybox and the sample workloads' runtimes (root only)
 demo-deps:
