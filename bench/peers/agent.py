@@ -1,22 +1,25 @@
 """This project's served agent, as the DaemonSet runs it but on this machine: the
-extractor (``extractor serve``, fingerprints on, so with its worker process) on a unix
-socket, and the exporter polling it every 10 s (its default) with the API server, auth,
-peers and usage events off, listening on loopback; both in the node's namespaces
-(bench/peers/node.py), where the extractor sees the node's processes and cgroups as a
-hostPID pod with a private cgroup namespace sees a node's. Each runs in a cgroup of its
-own, so their costs are reported apart and added up."""
+extractor (``extractor serve``, fingerprints on, so with its worker process, with the
+manifests' ``--open-files`` within this machine's hard limit) on a unix socket, and the
+exporter polling it every 10 s (its default) with the API server, auth, peers and usage
+events off, listening on loopback; both in the node's namespaces (bench/peers/node.py),
+where the extractor sees the node's processes and cgroups as a hostPID pod with a
+private cgroup namespace sees a node's. Each runs in a cgroup of its own, so their costs
+are reported apart and added up."""
 
 from __future__ import annotations
 
 import calendar
 import os
 import re
+import resource
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from bench.bench_agent import manifest_open_files
 from bench.peers.accounting import ToolCgroup
 from bench.peers.node import PeerNode
 from bench.peers.tool import INTERVAL, Reading, check_alive
@@ -45,9 +48,14 @@ class Agent:
     def start(self) -> None:
         sock = str(self._dir / "extractor.sock")
         cmd = [sys.executable, "-m", "runtime_insights"]
+        # within the hard limit this machine gives (a container runtime's is higher)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        files = manifest_open_files()
+        files = files if hard == resource.RLIM_INFINITY else min(files, hard)
+        serve = ["extractor", "serve", "--socket", sock, f"--open-files={files}"]
         self._node.spawn(
             self.extractor_cgroup.path,
-            [*cmd, "extractor", "serve", "--socket", sock],
+            [*cmd, *serve],
             log=self._dir / "extractor.log",
             env=self._env(),
             cwd=ROOT,
