@@ -72,10 +72,12 @@ class Plan:
     twice more (netdata's point after the stop holds the 10 s before it)."""
     settle: float
     """Seconds between the last tool's readiness and the first window: what a tool
-    still does for the containers it has just found is start-up, not steady cost."""
+    still does for the containers it has just found is start-up, not steady cost (the
+    agent looks again at a container whose kind it did not find until 150 s after its
+    first look, extractor/fingerprinting.py)."""
 
 
-FULL = Plan(SIZES, WINDOWS, burn=35.0, quiet=25.0, settle=30.0)
+FULL = Plan(SIZES, WINDOWS, burn=35.0, quiet=25.0, settle=160.0)
 SMOKE = Plan((20,), 1, burn=3.0, quiet=22.0, settle=0.0)
 
 
