@@ -256,12 +256,15 @@ async def stop(listener: Listener, socket_path: str) -> None:
 
 
 async def serve(socket_path: str, source: SnapshotSource, limits: Limits = DEFAULT_LIMITS) -> None:
-    """Serves until SIGTERM or SIGINT, then closes connections and removes the socket."""
-    listener = await start(socket_path, source, limits)
+    """Serves until SIGTERM or SIGINT, then closes connections and removes the socket.
+    The handlers come first: once the socket exists, a SIGTERM must find them (a caller
+    that waits for the socket and stops the extractor at once would otherwise kill it
+    and leave the socket behind)."""
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
+    listener = await start(socket_path, source, limits)
     try:
         await done.wait()
     finally:
