@@ -15,10 +15,8 @@ and ended between two polls.
 
 from __future__ import annotations
 
-import asyncio
-
 from exporter.kube.podmeta import ContainerStatus, PodMeta
-from exporter.kube.reflector import PodEvent
+from exporter.kube.reflector import PodEvent, PodEventFanout
 from exporter.node.views import RUNTIME_PREFIX
 from extractor.contract import Container, Snapshot
 
@@ -70,15 +68,13 @@ def _ended(pod: PodMeta, exited_at: float | None) -> PodMeta:
     return pod.model_copy(update={"containers": containers})
 
 
-class RuntimePods:
+class RuntimePods(PodEventFanout):
     """A pod event source (exporter/feeds/sse.py ``PodEventSource``) fed by ``observe``
     with every snapshot; queues drop their oldest event when full, as the reflector's."""
 
     def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        super().__init__(queue_size)
         self._pods: dict[str, PodMeta] = {}
-        self._queue_size = queue_size
-        self._subscribers: list[asyncio.Queue[PodEvent]] = []
-        self._overflowed: set[int] = set()
 
     def observe(self, snapshot: Snapshot) -> None:
         current = pods_of(snapshot)
@@ -97,31 +93,7 @@ class RuntimePods:
             elif old_pod.containers != new.containers:
                 events.append(PodEvent(type="MODIFIED", pod=new))
         self._pods = current
-        self._publish(events)
+        self.publish(events)
 
     def pods(self) -> list[PodMeta]:
         return list(self._pods.values())
-
-    def subscribe(self) -> asyncio.Queue[PodEvent]:
-        queue: asyncio.Queue[PodEvent] = asyncio.Queue(maxsize=self._queue_size)
-        self._subscribers.append(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[PodEvent]) -> None:
-        if queue in self._subscribers:
-            self._subscribers.remove(queue)
-        self._overflowed.discard(id(queue))
-
-    def overflowed(self, queue: asyncio.Queue[PodEvent]) -> bool:
-        if id(queue) in self._overflowed:
-            self._overflowed.discard(id(queue))
-            return True
-        return False
-
-    def _publish(self, events: list[PodEvent]) -> None:
-        for queue in self._subscribers:
-            for event in events:
-                if queue.full():
-                    queue.get_nowait()
-                    self._overflowed.add(id(queue))
-                queue.put_nowait(event)

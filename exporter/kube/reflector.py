@@ -137,7 +137,53 @@ class _Cache:
             del self.deleted_by_cgroup_uid[entry[1].cgroup_uid]
 
 
-class PodReflector:
+class PodEventFanout:
+    """Pod events fanned out to subscribers' bounded queues; a full queue drops its
+    oldest event and remembers it lost some (the subscriber then resyncs from a list).
+    The reflector and the snapshot-fed source (exporter/feeds/runtime.py) both publish
+    through it, so every event stream consumer sees one behaviour."""
+
+    def __init__(self, queue_size: int) -> None:
+        self._queue_size = queue_size
+        self._subscribers: list[asyncio.Queue[PodEvent]] = []
+        self._overflowed: set[int] = set()
+        self.dropped_events = 0
+
+    def subscribe(self) -> asyncio.Queue[PodEvent]:
+        """A bounded queue of future events; when full the oldest event is dropped."""
+        queue: asyncio.Queue[PodEvent] = asyncio.Queue(maxsize=self._queue_size)
+        self._subscribers.append(queue)
+        return queue
+
+    @property
+    def subscribers(self) -> int:
+        """How many queues are subscribed (each open event stream holds one)."""
+        return len(self._subscribers)
+
+    def unsubscribe(self, queue: asyncio.Queue[PodEvent]) -> None:
+        if queue in self._subscribers:
+            self._subscribers.remove(queue)
+        self._overflowed.discard(id(queue))
+
+    def overflowed(self, queue: asyncio.Queue[PodEvent]) -> bool:
+        """Whether ``queue`` lost events since the last call (then: resync from ``pods()``)."""
+        if id(queue) in self._overflowed:
+            self._overflowed.discard(id(queue))
+            return True
+        return False
+
+    def publish(self, events: list[PodEvent]) -> None:
+        """Fan out, dropping the oldest event for slow consumers."""
+        for queue in list(self._subscribers):
+            for event in events:
+                if queue.full():
+                    queue.get_nowait()
+                    self.dropped_events += 1
+                    self._overflowed.add(id(queue))
+                queue.put_nowait(event)
+
+
+class PodReflector(PodEventFanout):
     """This node's pods, kept current by list+watch, readable from asyncio code."""
 
     def __init__(
@@ -162,7 +208,7 @@ class PodReflector:
         self._read_timeout = read_timeout_seconds
         self._backoff_initial = backoff_initial_seconds
         self._backoff_max = backoff_max_seconds
-        self._queue_size = queue_size
+        super().__init__(queue_size)
         self._cache = _Cache(deleted_retention_seconds, max_deleted)
         self._clock = clock
         self._resource_version = ""
@@ -173,9 +219,6 @@ class PodReflector:
         """The last watch delivered (an event, a bookmark, or a quiet stretch) before it
         ended: a cut after that is a new failure, not another one in a row."""
         self._task: asyncio.Task[None] | None = None
-        self._subscribers: list[asyncio.Queue[PodEvent]] = []
-        self._overflowed: set[int] = set()
-        self.dropped_events = 0
         self.conversion_errors = 0
         self.generation = 0
 
@@ -235,41 +278,6 @@ class PodReflector:
             return None
         status = next(c for c in pod.containers if c.container_id == bare)
         return pod, status
-
-    def subscribe(self) -> asyncio.Queue[PodEvent]:
-        """A bounded queue of future events; when full the oldest event is dropped."""
-        queue: asyncio.Queue[PodEvent] = asyncio.Queue(maxsize=self._queue_size)
-        self._subscribers.append(queue)
-        return queue
-
-    @property
-    def subscribers(self) -> int:
-        """How many queues are subscribed (each open event stream holds one)."""
-        return len(self._subscribers)
-
-    def unsubscribe(self, queue: asyncio.Queue[PodEvent]) -> None:
-        if queue in self._subscribers:
-            self._subscribers.remove(queue)
-        self._overflowed.discard(id(queue))
-
-    def overflowed(self, queue: asyncio.Queue[PodEvent]) -> bool:
-        """Whether ``queue`` lost events since the last call (then: resync from ``pods()``)."""
-        if id(queue) in self._overflowed:
-            self._overflowed.discard(id(queue))
-            return True
-        return False
-
-    def _publish(self, events: list[PodEvent]) -> None:
-        """Fan out, dropping the oldest event for slow consumers."""
-        if not events:
-            return
-        for queue in list(self._subscribers):
-            for event in events:
-                if queue.full():
-                    queue.get_nowait()
-                    self.dropped_events += 1
-                    self._overflowed.add(id(queue))
-                queue.put_nowait(event)
 
     # -- list and watch
 
@@ -347,7 +355,7 @@ class PodReflector:
             self.generation += 1
         self._synced = True
         self._mark_healthy()
-        self._publish(events)
+        self.publish(events)
 
     async def _watch(self) -> bool:
         """One WATCH from the last resourceVersion; True unless it ended at once, empty.
@@ -411,7 +419,7 @@ class PodReflector:
             old = self._cache.put(pod)
             out = PodEvent(type="ADDED" if old is None else "MODIFIED", pod=pod)
         self.generation += 1
-        self._publish([out])
+        self.publish([out])
 
     def _convert(self, obj: Any) -> PodMeta | None:
         """A pod the converter rejects is skipped and counted, never fatal."""
