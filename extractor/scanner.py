@@ -253,18 +253,20 @@ class Scanner:
         return parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known), errors
 
     def _reread(self, plan: _Plan, now: float | None) -> list[bytes] | None:
-        """The learned files again, from kept descriptors; None if that is not possible
-        (or time to relearn). The details are parsed when read, kept in between."""
+        """The learned files again, from kept descriptors or, for a cgroup the descriptor
+        budget has no room for, by path; None if that is not possible (or time to
+        relearn). The details are parsed when read, kept in between, either way."""
         plan.left -= 1
         if plan.left <= 0 or plan.names is None:
             return None
-        data = self.kept.read_group(plan.paths_of)
+        kept = self.kept
+        data = kept.read_group(plan.paths_of) or kept.read_beyond(plan.paths_of)
         if data is None:
             return None
         if plan.detail_paths:
             plan.due -= 1
             if plan.due <= 0:
-                got = self.kept.read_group(plan.detail_paths)
+                got = kept.read_group(plan.detail_paths) or kept.read_beyond(plan.detail_paths)
                 if got is None:
                     return None
                 # memory.stat (read every pass) also holds details: RSS and cache.
@@ -273,7 +275,7 @@ class Scanner:
                 plan.known = details(self.layout, detailed, plan.dirs, self.hz, now)
                 plan.due = self.details_every
             else:
-                self.kept.keep_group(plan.detail_paths)
+                kept.keep_group(plan.detail_paths)
         return data
 
     def _plan_for(self, paths: dict[str, str]) -> _Plan:

@@ -116,11 +116,27 @@ class KeptFiles:
         self._read_groups.add(paths)
         return data
 
+    def read_beyond(self, paths: tuple[str, ...]) -> list[bytes] | None:
+        """Every file of ``paths`` read by path, in order, when the pool is too full to
+        keep them (``read`` would read them by path too, one call each, and say nothing
+        new); None when there is room for them (read them with ``read``, which keeps
+        them) or one fails."""
+        if len(self._fds) + len(paths) <= self.capacity:
+            return None
+        try:
+            data = [read_small(path) for path in paths]
+        except OSError:
+            return None
+        self._spilled += len(paths)
+        return data
+
     def keep_group(self, paths: tuple[str, ...]) -> None:
         """Keep a group open through this pass without reading it (files read every few
-        passes only)."""
+        passes only); one that is not kept still counts as ``wanted``."""
         if paths in self._groups or self._group(paths) is not None:
             self._read_groups.add(paths)
+        else:
+            self._spilled += len(paths)
 
     def _group(self, paths: tuple[str, ...]) -> list[int] | None:
         """The descriptors of ``paths`` as a new group, if every one is kept."""

@@ -375,6 +375,29 @@ def test_details_are_reread_every_few_passes_and_say_when(hybrid: KubeTree) -> N
             assert c.usage.memory.peak_bytes < 48 << 20
 
 
+def test_details_rotate_for_a_cgroup_beyond_the_descriptor_budget(hybrid: KubeTree) -> None:
+    """With no descriptor to keep (a node larger than the budget), a cgroup's files are
+    read by path, and still the details only every ``details_every`` passes."""
+    cid = container_id()
+    hybrid.spawn(hybrid.container_path(pod_uid(), cid))
+    walls = iter(1000.0 + i for i in range(7))
+
+    def clock() -> Moment:
+        return Moment(wall=next(walls), boot=now().boot)
+
+    scanner = Scanner(HYBRID, keep_open=0, details_every=3, clock=clock)
+    try:
+        stamps = [container(scanner.take(), cid).usage for _ in range(7)]
+        assert len(scanner.kept) == 0
+    finally:
+        scanner.close()
+    at = [u.details_at if u is not None else -1.0 for u in stamps]
+    assert at[0] is None  # the first reading: with the rest
+    reread = [1000.0 + i for i in range(1, 7) if at[i] == 1000.0 + i]
+    assert len(reread) == 2 and reread[1] - reread[0] == 3
+    assert all(a is not None and a < 1000.0 + i for i, a in enumerate(at) if i and a not in reread)
+
+
 # -- pod network ---------------------------------------------------------------------------
 
 

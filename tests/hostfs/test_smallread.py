@@ -100,3 +100,19 @@ def test_capacity_bounds_kept_descriptors(tmp_path: Path) -> None:
         assert kept.read_group(paths) is None  # "o" could not be kept: never a group
     finally:
         kept.close()
+
+
+def test_files_beyond_a_full_pool_are_read_by_path_and_counted(tmp_path: Path) -> None:
+    paths = files(tmp_path, "a", "b")
+    kept = KeptFiles(1)
+    try:
+        assert kept.read_beyond(paths) == [b"a 1\n", b"b 1\n"]  # two cannot fit in one
+        assert len(kept) == 0  # nothing kept by it
+        assert kept.read_beyond(paths[:1]) is None  # room for this one: read() keeps it
+        (tmp_path / "b").unlink()
+        assert kept.read_beyond(paths) is None  # a failed read says nothing: read() will
+        kept.keep_group(paths[:1])  # not kept, not read this pass: wanted all the same
+        kept.end_pass()
+        assert kept.wanted == 3  # what the pass read by path or passed over counts as wanted
+    finally:
+        kept.close()
