@@ -247,7 +247,7 @@ def test_a_burst_of_short_pods_is_read_exactly_or_not_at_all(
         for i in range(60):
             uid, qos = pod_uid(), ("burstable", "besteffort", "guaranteed")[i % 3]
             tree.run_short(tree.container_path(uid, container_id(), qos))
-            expected[uid] = tree.pod_cpu_ns(uid, qos)
+            expected[uid] = tree.final_cpu_ns(uid, qos)
             if i % 2:
                 tree.remove(tree.pod_path(uid, qos))  # removed at once
             else:

@@ -239,6 +239,20 @@ class KubeTree:
             return read_int(f"{self.directory('cpuacct', path)}/cpuacct.usage")
         return read_keyed(f"{self.directory('', path)}/cpu.stat")["usage_usec"] * 1000
 
+    def final_cpu_ns(self, uid: str, qos: str = "burstable") -> int:
+        """``pod_cpu_ns`` of a pod whose processes have all exited, once it stands still:
+        an exiting task's last slice is charged to its cgroup in its final switch, which
+        may come after its parent has reaped it (1 s at most)."""
+        last = self.pod_cpu_ns(uid, qos)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+            now = self.pod_cpu_ns(uid, qos)
+            if now == last:
+                break
+            last = now
+        return last
+
     def remove(self, path: str) -> None:
         """rmdir ``path`` and what is below it (its processes must be gone)."""
         below = [p for p in self.created if p == path or p.startswith(path + "/")]
