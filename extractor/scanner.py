@@ -90,6 +90,12 @@ DETAILS_EVERY = 6
 exporter's default poll; ``extractor serve --details-every``): each file costs a warm pass
 3–5 µs of cold kernel work per cgroup, and reading the 13 detail files of a v1 cgroup on
 every pass would almost double it (``bench/README.md``)."""
+STAMP_KEPT_SECONDS = 150.0
+"""A re-reading of a cgroup's details (or a pod's network) that finds the very values of
+the last keeps that reading's stamp for up to this long: a quiet container's record then
+stays the same object, and a poll by difference does not carry it (``bench/README.md``).
+Half of Prometheus' default lookback (5 min), so a sample stamped with it is never too
+old to be queried."""
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +181,7 @@ class Scanner:
         # Counter files and pods' net/dev are "counter files" to the budget (one each).
         self.kept = KeptFiles(self.budget.counter_files)
         self.network = NetworkReader(paths.proc_root, 0)
-        self._networks: dict[str, tuple[tuple[int, int], PodNetwork]] = {}
+        self._networks: dict[str, tuple[tuple[int, int], PodNetwork, float]] = {}
         self.devices = BlockDevices()
         watching = self.budget.processes > 0 and usable_for(paths.proc_root)
         self.watch = PidWatch(self.budget.processes) if watching else None
@@ -250,6 +256,7 @@ class Scanner:
             # read with the rest now (no stamp); when later passes reuse them, read then
             later = known if now is None else dataclasses.replace(known, read_at=now)
             plan.learn(files, later, self.details_every)
+            plan.detailed_at = now
         return parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known), errors
 
     def _reread(self, plan: _Plan, now: float | None) -> list[bytes] | None:
@@ -272,8 +279,10 @@ class Scanner:
                 # memory.stat (read every pass) also holds details: RSS and cache.
                 detailed = dict(zip(plan.names, data, strict=True))
                 detailed.update(zip(plan.detail_names, got, strict=True))
-                plan.known = details(self.layout, detailed, plan.dirs, self.hz, now)
+                fresh = details(self.layout, detailed, plan.dirs, self.hz, now)
+                plan.known = _restamped(plan.known, fresh)
                 plan.due = self.details_every
+                plan.detailed_at = now
             else:
                 kept.keep_group(plan.detail_paths)
         return data
@@ -336,7 +345,7 @@ class Scanner:
             best = through.get(uid)
             if best is None or way < best:
                 through[uid] = way
-        networks: dict[str, tuple[tuple[int, int], PodNetwork]] = {}
+        networks: dict[str, tuple[tuple[int, int], PodNetwork, float]] = {}
         for uid in sorted(pods):
             fields = pods[uid]
             if uid in pod_paths:
@@ -344,8 +353,10 @@ class Scanner:
             else:
                 fields["errors"] = ["no pod cgroup above its containers' cgroups"]
             _, ticks, pid = through[uid]
-            net = self._network(uid, fields.get("usage"), (pid, ticks), moment.wall, networks)
+            due = uid not in pod_paths or self._detailed(pod_paths[uid], moment.wall)
+            net, read_at = self._network(uid, due, (pid, ticks), moment.wall, networks)
             fields["network"], fields["host_network"] = net.interfaces, net.host_network
+            fields["network_at"] = read_at
             if net.error is not None:
                 fields["errors"].append(net.error)
             snapshot.pods.append(self._pod(uid, fields))
@@ -398,25 +409,40 @@ class Scanner:
             level = logging.INFO if budget.everything else logging.WARNING
             log.log(level, "descriptors: %s", budget.describe())
 
+    def _detailed(self, paths: dict[str, str], now: float) -> bool:
+        """Whether this pass read the details of the cgroup at ``paths`` (or could not
+        keep them: a cgroup read whole, or without a plan yet)."""
+        plan = self._plans.get(id(paths))
+        return plan is None or plan.names is None or plan.detailed_at == now
+
     def _network(
         self,
         uid: str,
-        usage: Usage | None,
+        due: bool,
         process: tuple[int, int],
         now: float,
-        into: dict[str, tuple[tuple[int, int], PodNetwork]],
-    ) -> PodNetwork:
-        """The pod's network, read with its cgroup's details (so ``details_at`` tells when
-        for both), else as last read through the same process."""
+        into: dict[str, tuple[tuple[int, int], PodNetwork, float]],
+    ) -> tuple[PodNetwork, float]:
+        """The pod's network and when it was read: read with its cgroup's details
+        (``due``), else as last read through the same process. A reading that finds the
+        last one's counters keeps its object and stamp (``STAMP_KEPT_SECONDS``)."""
         last = self._networks.get(uid)
-        due = usage is None or usage.details_at is None or usage.details_at == now
         if last is not None and last[0] == process and not due:
             self.network.keep(*process)
             into[uid] = last
-            return last[1]
+            return last[1], last[2]
         net = self.network.read(*process)
-        into[uid] = (process, net)
-        return net
+        if (
+            last is not None
+            and last[0] == process
+            and now - last[2] < STAMP_KEPT_SECONDS
+            and net.error is None
+            and (net.interfaces, net.host_network) == (last[1].interfaces, last[1].host_network)
+        ):
+            into[uid] = last
+            return last[1], last[2]
+        into[uid] = (process, net, now)
+        return net, now
 
     def _exited(
         self,
@@ -577,6 +603,7 @@ class _Plan:
         "cgroup",
         "detail_names",
         "detail_paths",
+        "detailed_at",
         "dirs",
         "due",
         "known",
@@ -602,6 +629,8 @@ class _Plan:
         self.detail_names: tuple[str, ...] = ()
         self.detail_paths: tuple[str, ...] = ()
         self.known = Details()
+        self.detailed_at: float | None = None
+        """When the details were last read from the files (their stamp may be older)."""
         self.due = 0
         self.left = 0
         self.raw: list[bytes] | None = None
@@ -633,6 +662,16 @@ class _Plan:
     def _where(self, name: str) -> str:
         key = UNIFIED if self.layout.version == "v2" else V1_FILES[name]
         return f"{self.dirs[key]}/{name}"
+
+
+def _restamped(old: Details, fresh: Details) -> Details:
+    """``old`` itself when ``fresh`` says the same and ``old`` is recent enough
+    (``STAMP_KEPT_SECONDS``), so the Usage built on it can be reused; else ``fresh``."""
+    if old.read_at is None or fresh.read_at is None:
+        return fresh
+    if fresh.read_at - old.read_at >= STAMP_KEPT_SECONDS:
+        return fresh
+    return old if dataclasses.replace(fresh, read_at=old.read_at) == old else fresh
 
 
 def _started(stat: ProcStat) -> int:

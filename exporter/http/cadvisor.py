@@ -136,7 +136,7 @@ def _rows(view: NodeView) -> Iterator[_Row]:
         if usage is not None:
             yield _Row(["", usage.cgroup, "", "", pv.namespace, pv.name], usage, started)
         network = pv.pod.network if pv.pod else None
-        network_at = (usage.details_at if usage else None) or view.snapshot.taken_at
+        network_at = (pv.pod.network_at if pv.pod else None) or view.snapshot.taken_at
         for sandbox in pv.sandboxes:
             labels = ["", sandbox.cgroup or "", sandbox.image or "", sandbox.id]
             yield _Row(

@@ -120,6 +120,7 @@ def pod_document(
         "memory": memory_document(usage),
         **_details(usage, devices),
         "network": network_fields(pod.network if pod else None),
+        "networkAt": rfc3339(pod.network_at) if pod and pod.network_at else None,
         "hostNetwork": pod.host_network if pod else None,
         "resources": resources_document(pv.resources),
         "efficiency": efficiency_fields(_use(usage, pv.cpu_rate, pv.resources)),

@@ -126,7 +126,8 @@ class Usage(_Model):
         default=None,
         description="unix seconds when peak, pids, limits, quota, OOM kills, block I/O and "
         "pressure were read, when that was before the rest: a long-lived extractor "
-        "re-reads them every few passes only; None: read with the rest",
+        "re-reads them every few passes only (one that finds the same values keeps the "
+        "earlier time, for a while); None: read with the rest",
     )
 
 
@@ -259,6 +260,12 @@ class Pod(_Model):
     )
     host_network: bool | None = Field(
         default=None, description="the pod's processes share the host's network namespace"
+    )
+    network_at: float | None = Field(
+        default=None,
+        description="unix seconds: when ``network`` was read (with the pod cgroup's "
+        "details, every few passes; a reading that finds the same counters keeps the "
+        "earlier stamp for a while)",
     )
     errors: list[str] = Field(default_factory=list)
 

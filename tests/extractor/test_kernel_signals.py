@@ -27,7 +27,7 @@ import pytest
 
 from extractor.hostpaths import HostPaths
 from extractor.netdev import NetworkReader
-from extractor.scanner import Scanner, take_snapshot
+from extractor.scanner import STAMP_KEPT_SECONDS, Scanner, take_snapshot
 from hostfs import Moment, now
 from tests.support.kernel import (
     UNIFIED,
@@ -332,16 +332,20 @@ def test_v1_cfs_quota_and_period_as_spec_values(hybrid: KubeTree) -> None:
 
 # -- details re-read in rotation -------------------------------------------------------------
 
+STEP = STAMP_KEPT_SECONDS + 50.0
+"""Between passes, where no re-reading is to keep an earlier stamp."""
+
 
 def test_details_are_reread_every_few_passes_and_say_when(hybrid: KubeTree) -> None:
     """A kept Scanner reads CPU and memory usage on every pass and the details every
     ``details_every`` passes: in between they stand as last read, stamped with that
-    pass's time; a fresh reading has no stamp (read with the rest)."""
+    pass's time; a fresh reading has no stamp (read with the rest). The passes are
+    ``STEP`` apart, so no re-reading keeps an earlier stamp."""
     uid, cid = pod_uid(), container_id()
     path = hybrid.container_path(uid, cid)
     worker = hybrid.spawn(path)
     mem = hybrid.directory("memory", path)
-    walls = iter(1000.0 + i for i in range(7))
+    walls = iter(1000.0 + STEP * i for i in range(7))
 
     def clock() -> Moment:  # the passes' wall times 1000, 1001, …; the boot clock real
         return Moment(wall=next(walls), boot=now().boot)
@@ -358,9 +362,10 @@ def test_details_are_reread_every_few_passes_and_say_when(hybrid: KubeTree) -> N
         scanner.close()
     stamps = [c.usage.details_at for c in passes if c.usage is not None]
     assert len(stamps) == 6
-    reread = [1000.0 + i for i, at in zip(range(1, 7), stamps, strict=True) if at == 1000.0 + i]
+    times = [1000.0 + STEP * i for i in range(1, 7)]
+    reread = [t for t, at in zip(times, stamps, strict=True) if at == t]
     if everything:  # else some files are read by path, the details with the rest
-        assert len(reread) == 2 and reread[1] - reread[0] == 3  # every third pass
+        assert len(reread) == 2 and reread[1] - reread[0] == 3 * STEP  # every third pass
     peak = read_int(f"{mem}/memory.max_usage_in_bytes")
     for c in passes:
         assert c.usage is not None and c.usage.memory is not None
@@ -380,7 +385,7 @@ def test_details_rotate_for_a_cgroup_beyond_the_descriptor_budget(hybrid: KubeTr
     read by path, and still the details only every ``details_every`` passes."""
     cid = container_id()
     hybrid.spawn(hybrid.container_path(pod_uid(), cid))
-    walls = iter(1000.0 + i for i in range(7))
+    walls = iter(1000.0 + STEP * i for i in range(7))
 
     def clock() -> Moment:
         return Moment(wall=next(walls), boot=now().boot)
@@ -393,9 +398,11 @@ def test_details_rotate_for_a_cgroup_beyond_the_descriptor_budget(hybrid: KubeTr
         scanner.close()
     at = [u.details_at if u is not None else -1.0 for u in stamps]
     assert at[0] is None  # the first reading: with the rest
-    reread = [1000.0 + i for i in range(1, 7) if at[i] == 1000.0 + i]
-    assert len(reread) == 2 and reread[1] - reread[0] == 3
-    assert all(a is not None and a < 1000.0 + i for i, a in enumerate(at) if i and a not in reread)
+    reread = [1000.0 + STEP * i for i in range(1, 7) if at[i] == 1000.0 + STEP * i]
+    assert len(reread) == 2 and reread[1] - reread[0] == 3 * STEP
+    assert all(
+        a is not None and a < 1000.0 + STEP * i for i, a in enumerate(at) if i and a not in reread
+    )
 
 
 # -- pod network ---------------------------------------------------------------------------
@@ -596,3 +603,76 @@ def test_rss_cache_and_the_sandboxes_cgroup(hybrid: KubeTree) -> None:
     assert sandbox.sandbox and sandbox.usage is None
     assert sandbox.cgroup == hybrid.container_path(uid, pause_id)
     assert c.cgroup == c.usage.cgroup == hybrid.container_path(uid, app_id)
+
+
+def test_pod_network_that_reads_the_same_keeps_its_stamp(hybrid: KubeTree) -> None:
+    """The pod's network is read with its cgroup's details (here every pass) and stamped
+    ``network_at``; a reading that finds the counters of the last keeps that one's stamp
+    (so a quiet pod's record does not change), traffic restamps it, and so does a
+    reading ``STAMP_KEPT_SECONDS`` after the stamp."""
+    uid, sandbox = pod_uid(), container_id()
+    pause = hybrid.spawn(hybrid.container_path(uid, sandbox), ("unshare", "--net"))
+    assert pause.ask("comm pause") == "ok"
+    peer = subprocess.Popen(["unshare", "--net", "sleep", "120"])
+    walls = iter([1000.0, 1001.0, 1002.0, 1002.0 + STAMP_KEPT_SECONDS])
+
+    def clock() -> Moment:
+        return Moment(wall=next(walls), boot=now().boot)
+
+    scanner = Scanner(HYBRID, details_every=1, clock=clock)
+    try:
+        time.sleep(0.1)  # unshare has exec'd sleep
+        with veth_between(pause.pid, peer.pid) as (_, there):
+            settle(pause.pid)
+            first = pod(scanner.take(), uid)
+            quiet = pod(scanner.take(), uid)
+            subprocess.run(
+                ["nsenter", "-t", str(pause.pid), "-n", sys.executable, "-c", SEND, there, "5"],
+                check=True,
+            )
+            expected = settle(pause.pid)
+            busy = pod(scanner.take(), uid)
+            late = pod(scanner.take(), uid)
+    finally:
+        scanner.close()
+        peer.kill()
+        peer.wait()
+    assert first.network_at == 1000.0 and first.network is not None
+    assert quiet.network_at == 1000.0 and quiet.network == first.network
+    assert busy.network_at == 1002.0 and busy.network is not None
+    assert busy.network[0].model_dump(exclude={"name"}) == expected
+    assert late.network_at == 1002.0 + STAMP_KEPT_SECONDS and late.network == busy.network
+
+
+def test_details_that_read_the_same_keep_their_stamp(hybrid: KubeTree) -> None:
+    """A re-reading of the details that finds the values of the last keeps that one's
+    stamp, so a quiet container's record stays the same pass after pass (and a poll by
+    difference carries nothing for it); a change restamps them, and so does a re-reading
+    ``STAMP_KEPT_SECONDS`` or more after the stamp."""
+    uid, cid = pod_uid(), container_id()
+    worker = hybrid.spawn(hybrid.container_path(uid, cid))
+    worker.wait_idle()
+    times = [1000.0 + i for i in range(7)] + [1006.0 + STAMP_KEPT_SECONDS + i for i in range(3)]
+    walls = iter(times)
+
+    def clock() -> Moment:
+        return Moment(wall=next(walls), boot=now().boot)
+
+    scanner = Scanner(HYBRID, details_every=3, clock=clock)
+    try:
+        quiet = [container(scanner.take(), cid).usage for _ in range(4)]
+        assert worker.ask("alloc 16") == "ok"
+        worker.wait_idle()
+        after = [container(scanner.take(), cid).usage for _ in range(3)]
+        late = [container(scanner.take(), cid).usage for _ in range(3)]
+    finally:
+        scanner.close()
+    stamps = [u.details_at if u is not None else -1.0 for u in quiet + after + late]
+    assert stamps[0] is None  # the first reading: with the rest
+    assert stamps[1:4] == [1000.0] * 3  # re-read once meanwhile, the same: kept
+    changed = [t for t, at in zip(times[4:7], stamps[4:7], strict=True) if at == t]
+    assert len(changed) == 1  # the re-read after the allocation: a new stamp
+    at = stamps.index(changed[0])
+    assert stamps[4:at] == [1000.0] * (at - 4) and stamps[at:7] == [changed[0]] * (7 - at)
+    late_reread = [t for t, at in zip(times[7:], stamps[7:], strict=True) if at == t]
+    assert len(late_reread) == 1  # the same values, but the stamp was too old to keep

@@ -46,10 +46,13 @@ def without_times(snapshot: Snapshot) -> dict[str, object]:
     """The records but their run times, wall-clock starts (each Scanner puts a start on
     the wall clock with its own reading of both clocks), memory (which moves when idle,
     see above) and when the details were read (a warm Scanner reads them every few
-    passes and says when; a cold pass reads them with the rest)."""
+    passes and says when; a cold pass reads them with the rest), and so was the pods'
+    network."""
     dumped = snapshot.model_dump(include={"containers", "pods"})
     for c in dumped["containers"]:
         del c["runtime_seconds"], c["started_at"]
+    for p in dumped["pods"]:
+        del p["network_at"]
     for record in [*dumped["containers"], *dumped["pods"]]:
         if record["usage"] is not None:
             del record["usage"]["memory"], record["usage"]["details_at"]

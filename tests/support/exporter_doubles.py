@@ -348,6 +348,7 @@ def workload_snapshot(
             )
         ],
         host_network=False,
+        network_at=details_at,
     )
     return Snapshot(
         node="datagen-1-35",
