@@ -218,7 +218,7 @@ def measure(tree: SyntheticNode) -> dict[str, float]:
         assert scanner.exits is not None
         out = {
             "pids": float(len(os.listdir("/proc"))),
-            "kept_fds": float(len(scanner.kept)),
+            "kept_fds": float(len(scanner.kept) + len(scanner.kept_details)),
             "net_fds": float(len(scanner.network)),
             "pidfds": float(watched),
             "watches": float(scanner.exits.watches),

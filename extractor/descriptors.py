@@ -8,12 +8,12 @@ and 2 × 4,100 process descriptors. Container runtimes start containers with a s
 ``LimitNOFILE``, CRI-O's 1,048,576); raising the soft limit up to the hard one needs no
 privilege, so the extractor does that at start (``--open-files`` asks for less).
 
-The budget is then split by what the node needs, measured each pass: counter files and
-processes (two descriptors each) in proportion when they do not all fit, all of them
-when they do. Several Scanners in one process (benches, tests) share the limit as they
-need it (``Allowance``). Each kept seq_file also holds a page of kernel memory charged to the
-extractor's memory cgroup, which is why the manifests bound it instead of asking for
-the hard limit.
+The budget is then split by what the node needs, measured each pass: all of it when it
+fits; else the details (files read every few passes) give way first, then counter files
+and processes (two descriptors each) are shared in proportion. Several Scanners in one
+process (benches, tests) share the limit as they need it (``Allowance``). Each kept
+seq_file also holds a page of kernel memory charged to the extractor's memory cgroup,
+which is why the manifests bound it instead of asking for the hard limit.
 """
 
 from __future__ import annotations
@@ -130,33 +130,56 @@ class Split:
     """How a budget is shared for one node's needs."""
 
     counter_files: int
-    """Counter descriptors allowed."""
+    """Descriptors allowed for the files read on every pass (and pods' net/dev)."""
     processes: int
     """Processes that may be watched (each costs ``PER_PROCESS`` descriptors)."""
     wanted_files: int
     wanted_processes: int
+    detail_files: int = 0
+    """Descriptors allowed for the details, which are read every few passes only."""
+    wanted_details: int = 0
 
     @property
     def everything(self) -> bool:
-        return self.counter_files >= self.wanted_files and self.processes >= self.wanted_processes
+        return (
+            self.counter_files >= self.wanted_files
+            and self.processes >= self.wanted_processes
+            and self.detail_files >= self.wanted_details
+        )
 
     def describe(self) -> str:
-        files, procs = self.wanted_files, self.wanted_processes
+        files, procs = self.wanted_files + self.wanted_details, self.wanted_processes
         if self.everything:
             return f"keeping all {files} counter files and {procs} processes open"
+        kept = min(self.counter_files, self.wanted_files) + min(
+            self.detail_files, self.wanted_details
+        )
+        every = min(self.counter_files, self.wanted_files)
         need = files + PER_PROCESS * procs + RESERVE
         return (
-            f"keeping {min(self.counter_files, files)} of {files} counter files and "
+            f"keeping {kept} of {files} counter files and "
             f"{min(self.processes, procs)} of {procs} processes open (the rest is read by "
-            f"path every pass); about {need} open files would keep them all"
+            f"path when due; {every} of the {self.wanted_files} read on every pass are "
+            f"kept); about {need} open files would keep them all"
         )
 
 
-def split(total: int, counter_files: int, processes: int) -> Split:
-    """Counter files and processes all kept when they fit in ``total`` descriptors (the
-    rest of the budget stays with them as room to grow), else shared in proportion."""
-    wanted = counter_files + PER_PROCESS * processes
-    if wanted <= 0:
-        return Split(total // 2, total // (2 * PER_PROCESS), counter_files, processes)
-    files = total * counter_files // wanted
-    return Split(files, (total - files) // PER_PROCESS, counter_files, processes)
+def split(total: int, counter_files: int, processes: int, details: int = 0) -> Split:
+    """Everything kept when it fits in ``total`` descriptors (the rest of the budget
+    shared as room to grow). Else the details go first: they are read every few passes
+    only, where a file read by path costs about 4 µs more than a kept one, against every
+    pass for the counter files and the processes, which are then shared in proportion
+    if even they do not fit."""
+    wanted = counter_files + details + PER_PROCESS * processes
+    if wanted <= 0:  # nothing known yet: a blind split, half for the processes
+        quarter = total // 4
+        return Split(quarter, total // (2 * PER_PROCESS), 0, 0, quarter, 0)
+    if wanted <= total or details == 0:
+        files, kept = total * counter_files // wanted, total * details // wanted
+        rest = (total - files - kept) // PER_PROCESS
+        return Split(files, rest, counter_files, processes, kept, details)
+    first = counter_files + PER_PROCESS * processes
+    if first <= total:
+        return Split(counter_files, processes, counter_files, processes, total - first, details)
+    files = total * counter_files // first
+    return Split(files, (total - files) // PER_PROCESS, counter_files, processes, 0, details)

@@ -178,8 +178,11 @@ class Scanner:
                 self.errors.append(str(e))
         self.allowance = descriptors.claim(self._held, keep_open)
         self.budget = descriptors.split(self.allowance.total, 0, 0)
-        # Counter files and pods' net/dev are "counter files" to the budget (one each).
+        # Counter files and pods' net/dev are "counter files" to the budget (one each);
+        # the details, read every few passes, have a pool of their own that gives way first.
         self.kept = KeptFiles(self.budget.counter_files)
+        self.kept_details = KeptFiles(self.budget.detail_files)
+        self._fresh = every_pass(self.layout)
         self.network = NetworkReader(paths.proc_root, 0)
         self._networks: dict[str, tuple[tuple[int, int], PodNetwork, float]] = {}
         self.devices = BlockDevices()
@@ -250,7 +253,7 @@ class Scanner:
                 usage = parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known)
                 plan.remember(data, usage, known, errors)
                 return usage, errors
-        files = gather(self.layout, plan.dirs, self.kept.read, errors)
+        files = gather(self.layout, plan.dirs, self._read, errors)
         known = details(self.layout, files, plan.dirs, self.hz)
         if not errors and not known.errors:
             # read with the rest now (no stamp); when later passes reuse them, read then
@@ -258,6 +261,11 @@ class Scanner:
             plan.learn(files, later, self.details_every)
             plan.detailed_at = now
         return parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known), errors
+
+    def _read(self, path: str) -> bytes:
+        """A complete reading's file, kept in the pool its kind is re-read from."""
+        name = path[path.rfind("/") + 1 :]
+        return (self.kept if name in self._fresh else self.kept_details).read(path)
 
     def _reread(self, plan: _Plan, now: float | None) -> list[bytes] | None:
         """The learned files again, from kept descriptors or, for a cgroup the descriptor
@@ -272,8 +280,9 @@ class Scanner:
             return None
         if plan.detail_paths:
             plan.due -= 1
+            pool = self.kept_details
             if plan.due <= 0:
-                got = kept.read_group(plan.detail_paths) or kept.read_beyond(plan.detail_paths)
+                got = pool.read_group(plan.detail_paths) or pool.read_beyond(plan.detail_paths)
                 if got is None:
                     return None
                 # memory.stat (read every pass) also holds details: RSS and cache.
@@ -284,7 +293,7 @@ class Scanner:
                 plan.due = self.details_every
                 plan.detailed_at = now
             else:
-                kept.keep_group(plan.detail_paths)
+                pool.keep_group(plan.detail_paths)
         return data
 
     def _plan_for(self, paths: dict[str, str]) -> _Plan:
@@ -365,6 +374,7 @@ class Scanner:
             self._exited(snapshot, pods, pod_paths, found)
         snapshot.block_devices = self.devices.names(snapshot)
         self.kept.end_pass()
+        self.kept_details.end_pass()
         self.network.end_pass()
         self._records, self._next_records = self._next_records, {}
         self._pods, self._next_pods = self._next_pods, {}
@@ -382,10 +392,10 @@ class Scanner:
     def _held(self) -> int:
         """Descriptors kept now: counter and net/dev files, a pidfd and a cgroup file per
         watched process."""
-        kept = getattr(self, "kept", None)
+        pools = (getattr(self, "kept", None), getattr(self, "kept_details", None))
         network = getattr(self, "network", None)
         watch = getattr(self, "watch", None)
-        files = (len(kept) if kept is not None else 0) + (len(network) if network else 0)
+        files = sum(len(p) for p in pools if p is not None) + (len(network) if network else 0)
         return files + descriptors.PER_PROCESS * (len(watch) if watch is not None else 0)
 
     def _size(self) -> None:
@@ -395,11 +405,14 @@ class Scanner:
         before = self.budget
         total = self.allowance.total
         files, nets = self.kept.wanted, self.network.wanted
-        self.budget = budget = descriptors.split(total, files + nets, self.discoverer.listed)
+        listed, details = self.discoverer.listed, self.kept_details.wanted
+        self.budget = budget = descriptors.split(total, files + nets, listed, details)
         # The net/dev share in proportion to what the pods need of it.
         self.network.capacity = budget.counter_files * nets // max(files + nets, 1)
         self.kept.capacity = budget.counter_files - self.network.capacity
+        self.kept_details.capacity = budget.detail_files
         self.kept.trim()
+        self.kept_details.trim()
         self.network.trim()
         if self.watch is not None:
             self.watch.capacity = budget.processes
@@ -586,6 +599,7 @@ class Scanner:
             self.exits.close()
         self.discoverer.close()
         self.kept.close()
+        self.kept_details.close()
         self.network.close()
         if self.watch is not None:
             self.watch.close()

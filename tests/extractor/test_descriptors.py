@@ -62,6 +62,23 @@ def test_shared_in_proportion_when_it_does_not_fit() -> None:
     assert f"about {8_000 + 2 * 4_000 + RESERVE} open files would keep them all" in text
 
 
+def test_details_give_way_first_when_it_does_not_fit() -> None:
+    """Files read every few passes lose their descriptors before those read on every pass
+    and the processes; when even those do not fit, they share in proportion."""
+    s = split(20_000, counter_files=4_250, processes=4_000, details=12_750)
+    assert not s.everything
+    assert (s.counter_files, s.processes) == (4_250, 4_000)
+    assert s.detail_files == 20_000 - 4_250 - PER_PROCESS * 4_000
+    text = s.describe()
+    assert f"keeping {4_250 + s.detail_files} of 17000 counter files and 4000 of 4000" in text
+    assert "4250 of the 4250 read on every pass are kept" in text
+    tight = split(8_000, counter_files=8_000, processes=4_000, details=10_000)
+    assert (tight.counter_files, tight.processes, tight.detail_files) == (4_000, 2_000, 0)
+    roomy = split(40_000, counter_files=4_250, processes=4_000, details=12_750)
+    assert roomy.everything and roomy.detail_files >= 12_750
+    assert roomy.counter_files + roomy.detail_files + PER_PROCESS * roomy.processes <= 40_000
+
+
 def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     assert probe(1024, min(hard, 8192)) == (
@@ -160,10 +177,12 @@ def test_what_a_scanner_holds_never_exceeds_its_budget(tree: KubeTree) -> None:
         for _ in range(3):
             scanner.take()
             assert scanner.watch is not None
-            held = len(scanner.kept) + len(scanner.network) + PER_PROCESS * len(scanner.watch)
+            files = len(scanner.kept) + len(scanner.kept_details) + len(scanner.network)
+            held = files + PER_PROCESS * len(scanner.watch)
             assert held <= 60
             assert len(os.listdir("/proc/self/fd")) - before <= 60
             assert len(scanner.kept) + len(scanner.network) <= scanner.budget.counter_files
+            assert len(scanner.kept_details) <= scanner.budget.detail_files
             assert len(scanner.watch) <= scanner.budget.processes
         assert not scanner.budget.everything  # the machine has more than 60 files' worth
     finally:

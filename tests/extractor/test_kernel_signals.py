@@ -393,7 +393,7 @@ def test_details_rotate_for_a_cgroup_beyond_the_descriptor_budget(hybrid: KubeTr
     scanner = Scanner(HYBRID, keep_open=0, details_every=3, clock=clock)
     try:
         stamps = [container(scanner.take(), cid).usage for _ in range(7)]
-        assert len(scanner.kept) == 0
+        assert len(scanner.kept) == 0 and len(scanner.kept_details) == 0
     finally:
         scanner.close()
     at = [u.details_at if u is not None else -1.0 for u in stamps]
