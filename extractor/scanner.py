@@ -91,11 +91,14 @@ exporter's default poll; ``extractor serve --details-every``): each file costs a
 3–5 µs of cold kernel work per cgroup, and reading the 13 detail files of a v1 cgroup on
 every pass would almost double it (``bench/README.md``)."""
 STAMP_KEPT_SECONDS = 150.0
-"""A re-reading of a cgroup's details (or a pod's network) that finds the very values of
-the last keeps that reading's stamp for up to this long: a quiet container's record then
-stays the same object, and a poll by difference does not carry it (``bench/README.md``).
-Half of Prometheus' default lookback (5 min), so a sample stamped with it is never too
-old to be queried."""
+STAMP_KEPT_READS = 3
+"""A re-reading of a cgroup's details that finds the very values of the last keeps that
+reading's stamp, so a quiet container's record stays the same object and a poll by
+difference does not carry it (``bench/README.md``); every ``STAMP_KEPT_READS``-th
+re-reading restamps them anyway (each cgroup in its turn, spread like the rotation, so
+no pass restamps many), and so does the first one ``STAMP_KEPT_SECONDS`` after the
+stamp: a served stamp stays well within Prometheus' default lookback (5 min). A pod's
+network is restamped with its cgroup's details."""
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +262,7 @@ class Scanner:
             # read with the rest now (no stamp); when later passes reuse them, read then
             later = known if now is None else dataclasses.replace(known, read_at=now)
             plan.learn(files, later, self.details_every)
-            plan.detailed_at = now
+            plan.detailed_at = plan.restamped_at = now
         return parse(self.layout, files, plan.dirs, plan.cgroup, self.hz, errors, known), errors
 
     def _read(self, path: str) -> bytes:
@@ -289,7 +292,9 @@ class Scanner:
                 detailed = dict(zip(plan.names, data, strict=True))
                 detailed.update(zip(plan.detail_names, got, strict=True))
                 fresh = details(self.layout, detailed, plan.dirs, self.hz, now)
-                plan.known = _restamped(plan.known, fresh)
+                plan.keeps -= 1
+                if plan.keeps <= 0 or not _same_details(plan.known, fresh):
+                    plan.known, plan.keeps, plan.restamped_at = fresh, STAMP_KEPT_READS, now
                 plan.due = self.details_every
                 plan.detailed_at = now
             else:
@@ -362,8 +367,10 @@ class Scanner:
             else:
                 fields["errors"] = ["no pod cgroup above its containers' cgroups"]
             _, ticks, pid = through[uid]
-            due = uid not in pod_paths or self._detailed(pod_paths[uid], moment.wall)
-            net, read_at = self._network(uid, due, (pid, ticks), moment.wall, networks)
+            paths = pod_paths.get(uid)
+            restamp = paths is None or self._restamps(paths, moment.wall)
+            due = restamp or self._plans[id(paths)].detailed_at == moment.wall
+            net, read_at = self._network(uid, due, restamp, (pid, ticks), moment.wall, networks)
             fields["network"], fields["host_network"] = net.interfaces, net.host_network
             fields["network_at"] = read_at
             if net.error is not None:
@@ -422,23 +429,25 @@ class Scanner:
             level = logging.INFO if budget.everything else logging.WARNING
             log.log(level, "descriptors: %s", budget.describe())
 
-    def _detailed(self, paths: dict[str, str], now: float) -> bool:
-        """Whether this pass read the details of the cgroup at ``paths`` (or could not
-        keep them: a cgroup read whole, or without a plan yet)."""
+    def _restamps(self, paths: dict[str, str], now: float) -> bool:
+        """Whether this pass gave the details of the cgroup at ``paths`` a new stamp (or
+        could not keep them: a cgroup read whole, or without a plan yet)."""
         plan = self._plans.get(id(paths))
-        return plan is None or plan.names is None or plan.detailed_at == now
+        return plan is None or plan.names is None or plan.restamped_at == now
 
     def _network(
         self,
         uid: str,
         due: bool,
+        restamp: bool,
         process: tuple[int, int],
         now: float,
         into: dict[str, tuple[tuple[int, int], PodNetwork, float]],
     ) -> tuple[PodNetwork, float]:
         """The pod's network and when it was read: read with its cgroup's details
         (``due``), else as last read through the same process. A reading that finds the
-        last one's counters keeps its object and stamp (``STAMP_KEPT_SECONDS``)."""
+        last one's counters keeps its object and stamp unless the details were restamped
+        (``restamp``; ``STAMP_KEPT_READS``)."""
         last = self._networks.get(uid)
         if last is not None and last[0] == process and not due:
             self.network.keep(*process)
@@ -448,7 +457,7 @@ class Scanner:
         if (
             last is not None
             and last[0] == process
-            and now - last[2] < STAMP_KEPT_SECONDS
+            and not restamp
             and net.error is None
             and (net.interfaces, net.host_network) == (last[1].interfaces, last[1].host_network)
         ):
@@ -609,7 +618,8 @@ class Scanner:
 class _Plan:
     """One cgroup's directories and, once learned, the files a reading takes: those of
     every pass (``names`` at ``paths_of``) and the details (at ``detail_paths``, parsed
-    into ``known``, read again in ``due`` passes); relearned in ``left`` passes. ``raw``,
+    into ``known``, read again in ``due`` passes, their stamp kept for ``keeps`` more
+    re-readings at most); relearned in ``left`` passes. ``raw``,
     ``usage`` and ``usage_known``: the last clean re-read's bytes, what they made and the
     details it was made with."""
 
@@ -620,6 +630,7 @@ class _Plan:
         "detailed_at",
         "dirs",
         "due",
+        "keeps",
         "known",
         "layout",
         "left",
@@ -627,6 +638,7 @@ class _Plan:
         "paths",
         "paths_of",
         "raw",
+        "restamped_at",
         "usage",
         "usage_known",
     )
@@ -645,6 +657,9 @@ class _Plan:
         self.known = Details()
         self.detailed_at: float | None = None
         """When the details were last read from the files (their stamp may be older)."""
+        self.restamped_at: float | None = None
+        """When they last got a new stamp."""
+        self.keeps = STAMP_KEPT_READS
         self.due = 0
         self.left = 0
         self.raw: list[bytes] | None = None
@@ -671,6 +686,7 @@ class _Plan:
         self.known = known
         spread = hash(self.cgroup)
         self.due = 1 + spread % every
+        self.keeps = 1 + spread // every % STAMP_KEPT_READS
         self.left = RELEARN_EVERY + spread % RELEARN_EVERY
 
     def _where(self, name: str) -> str:
@@ -678,14 +694,14 @@ class _Plan:
         return f"{self.dirs[key]}/{name}"
 
 
-def _restamped(old: Details, fresh: Details) -> Details:
-    """``old`` itself when ``fresh`` says the same and ``old`` is recent enough
-    (``STAMP_KEPT_SECONDS``), so the Usage built on it can be reused; else ``fresh``."""
+def _same_details(old: Details, fresh: Details) -> bool:
+    """Whether ``fresh`` says what ``old`` says, and ``old``'s stamp may still be kept
+    (``STAMP_KEPT_SECONDS``)."""
     if old.read_at is None or fresh.read_at is None:
-        return fresh
+        return False
     if fresh.read_at - old.read_at >= STAMP_KEPT_SECONDS:
-        return fresh
-    return old if dataclasses.replace(fresh, read_at=old.read_at) == old else fresh
+        return False
+    return dataclasses.replace(fresh, read_at=old.read_at) == old
 
 
 def _started(stat: ProcStat) -> int:

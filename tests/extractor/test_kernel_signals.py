@@ -27,7 +27,7 @@ import pytest
 
 from extractor.hostpaths import HostPaths
 from extractor.netdev import NetworkReader
-from extractor.scanner import STAMP_KEPT_SECONDS, Scanner, take_snapshot
+from extractor.scanner import STAMP_KEPT_READS, STAMP_KEPT_SECONDS, Scanner, take_snapshot
 from hostfs import Moment, now
 from tests.support.kernel import (
     UNIFIED,
@@ -608,13 +608,15 @@ def test_rss_cache_and_the_sandboxes_cgroup(hybrid: KubeTree) -> None:
 def test_pod_network_that_reads_the_same_keeps_its_stamp(hybrid: KubeTree) -> None:
     """The pod's network is read with its cgroup's details (here every pass) and stamped
     ``network_at``; a reading that finds the counters of the last keeps that one's stamp
-    (so a quiet pod's record does not change), traffic restamps it, and so does a
-    reading ``STAMP_KEPT_SECONDS`` after the stamp."""
+    (so a quiet pod's record does not change) until the details are restamped (one
+    re-reading in ``STAMP_KEPT_READS``), traffic restamps it, and so does a reading
+    ``STAMP_KEPT_SECONDS`` after the stamp."""
     uid, sandbox = pod_uid(), container_id()
     pause = hybrid.spawn(hybrid.container_path(uid, sandbox), ("unshare", "--net"))
     assert pause.ask("comm pause") == "ok"
     peer = subprocess.Popen(["unshare", "--net", "sleep", "120"])
-    walls = iter([1000.0, 1001.0, 1002.0, 1002.0 + STAMP_KEPT_SECONDS])
+    times = [1000.0 + i for i in range(STAMP_KEPT_READS + 2)] + [1160.0 + STAMP_KEPT_SECONDS]
+    walls = iter(times)
 
     def clock() -> Moment:
         return Moment(wall=next(walls), boot=now().boot)
@@ -624,8 +626,7 @@ def test_pod_network_that_reads_the_same_keeps_its_stamp(hybrid: KubeTree) -> No
         time.sleep(0.1)  # unshare has exec'd sleep
         with veth_between(pause.pid, peer.pid) as (_, there):
             settle(pause.pid)
-            first = pod(scanner.take(), uid)
-            quiet = pod(scanner.take(), uid)
+            quiet = [pod(scanner.take(), uid) for _ in range(STAMP_KEPT_READS + 1)]
             subprocess.run(
                 ["nsenter", "-t", str(pause.pid), "-n", sys.executable, "-c", SEND, there, "5"],
                 check=True,
@@ -637,42 +638,56 @@ def test_pod_network_that_reads_the_same_keeps_its_stamp(hybrid: KubeTree) -> No
         scanner.close()
         peer.kill()
         peer.wait()
-    assert first.network_at == 1000.0 and first.network is not None
-    assert quiet.network_at == 1000.0 and quiet.network == first.network
-    assert busy.network_at == 1002.0 and busy.network is not None
+    assert quiet[0].network_at == 1000.0 and quiet[0].network is not None
+    assert all(p.network == quiet[0].network for p in quiet)
+    stamps = [p.network_at for p in quiet]
+    assert len(set(stamps)) == 2  # kept, then restamped with the details once
+    for p in quiet[1:]:
+        assert p.usage is not None and p.network_at == (p.usage.details_at or 1000.0)
+    assert busy.network_at == times[-2] and busy.network is not None
     assert busy.network[0].model_dump(exclude={"name"}) == expected
-    assert late.network_at == 1002.0 + STAMP_KEPT_SECONDS and late.network == busy.network
+    assert late.network_at == times[-1] and late.network == busy.network
 
 
 def test_details_that_read_the_same_keep_their_stamp(hybrid: KubeTree) -> None:
     """A re-reading of the details that finds the values of the last keeps that one's
     stamp, so a quiet container's record stays the same pass after pass (and a poll by
-    difference carries nothing for it); a change restamps them, and so does a re-reading
+    difference carries nothing for it), except one re-reading in ``STAMP_KEPT_READS``
+    (each cgroup in its turn); a change restamps them, and so does a re-reading
     ``STAMP_KEPT_SECONDS`` or more after the stamp."""
     uid, cid = pod_uid(), container_id()
     worker = hybrid.spawn(hybrid.container_path(uid, cid))
     worker.wait_idle()
-    times = [1000.0 + i for i in range(7)] + [1006.0 + STAMP_KEPT_SECONDS + i for i in range(3)]
+    every = 3
+    quiet_passes = 1 + every * STAMP_KEPT_READS  # the first, then as many re-readings
+    times = [1000.0 + i for i in range(quiet_passes + every)]
+    times += [times[-1] + STAMP_KEPT_SECONDS + i for i in range(1, every + 1)]
     walls = iter(times)
 
     def clock() -> Moment:
         return Moment(wall=next(walls), boot=now().boot)
 
-    scanner = Scanner(HYBRID, details_every=3, clock=clock)
+    scanner = Scanner(HYBRID, details_every=every, clock=clock)
     try:
-        quiet = [container(scanner.take(), cid).usage for _ in range(4)]
+        usages = [container(scanner.take(), cid).usage for _ in range(quiet_passes)]
         assert worker.ask("alloc 16") == "ok"
         worker.wait_idle()
-        after = [container(scanner.take(), cid).usage for _ in range(3)]
-        late = [container(scanner.take(), cid).usage for _ in range(3)]
+        usages += [container(scanner.take(), cid).usage for _ in range(2 * every)]
     finally:
         scanner.close()
-    stamps = [u.details_at if u is not None else -1.0 for u in quiet + after + late]
+    stamps = [u.details_at if u is not None else -1.0 for u in usages]
     assert stamps[0] is None  # the first reading: with the rest
-    assert stamps[1:4] == [1000.0] * 3  # re-read once meanwhile, the same: kept
-    changed = [t for t, at in zip(times[4:7], stamps[4:7], strict=True) if at == t]
-    assert len(changed) == 1  # the re-read after the allocation: a new stamp
-    at = stamps.index(changed[0])
-    assert stamps[4:at] == [1000.0] * (at - 4) and stamps[at:7] == [changed[0]] * (7 - at)
-    late_reread = [t for t, at in zip(times[7:], stamps[7:], strict=True) if at == t]
-    assert len(late_reread) == 1  # the same values, but the stamp was too old to keep
+
+    def new_stamps(lo: int, hi: int) -> list[int]:
+        """The passes in [lo, hi) that gave the details a stamp of their own time."""
+        return [i for i in range(lo, hi) if stamps[i] == times[i]]
+
+    quiet = new_stamps(1, quiet_passes)
+    assert len(quiet) == 1  # re-read STAMP_KEPT_READS times the same: restamped once
+    (q,) = quiet
+    assert stamps[1:q] == [1000.0] * (q - 1)
+    assert stamps[q:quiet_passes] == [times[q]] * (quiet_passes - q)
+    (changed,) = new_stamps(quiet_passes, quiet_passes + every)  # after the allocation
+    assert stamps[quiet_passes:changed] == [times[q]] * (changed - quiet_passes)
+    (late,) = new_stamps(quiet_passes + every, len(times))  # too old to keep
+    assert stamps[changed:late] == [times[changed]] * (late - changed)
