@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -336,6 +336,16 @@ STEP = STAMP_KEPT_SECONDS + 50.0
 """Between passes, where no re-reading is to keep an earlier stamp."""
 
 
+def passes_at(walls: Iterable[float]) -> Callable[[], Moment]:
+    """A Scanner clock whose passes happen at these wall times (the boot clock real)."""
+    times = iter(walls)
+
+    def clock() -> Moment:
+        return Moment(wall=next(times), boot=now().boot)
+
+    return clock
+
+
 def test_details_are_reread_every_few_passes_and_say_when(hybrid: KubeTree) -> None:
     """A kept Scanner reads CPU and memory usage on every pass and the details every
     ``details_every`` passes: in between they stand as last read, stamped with that
@@ -345,11 +355,7 @@ def test_details_are_reread_every_few_passes_and_say_when(hybrid: KubeTree) -> N
     path = hybrid.container_path(uid, cid)
     worker = hybrid.spawn(path)
     mem = hybrid.directory("memory", path)
-    walls = iter(1000.0 + STEP * i for i in range(7))
-
-    def clock() -> Moment:  # the passes' wall times 1000, 1001, …; the boot clock real
-        return Moment(wall=next(walls), boot=now().boot)
-
+    clock = passes_at(1000.0 + STEP * i for i in range(7))
     scanner = Scanner(HYBRID, details_every=3, clock=clock)
     try:
         first = container(scanner.take(), cid)
@@ -385,12 +391,9 @@ def test_details_rotate_for_a_cgroup_beyond_the_descriptor_budget(hybrid: KubeTr
     read by path, and still the details only every ``details_every`` passes."""
     cid = container_id()
     hybrid.spawn(hybrid.container_path(pod_uid(), cid))
-    walls = iter(1000.0 + STEP * i for i in range(7))
-
-    def clock() -> Moment:
-        return Moment(wall=next(walls), boot=now().boot)
-
-    scanner = Scanner(HYBRID, keep_open=0, details_every=3, clock=clock)
+    scanner = Scanner(
+        HYBRID, keep_open=0, details_every=3, clock=passes_at(1000.0 + STEP * i for i in range(7))
+    )
     try:
         stamps = [container(scanner.take(), cid).usage for _ in range(7)]
         assert len(scanner.kept) == 0 and len(scanner.kept_details) == 0
@@ -616,12 +619,7 @@ def test_pod_network_that_reads_the_same_keeps_its_stamp(hybrid: KubeTree) -> No
     assert pause.ask("comm pause") == "ok"
     peer = subprocess.Popen(["unshare", "--net", "sleep", "120"])
     times = [1000.0 + i for i in range(STAMP_KEPT_READS + 2)] + [1160.0 + STAMP_KEPT_SECONDS]
-    walls = iter(times)
-
-    def clock() -> Moment:
-        return Moment(wall=next(walls), boot=now().boot)
-
-    scanner = Scanner(HYBRID, details_every=1, clock=clock)
+    scanner = Scanner(HYBRID, details_every=1, clock=passes_at(times))
     try:
         time.sleep(0.1)  # unshare has exec'd sleep
         with veth_between(pause.pid, peer.pid) as (_, there):
@@ -662,12 +660,7 @@ def test_details_that_read_the_same_keep_their_stamp(hybrid: KubeTree) -> None:
     quiet_passes = 1 + every * STAMP_KEPT_READS  # the first, then as many re-readings
     times = [1000.0 + i for i in range(quiet_passes + every)]
     times += [times[-1] + STAMP_KEPT_SECONDS + i for i in range(1, every + 1)]
-    walls = iter(times)
-
-    def clock() -> Moment:
-        return Moment(wall=next(walls), boot=now().boot)
-
-    scanner = Scanner(HYBRID, details_every=every, clock=clock)
+    scanner = Scanner(HYBRID, details_every=every, clock=passes_at(times))
     try:
         usages = [container(scanner.take(), cid).usage for _ in range(quiet_passes)]
         assert worker.ask("alloc 16") == "ok"
