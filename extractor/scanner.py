@@ -367,9 +367,7 @@ class Scanner:
             else:
                 fields["errors"] = ["no pod cgroup above its containers' cgroups"]
             _, ticks, pid = through[uid]
-            paths = pod_paths.get(uid)
-            restamp = paths is None or self._restamps(paths, moment.wall)
-            due = restamp or self._plans[id(paths)].detailed_at == moment.wall
+            due, restamp = self._network_due(pod_paths.get(uid), moment.wall)
             net, read_at = self._network(uid, due, restamp, (pid, ticks), moment.wall, networks)
             fields["network"], fields["host_network"] = net.interfaces, net.host_network
             fields["network_at"] = read_at
@@ -429,11 +427,14 @@ class Scanner:
             level = logging.INFO if budget.everything else logging.WARNING
             log.log(level, "descriptors: %s", budget.describe())
 
-    def _restamps(self, paths: dict[str, str], now: float) -> bool:
-        """Whether this pass gave the details of the cgroup at ``paths`` a new stamp (or
-        could not keep them: a cgroup read whole, or without a plan yet)."""
-        plan = self._plans.get(id(paths))
-        return plan is None or plan.names is None or plan.restamped_at == now
+    def _network_due(self, paths: dict[str, str] | None, now: float) -> tuple[bool, bool]:
+        """Whether this pass read the details of the pod cgroup at ``paths``, and whether
+        it gave them a new stamp: both when it could not keep them (no pod cgroup, one
+        read whole, or without a plan yet)."""
+        plan = self._plans.get(id(paths)) if paths is not None else None
+        if plan is None or plan.names is None:
+            return True, True
+        return plan.detailed_at == now, plan.restamped_at == now
 
     def _network(
         self,
